@@ -1,0 +1,65 @@
+"""The `vaedx` command line: one typer app, one sub-command per stage of the pipeline.
+
+Errors a user can cause are :class:`vaedx.errors.VaedxError`; ``main`` prints them as one red line and exits
+with status 2, so no user ever sees a traceback. Set ``VAEDX_DEBUG=1`` to get the traceback anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from vaedx.errors import VaedxError
+
+app = typer.Typer(
+    name="vaedx",
+    help="Variational autoencoders for medical image anomaly detection and diagnosis.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    """Sub-commands live beside the code they drive; importing them here keeps one entry point."""
+    from vaedx.data.commands import app as data_app
+    from vaedx.demo import demo
+
+    app.add_typer(data_app, name="data", help="Index, prepare and inspect image data sets.")
+    app.command("demo")(demo)
+
+
+_register()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        from vaedx import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, standalone_mode=True)
+    except VaedxError as e:
+        if os.environ.get("VAEDX_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        return 130
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

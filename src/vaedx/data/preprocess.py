@@ -1,0 +1,153 @@
+"""Preprocessing: one pydantic model that says how raw pixels become model inputs.
+
+The same :class:`PreprocessConfig` is saved in every tensor store and beside every model, so a later
+command (detect, diagnose, serve) applies exactly the transform the model was trained with, and can refuse
+data that was prepared differently.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from vaedx.errors import ConfigError
+
+
+class PreprocessConfig(BaseModel):
+    """How to turn a decoded image (C, H, W float32) into a model input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: tuple[int, int] | None = Field(
+        default=None, description="Output (height, width); None keeps the source size (must then be uniform)."
+    )
+    keep_aspect: bool = Field(default=True, description="Resize the longer side, then pad to `size`.")
+    pad_value: float = 0.0
+    channels: list[int] | None = Field(default=None, description="Channel indices to keep, e.g. [1] for FLAIR.")
+    grey: bool = Field(default=False, description="Average channels into one (ITU-R 601 weights for RGB).")
+    normalize: Literal["percentile", "minmax", "zscore", "fixed", "none"] = "percentile"
+    clip_percentiles: tuple[float, float] = (0.5, 99.5)
+    fixed_range: tuple[float, float] = Field(
+        default=(0.0, 255.0), description="Input range mapped to [0, 1] when normalize='fixed'."
+    )
+    foreground_mask: bool = Field(default=False, description="Zero out background found by thresholding.")
+    foreground_threshold: float = Field(default=0.02, description="Fraction of the normalised range.")
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _square(cls, v):
+        if isinstance(v, int):
+            return (v, v)
+        return v
+
+    @field_validator("clip_percentiles")
+    @classmethod
+    def _pct(cls, v):
+        lo, hi = v
+        if not 0 <= lo < hi <= 100:
+            raise ValueError("clip_percentiles must satisfy 0 <= low < high <= 100")
+        return v
+
+    def fingerprint(self) -> str:
+        """Stable text used to check that a model and a store were prepared the same way."""
+        return self.model_dump_json()
+
+    def describe_difference(self, other: PreprocessConfig) -> list[str]:
+        a, b = self.model_dump(), other.model_dump()
+        return [f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b.get(k)]
+
+
+_RGB_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def select_channels(x: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    if cfg.channels is not None:
+        bad = [c for c in cfg.channels if c >= x.shape[0] or c < -x.shape[0]]
+        if bad:
+            raise ConfigError(f"channels {bad} requested but the image has {x.shape[0]} channel(s)")
+        x = x[cfg.channels]
+    if cfg.grey and x.shape[0] > 1:
+        if x.shape[0] == 3:
+            x = np.tensordot(_RGB_WEIGHTS, x, axes=1)[None]
+        else:
+            x = x.mean(axis=0, keepdims=True)
+    return x
+
+
+def normalize_intensity(x: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Map intensities to a common scale; percentile/minmax/fixed give [0, 1]."""
+    x = x.astype(np.float32, copy=False)
+    if cfg.normalize == "none":
+        return x
+    if cfg.normalize == "fixed":
+        lo, hi = cfg.fixed_range
+    elif cfg.normalize == "zscore":
+        sd = float(x.std())
+        return (x - float(x.mean())) / (sd if sd > 0 else 1.0)
+    elif cfg.normalize == "minmax":
+        lo, hi = float(x.min()), float(x.max())
+    else:
+        lo, hi = (float(v) for v in np.percentile(x, cfg.clip_percentiles))
+    if hi <= lo:
+        return np.zeros_like(x)
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _target_hw(h: int, w: int, cfg: PreprocessConfig) -> tuple[int, int]:
+    th, tw = cfg.size  # type: ignore[misc]
+    if not cfg.keep_aspect:
+        return th, tw
+    scale = min(th / h, tw / w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _pad_to(t: torch.Tensor, size: tuple[int, int], value: float) -> torch.Tensor:
+    th, tw = size
+    h, w = t.shape[-2:]
+    top, left = (th - h) // 2, (tw - w) // 2
+    return F.pad(t, (left, tw - w - left, top, th - h - top), value=value)
+
+
+def resize(x: np.ndarray, cfg: PreprocessConfig, *, is_mask: bool = False) -> np.ndarray:
+    """Antialiased bilinear for images, nearest for masks; pads to keep the aspect ratio."""
+    if cfg.size is None or tuple(x.shape[-2:]) == tuple(cfg.size):
+        return x
+    h, w = x.shape[-2:]
+    th, tw = _target_hw(h, w, cfg)
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+    if (th, tw) != (h, w):
+        if is_mask:
+            t = F.interpolate(t, size=(th, tw), mode="nearest-exact")
+        else:
+            t = F.interpolate(t, size=(th, tw), mode="bilinear", antialias=True, align_corners=False)
+    t = _pad_to(t, cfg.size, 0.0 if is_mask else cfg.pad_value)
+    return t[0].numpy()
+
+
+def foreground(x: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Boolean (H, W) foreground: any channel above the threshold of the normalised range."""
+    lo, hi = float(x.min()), float(x.max())
+    if hi <= lo:
+        return np.zeros(x.shape[-2:], dtype=bool)
+    return ((x - lo) / (hi - lo) > cfg.foreground_threshold).any(axis=0)
+
+
+def apply(
+    x: np.ndarray, cfg: PreprocessConfig, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(C, H, W) image and optional (H, W) mask -> preprocessed float32 image and uint8 mask."""
+    if x.ndim == 2:
+        x = x[None]
+    x = select_channels(x, cfg)
+    x = normalize_intensity(x, cfg)
+    if cfg.foreground_mask:
+        x = x * foreground(x, cfg)[None]
+    x = resize(x, cfg).astype(np.float32, copy=False)
+    if mask is not None:
+        m = (np.asarray(mask) > 0).astype(np.float32)
+        mask = (resize(m[None], cfg, is_mask=True)[0] > 0.5).astype(np.uint8)
+    return x, mask

@@ -1,0 +1,42 @@
+"""Shared fixtures. Real data comes from VAEDX_DATA_DIR (default ../shared/data).
+
+When CI is set, missing real data is a failure, not a skip: a green CI must mean the real-data tests ran.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def _data_root() -> Path:
+    env = os.environ.get("VAEDX_DATA_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    root = _data_root()
+    if not (root / "SOURCES.md").exists():
+        msg = f"real data not found at {root} (set VAEDX_DATA_DIR)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return root
+
+
+@pytest.fixture(scope="session")
+def pneumonia_npz(data_dir: Path) -> Path:
+    return data_dir / "pneumoniamnist" / "pneumoniamnist.npz"
+
+
+@pytest.fixture(scope="session")
+def lgg_dir(data_dir: Path) -> Path:
+    return data_dir / "brain_lgg"
