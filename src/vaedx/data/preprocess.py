@@ -27,7 +27,9 @@ class PreprocessConfig(BaseModel):
     )
     keep_aspect: bool = Field(default=True, description="Resize the longer side, then pad to `size`.")
     pad_value: float = 0.0
-    channels: list[int] | None = Field(default=None, description="Channel indices to keep, e.g. [1] for FLAIR.")
+    channels: list[int] | None = Field(
+        default=None, description="Channel indices to keep, e.g. [1] for FLAIR."
+    )
     grey: bool = Field(default=False, description="Average channels into one (ITU-R 601 weights for RGB).")
     normalize: Literal["percentile", "minmax", "zscore", "fixed", "none"] = "percentile"
     clip_percentiles: tuple[float, float] = (0.5, 99.5)

@@ -85,6 +85,35 @@ class StoreWriter:
             col.append(row.get(k))
         self.count += 1
 
+    def add_batch(
+        self,
+        images: np.ndarray,
+        *,
+        labels: Sequence[int] | np.ndarray | None = None,
+        masks: np.ndarray | None = None,
+        records: dict[str, Sequence[Any]] | None = None,
+    ) -> None:
+        """Write B rows at once (B, C, H, W); the vectorised path for large in-memory sources such as npz.
+
+        ``records`` maps column -> B values (path, split, patient_id, extras); ``masks`` is (B, H, W) or None.
+        """
+        i, b = self.count, len(images)
+        if i + b > self.n:
+            raise IndexError("store is full")
+        if tuple(images.shape[1:]) != tuple(self.images.shape[1:]):
+            got, want = tuple(images.shape[1:]), tuple(self.images.shape[1:])
+            raise InputError(f"image shape {got} differs from the store's {want}")
+        self.images[i : i + b] = images
+        if self.masks is not None:
+            self.masks[i : i + b, 0] = 0 if masks is None else masks
+        if labels is not None:
+            self.labels[i : i + b] = np.asarray(labels, dtype=np.int64)
+        cols: dict[str, Sequence[Any]] = {"has_mask": [masks is not None] * b, **(records or {})}
+        for k in set(cols) | set(self.records):
+            col = self.records.setdefault(k, [None] * i)
+            col.extend(cols[k] if k in cols else [None] * b)
+        self.count += b
+
     def finish(
         self,
         label_names: Sequence[str],
@@ -92,6 +121,7 @@ class StoreWriter:
         *,
         skipped: Sequence[dict[str, str]] = (),
         source: str = "",
+        extra: dict[str, Any] | None = None,
     ) -> TensorStore:
         """Flush arrays, trim unused rows (files skipped on error), and write the metadata last."""
         n = self.count
@@ -115,6 +145,7 @@ class StoreWriter:
             "has_masks": (self.out / "masks.npy").exists(),
             "skipped": list(skipped),
             "source": source,
+            **(extra or {}),
         }
         atomic_write_json(self.out / "store.json", meta)
         return TensorStore.open(self.out)
@@ -148,7 +179,9 @@ class TensorStore:
         root = Path(root)
         meta_path = root / "store.json"
         if not meta_path.is_file():
-            raise InputError("not a vaedx tensor store (store.json missing); create one with `vaedx data prepare`", root)
+            raise InputError(
+                "not a vaedx tensor store (store.json missing); create one with `vaedx data prepare`", root
+            )
         try:
             meta = json.loads(meta_path.read_text())
             images = np.load(root / "images.npy", mmap_mode="r")
@@ -158,7 +191,9 @@ class TensorStore:
         except (OSError, ValueError, KeyError) as e:
             raise InputError(f"tensor store is damaged or incomplete ({e})", root) from None
         if meta.get("version") != STORE_VERSION:
-            raise InputError(f"store version {meta.get('version')} is not supported (need {STORE_VERSION})", root)
+            raise InputError(
+                f"store version {meta.get('version')} is not supported (need {STORE_VERSION})", root
+            )
         if images.shape[0] != meta["n"] or labels.shape[0] != meta["n"]:
             raise InputError("tensor store arrays disagree on the number of images", root)
         return cls(
@@ -218,7 +253,8 @@ class TensorStore:
         problems = []
         if tuple(image_shape) != self.image_shape:
             problems.append(f"image shape {tuple(image_shape)} (model) vs {self.image_shape} (store)")
-        problems += [f"preprocess {d} (model vs store)" for d in preprocess.describe_difference(self.preprocess)]
+        diffs = preprocess.describe_difference(self.preprocess)
+        problems += [f"preprocess {d} (model vs store)" for d in diffs]
         if problems:
             raise ModelMismatchError("model and store do not match: " + "; ".join(problems), self.root)
 

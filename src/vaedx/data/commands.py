@@ -1,0 +1,233 @@
+"""`vaedx data index | split | prepare | inspect`: thin typer wrappers over the data modules.
+
+Options only parse text and call the library, so everything the CLI does is also one function call away
+for notebooks and tests. User errors surface as VaedxError and ``vaedx.cli.main`` prints them as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from vaedx.data.index import Columns, IndexOptions, index_source
+from vaedx.data.inspect import render, summarize, summarize_manifest
+from vaedx.data.manifest import read_manifest, write_manifest
+from vaedx.data.prepare import build_config, prepare
+from vaedx.data.splits import DEFAULT_FRACTIONS, assign_splits, parse_fractions
+from vaedx.errors import ConfigError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+class OnErrorChoice(StrEnum):
+    fail = "fail"
+    skip = "skip"
+
+
+class NormalizeChoice(StrEnum):
+    percentile = "percentile"
+    minmax = "minmax"
+    zscore = "zscore"
+    fixed = "fixed"
+    none = "none"
+
+
+def _numbers(text: str | None, n: int | None, name: str, kind: type = float) -> list[Any] | None:
+    if text is None:
+        return None
+    try:
+        vals = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{name} expects comma-separated numbers, got {text!r}") from None
+    if n is not None and len(vals) != n or not vals:
+        raise ConfigError(f"{name} expects {n or 'one or more'} comma-separated numbers, got {text!r}")
+    return vals
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+OnErrorOpt = Annotated[
+    OnErrorChoice,
+    typer.Option("--on-error", help="fail: stop at the first bad file; skip: list it and go on."),
+]
+LabelNamesOpt = Annotated[
+    str | None,
+    typer.Option("--label-names", help="Class names for integer labels 0,1,..., e.g. normal,pneumonia."),
+]
+FractionsOpt = Annotated[
+    str, typer.Option("--fractions", help="train,val,test fractions for rows without a split.")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the patient-level split.")]
+
+
+@app.command("index")
+def index_cmd(
+    source: Annotated[
+        Path, typer.Argument(help="Folder, labels/LGG/other CSV, MedMNIST .npz or NIfTI volume.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Manifest CSV to write.")],
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="CSV with columns file,label[,patient_id].")
+    ] = None,
+    label_names: LabelNamesOpt = None,
+    folder_labels: Annotated[
+        bool | None,
+        typer.Option(
+            "--folder-labels/--no-folder-labels", help="Labels from class sub-folders (default: auto)."
+        ),
+    ] = None,
+    mask_suffix: Annotated[str, typer.Option(help="X<suffix>.ext beside X.ext is X's mask.")] = "_mask",
+    axis: Annotated[int, typer.Option(help="Volume axis to slice along (0, 1, 2 of the RAS array).")] = 2,
+    min_foreground: Annotated[
+        float, typer.Option(help="Keep volume slices with this foreground fraction.")
+    ] = 0.0,
+    from_csv: Annotated[
+        bool, typer.Option("--from-csv", help="Read SOURCE (or SOURCE/manifest.csv) as a table.")
+    ] = False,
+    path_col: Annotated[str | None, typer.Option(help="CSV column with image paths.")] = None,
+    label_col: Annotated[str | None, typer.Option(help="CSV column with labels.")] = None,
+    mask_col: Annotated[str | None, typer.Option(help="CSV column with mask paths.")] = None,
+    patient_col: Annotated[str | None, typer.Option(help="CSV column with patient ids.")] = None,
+    split_col: Annotated[str | None, typer.Option(help="CSV column with train/val/test.")] = None,
+    split: Annotated[bool, typer.Option("--split/--no-split", help="Assign blank splits by patient.")] = True,
+    fractions: FractionsOpt = "0.7,0.15,0.15",
+    seed: SeedOpt = 0,
+    on_error: OnErrorOpt = OnErrorChoice.fail,
+) -> None:
+    """Build a manifest CSV (path,label,mask,split,patient_id) from a folder, table, npz or volume."""
+    opts = IndexOptions(
+        labels=labels,
+        label_names=_names(label_names),
+        folder_labels=folder_labels,
+        mask_suffix=mask_suffix,
+        axis=axis,
+        min_foreground=min_foreground,
+        from_csv=from_csv,
+        columns=Columns(path_col, label_col, mask_col, patient_col, split_col),
+        on_error=on_error.value,
+    )
+    fr = parse_fractions(fractions)
+    m = index_source(source, opts)
+    if split:
+        assign_splits(m, fr, seed)
+    write_manifest(m, output)
+    console = Console()
+    console.print(f"wrote {output} ({len(m)} rows)", highlight=False, soft_wrap=True)
+    render(summarize_manifest(m, sample=0), console)
+
+
+@app.command("split")
+def split_cmd(
+    manifest: Annotated[Path, typer.Argument(help="Manifest CSV.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Default: overwrite MANIFEST.")
+    ] = None,
+    fractions: FractionsOpt = "0.7,0.15,0.15",
+    seed: SeedOpt = 0,
+    reset: Annotated[bool, typer.Option("--reset", help="Re-split every row, not only blank ones.")] = False,
+) -> None:
+    """Assign train/val/test by patient, stratified by label; existing splits are kept unless --reset."""
+    m = read_manifest(manifest)
+    if reset:
+        for r in m.rows:
+            r["split"] = ""
+    added = assign_splits(m, parse_fractions(fractions), seed)
+    write_manifest(m, output or manifest)
+    Console().print(f"assigned {sum(added.values())} rows: {added}", highlight=False, soft_wrap=True)
+    render(summarize_manifest(m, sample=0))
+
+
+@app.command("prepare")
+def prepare_cmd(
+    source: Annotated[Path, typer.Argument(help="Manifest CSV, MedMNIST .npz, or a folder (indexed first).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Store folder to write.")],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Preprocessing YAML (options override it).")
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option(help="Output height = width; default: keep the source size.")
+    ] = None,
+    channels: Annotated[
+        str | None, typer.Option(help="Channel indices to keep, e.g. 1 (LGG FLAIR) or 0,1,2.")
+    ] = None,
+    grey: Annotated[bool | None, typer.Option("--grey/--no-grey", help="Average channels into one.")] = None,
+    normalize: Annotated[NormalizeChoice | None, typer.Option(help="Intensity normalisation.")] = None,
+    clip_percentiles: Annotated[str | None, typer.Option(help="low,high for --normalize percentile.")] = None,
+    fixed_range: Annotated[
+        str | None, typer.Option(help="low,high mapped to 0,1 for --normalize fixed.")
+    ] = None,
+    keep_aspect: Annotated[
+        bool | None, typer.Option("--keep-aspect/--stretch", help="Pad instead of stretch.")
+    ] = None,
+    pad_value: Annotated[float | None, typer.Option(help="Value of the padding.")] = None,
+    foreground_mask: Annotated[
+        bool | None, typer.Option("--foreground-mask/--no-foreground-mask", help="Zero the background.")
+    ] = None,
+    foreground_threshold: Annotated[float | None, typer.Option(help="Background threshold (0..1).")] = None,
+    window: Annotated[
+        str | None, typer.Option(help="DICOM/CT window: a name (brain, lung...) or low,high.")
+    ] = None,
+    label_names: LabelNamesOpt = None,
+    fractions: FractionsOpt = "0.7,0.15,0.15",
+    seed: SeedOpt = 0,
+    on_error: OnErrorOpt = OnErrorChoice.fail,
+) -> None:
+    """Decode, preprocess and cache every image in a memory-mapped tensor store."""
+    cfg = build_config(
+        config,
+        size=size,
+        channels=_numbers(channels, None, "--channels", int),
+        grey=grey,
+        normalize=normalize.value if normalize else None,
+        clip_percentiles=_numbers(clip_percentiles, 2, "--clip-percentiles"),
+        fixed_range=_numbers(fixed_range, 2, "--fixed-range"),
+        keep_aspect=keep_aspect,
+        pad_value=pad_value,
+        foreground_mask=foreground_mask,
+        foreground_threshold=foreground_threshold,
+    )
+    read_options: dict[str, Any] = {}
+    if window:
+        read_options["window"] = tuple(_numbers(window, 2, "--window") or ()) if "," in window else window
+    t0 = time.perf_counter()
+    store = prepare(
+        source,
+        output,
+        cfg,
+        on_error=on_error.value,
+        read_options=read_options,
+        label_names=_names(label_names),
+        fractions=parse_fractions(fractions) if fractions else DEFAULT_FRACTIONS,
+        seed=seed,
+    )
+    seconds = time.perf_counter() - t0
+    console = Console()
+    shape = "x".join(map(str, store.image_shape))
+    console.print(
+        f"prepared {output}: {len(store)} images of {shape} (CxHxW) in {seconds:.1f} s",
+        highlight=False,
+        soft_wrap=True,
+    )
+    render(summarize(output), console)
+
+
+@app.command("inspect")
+def inspect_cmd(
+    path: Annotated[Path, typer.Argument(help="Tensor store folder or manifest CSV.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    sample: Annotated[int, typer.Option(help="Images sampled for statistics (manifests: <= 64).")] = 2000,
+) -> None:
+    """Counts per split x label, sizes, channels, intensities, mask coverage, patients and problems."""
+    info = summarize(path, sample=sample)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, default=str))
+    else:
+        render(info)

@@ -1,0 +1,365 @@
+"""Decode every manifest row once, preprocess it, and write a memory-mapped tensor store.
+
+Why a separate step: decoding and resizing dominate the cost of training a small VAE, and doing them once
+makes every later run start in milliseconds. Rows are processed in chunks with one vectorised transform per
+chunk (``apply_batch`` gives the same numbers as :func:`vaedx.data.preprocess.apply`, image by image), so a
+MedMNIST npz of thousands of images takes a second or two. The store is built in a hidden sibling folder and
+moved into place at the end: an interrupted run never leaves a half-written store that opens.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import ValidationError
+
+from vaedx.atomic import atomic_write_text
+from vaedx.data.index import IndexOptions, index_source, known_label_names
+from vaedx.data.manifest import STANDARD_COLUMNS, Manifest, OnError, read_manifest
+from vaedx.data.preprocess import PreprocessConfig, apply, foreground, resize, select_channels
+from vaedx.data.splits import DEFAULT_FRACTIONS, assign_splits
+from vaedx.data.store import StoreWriter, TensorStore
+from vaedx.errors import ConfigError, InputError, VaedxError
+from vaedx.io import detect_format, read_any, read_mask, read_npz
+
+# Rows are transformed together in chunks of about this many float32 values (32 MB), at most MAX_CHUNK_ROWS
+# rows: big enough for vectorisation to pay, small enough that a 512x512 RGB set does not need gigabytes.
+CHUNK_VALUES = 1 << 23
+MAX_CHUNK_ROWS = 1024
+STORE_FILES = ("images.npy", "masks.npy", "labels.npy", "records.json", "store.json", "preprocess.yaml")
+
+
+# ------------------------------------------------------------------------------------------ configuration
+def build_config(config_file: str | Path | None = None, **overrides: Any) -> PreprocessConfig:
+    """YAML file (fields at top level or under ``preprocess:``; a store.json works too) + CLI overrides."""
+    data: dict[str, Any] = {}
+    where = str(config_file) if config_file else "options"
+    if config_file:
+        p = Path(config_file)
+        if not p.is_file():
+            raise ConfigError(f"{p}: preprocessing config not found")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: expected a mapping of preprocessing fields")
+        data = dict(loaded.get("preprocess", loaded))
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return PreprocessConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "config"
+        raise ConfigError(f"{where}: {loc}: {err['msg']}") from None
+
+
+# ---------------------------------------------------------------------------------------- vectorised
+def apply_batch(
+    x: np.ndarray, cfg: PreprocessConfig, masks: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, C, H, W) images and optional (N, H, W) masks -> what ``apply`` gives for each, in one pass."""
+    x = x.astype(np.float32, copy=False)
+    x = select_channels(x.swapaxes(0, 1), cfg).swapaxes(
+        0, 1
+    )  # channel axis first, as select_channels expects
+    x = _normalize_batch(x, cfg)
+    if cfg.foreground_mask:
+        x = x * np.stack([foreground(im, cfg) for im in x])[:, None]
+    n, c, h, w = x.shape
+    x = resize(x.reshape(n * c, h, w), cfg)
+    x = np.ascontiguousarray(x.reshape(n, c, *x.shape[-2:]), dtype=np.float32)
+    if masks is not None:
+        m = (np.asarray(masks) > 0).astype(np.float32)
+        masks = (resize(m, cfg, is_mask=True) > 0.5).astype(np.uint8)
+    return x, masks
+
+
+def _normalize_batch(x: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Per-image statistics, as :func:`vaedx.data.preprocess.normalize_intensity` computes them."""
+    if cfg.normalize == "none":
+        return x
+    flat = x.reshape(len(x), -1)
+    if cfg.normalize == "zscore":
+        mean, sd = flat.mean(axis=1), flat.std(axis=1)
+        return (x - mean[:, None, None, None]) / np.where(sd > 0, sd, 1.0)[:, None, None, None]
+    # float32 statistics, so results match the per-image code bit for bit in almost every case
+    if cfg.normalize == "fixed":
+        lo = np.full(len(x), cfg.fixed_range[0], dtype=np.float32)
+        hi = np.full(len(x), cfg.fixed_range[1], dtype=np.float32)
+    elif cfg.normalize == "minmax":
+        lo, hi = flat.min(axis=1), flat.max(axis=1)
+    else:
+        lo, hi = np.percentile(flat, cfg.clip_percentiles, axis=1).astype(np.float32)
+    span = hi - lo
+    out = (x - lo[:, None, None, None]) / np.where(span > 0, span, 1.0)[:, None, None, None]
+    out = np.clip(out, 0.0, 1.0).astype(np.float32)
+    out[span <= 0] = 0.0
+    return out
+
+
+# --------------------------------------------------------------------------------------------- output
+@contextmanager
+def staged_store(out: str | Path) -> Iterator[Path]:
+    """Yield a hidden folder to build in; on success its files replace any previous store in ``out``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "store.json").is_file():
+        raise ConfigError(
+            f"{out}: folder exists, is not empty and is not a vaedx store; choose another --out"
+        )
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    out.mkdir(parents=True, exist_ok=True)
+    for name in STORE_FILES:  # other files beside an old store (models, reports) are left alone
+        (out / name).unlink(missing_ok=True)
+    for f in tmp.iterdir():
+        f.replace(out / f.name)
+    tmp.rmdir()
+
+
+def _finish(
+    writer: StoreWriter | None,
+    names: Sequence[str],
+    cfg: PreprocessConfig,
+    skipped: list[dict[str, str]],
+    source: Path,
+    extra: dict[str, Any],
+) -> None:
+    if writer is None or writer.count == 0:
+        first = f", e.g. {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
+        raise InputError(f"no image could be read ({len(skipped)} skipped{first})", source)
+    writer.finish(names, cfg, skipped=skipped, source=str(source.resolve()), extra=extra)
+    atomic_write_text(
+        writer.out / "preprocess.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    )
+
+
+# -------------------------------------------------------------------------------------------- sources
+def prepare(
+    source: str | Path,
+    out: str | Path,
+    cfg: PreprocessConfig,
+    *,
+    on_error: OnError = "fail",
+    read_options: dict[str, Any] | None = None,
+    label_names: Sequence[str] | None = None,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+) -> TensorStore:
+    """Prepare a store from a manifest CSV, straight from a MedMNIST npz, or from a folder (indexed first)."""
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() != ".csv" and detect_format(source) == "npz":
+        with staged_store(out) as tmp:
+            _prepare_npz(source, tmp, cfg, label_names)
+        return TensorStore.open(out)
+    if source.is_dir():  # convenience: index with the default rules first
+        manifest = index_source(source, IndexOptions(on_error=on_error))
+    else:
+        manifest = read_manifest(source, on_error=on_error)
+    assigned = 0
+    if any(not r.get("split") for r in manifest.rows):
+        assigned = sum(assign_splits(manifest, fractions, seed).values())
+    with staged_store(out) as tmp:
+        _prepare_manifest(manifest, tmp, cfg, on_error, read_options or {}, label_names, assigned)
+    return TensorStore.open(out)
+
+
+def _prepare_npz(path: Path, out: Path, cfg: PreprocessConfig, label_names: Sequence[str] | None) -> None:
+    data = read_npz(path)
+    all_labels = np.concatenate([lab for _, lab in data.splits.values()])
+    names = list(label_names or known_label_names(path) or [])
+    names = names or [str(v) for v in range(int(all_labels.max()) + 1)]
+    if all_labels.min() < 0 or all_labels.max() >= len(names):
+        raise InputError(f"npz label codes {sorted(set(all_labels.tolist()))} do not fit names {names}", path)
+    writer: StoreWriter | None = None
+    total = sum(len(lab) for _, lab in data.splits.values())
+    for split, (images, labels) in data.splits.items():
+        chw = images[:, None] if images.ndim == 3 else np.moveaxis(images, -1, 1)
+        rows = max(1, min(MAX_CHUNK_ROWS, CHUNK_VALUES // max(1, _values_per_image(chw.shape[1:], cfg))))
+        for start in range(0, len(images), rows):
+            stop = min(start + rows, len(images))
+            x, _ = apply_batch(chw[start:stop], cfg)
+            if writer is None:
+                writer = StoreWriter(out, total, x.shape[1:], with_masks=False)
+            refs = [f"{split}/{i}" for i in range(start, stop)]
+            writer.add_batch(
+                x,
+                labels=labels[start:stop],
+                records={
+                    "path": [f"{path.name}#{r}" for r in refs],
+                    "split": [split] * len(refs),
+                    "patient_id": refs,
+                },
+            )
+    _finish(writer, names, cfg, [], path, {"read_options": {}})
+
+
+class RowDecoder:
+    """Decodes manifest rows; keeps the last npz and volume in memory because their rows come in runs."""
+
+    def __init__(self, manifest: Manifest, read_options: dict[str, Any]):
+        self.m = manifest
+        self.opts = read_options
+        self._npz: dict[Path, Any] = {}
+        self._multi: dict[tuple[Path, str], list[Any]] = {}
+
+    def image(self, row: dict[str, str]) -> np.ndarray:
+        ref = self.m.resolve(row["path"])
+        if ref.split is not None:
+            if ref.file not in self._npz:
+                self._npz = {ref.file: read_npz(ref.file)}
+            splits = self._npz[ref.file].splits
+            if ref.split not in splits or ref.index >= len(splits[ref.split][0]):  # type: ignore[operator]
+                raise InputError(f"npz has no image {ref.split}/{ref.index}", ref.file)
+            arr = splits[ref.split][0][ref.index]
+            return (
+                arr[None].astype(np.float32) if arr.ndim == 2 else np.moveaxis(arr, -1, 0).astype(np.float32)
+            )
+        return self._pick(ref.file, row, self.opts).array
+
+    def mask(self, row: dict[str, str], hw: tuple[int, int]) -> np.ndarray | None:
+        if not row.get("mask"):
+            return None
+        file = self.m.resolve(row["mask"]).file
+        if row.get("slice_index") or row.get("frame"):
+            mask = (self._pick(file, row, {}).array[0] > 0).astype(np.uint8)
+        else:
+            mask = read_mask(file)
+        if mask.shape != hw:
+            image = self.m.resolve(row["path"]).file
+            raise InputError(
+                f"mask is {mask.shape[0]}x{mask.shape[1]} but its image {image} is {hw[0]}x{hw[1]}", file
+            )
+        return mask
+
+    def _pick(self, file: Path, row: dict[str, str], opts: dict[str, Any]) -> Any:
+        """The row's image in ``file``: its only image, or the slice/frame the row names."""
+        axis = row.get("axis", "")
+        key = (file, axis)
+        images = self._multi.get(key)
+        if images is None:
+            images = read_any(file, **opts, **({"axis": int(axis)} if axis else {}))
+            if len(images) > 1:  # keep the image volume and its mask volume, drop older ones
+                self._multi = {**dict(list(self._multi.items())[-1:]), key: images}
+        if row.get("slice_index"):
+            want, meta_key = int(row["slice_index"]), "slice_index"
+        elif row.get("frame"):
+            want, meta_key = int(row["frame"]), "frame_index"
+        elif len(images) == 1:
+            return images[0]
+        else:
+            raise InputError(
+                f"file holds {len(images)} images; the manifest row needs a slice_index or frame", file
+            )
+        for im in images:
+            if im.meta.get(meta_key) == want:
+                return im
+        raise InputError(f"no {meta_key.replace('_', ' ')} {want} in this file", file)
+
+
+def _prepare_manifest(
+    m: Manifest,
+    out: Path,
+    cfg: PreprocessConfig,
+    on_error: OnError,
+    read_options: dict[str, Any],
+    label_names: Sequence[str] | None,
+    assigned: int,
+) -> None:
+    names = m.label_names(label_names)
+    codes = m.label_codes(names, explicit=bool(label_names))
+    extras = [c for c in m.columns if c not in STANDARD_COLUMNS or c == "mask"]
+    decoder = RowDecoder(m, read_options)
+    with_masks = any(r.get("mask") for r in m.rows)
+    skipped = list(m.skipped)
+    writer: StoreWriter | None = None
+    for batch in _decoded_chunks(m, decoder, cfg, on_error, skipped):
+        expected = tuple(writer.images.shape[1:]) if writer is not None else None
+        files = [m.resolve(m.rows[i]["path"]).file for i, _, _ in batch]
+        images, masks = _transform(batch, cfg, files, expected)
+        if writer is None:
+            writer = StoreWriter(out, len(m.rows), images.shape[1:], with_masks=with_masks)
+        idx = [i for i, _, _ in batch]
+        records: dict[str, list[Any]] = {
+            k: [m.rows[i].get(k, "") for i in idx] for k in ("path", "split", "patient_id")
+        }
+        records.update({k: [m.rows[i].get(k, "") for i in idx] for k in extras})
+        records["has_mask"] = [mk is not None for _, _, mk in batch]
+        writer.add_batch(images, labels=[codes[i] for i in idx], masks=masks, records=records)
+    extra = {"read_options": read_options, "splits_assigned": assigned}
+    _finish(writer, names, cfg, skipped, m.source or m.root, extra)
+
+
+def _decoded_chunks(
+    m: Manifest, decoder: RowDecoder, cfg: PreprocessConfig, on_error: OnError, skipped: list[dict[str, str]]
+) -> Iterator[list[tuple[int, np.ndarray, np.ndarray | None]]]:
+    """Decoded (row, image, mask) in chunks of about CHUNK_VALUES values, so RAM stays bounded."""
+    batch: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+    values = 0
+    for i, row in enumerate(m.rows):
+        try:
+            img = decoder.image(row)
+            batch.append((i, img, decoder.mask(row, img.shape[-2:])))
+            values += _values_per_image(img.shape, cfg)
+        except (VaedxError, OSError) as e:
+            if on_error == "fail":
+                raise (
+                    e if isinstance(e, VaedxError) else InputError(f"cannot read ({e})", row["path"])
+                ) from e
+            skipped.append({"path": row["path"], "reason": getattr(e, "problem", str(e))})
+        if batch and (values >= CHUNK_VALUES or len(batch) >= MAX_CHUNK_ROWS):
+            yield batch
+            batch, values = [], 0
+    if batch:
+        yield batch
+
+
+def _values_per_image(shape: Sequence[int], cfg: PreprocessConfig) -> int:
+    """Float32 values one image occupies before or after resizing, whichever is larger."""
+    c, h, w = shape
+    th, tw = cfg.size or (h, w)
+    return c * max(h * w, th * tw)
+
+
+def _transform(
+    batch: list[tuple[int, np.ndarray, np.ndarray | None]],
+    cfg: PreprocessConfig,
+    files: list[Path],
+    expected: tuple[int, ...] | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One vectorised call when the chunk shares a shape, image by image otherwise; sizes must agree."""
+    has_mask = any(mk is not None for _, _, mk in batch)
+    blank = [np.zeros(img.shape[-2:], np.uint8) if mk is None else mk for _, img, mk in batch]
+    if len({img.shape for _, img, _ in batch}) == 1:
+        images, masks = apply_batch(np.stack([img for _, img, _ in batch]), cfg, np.stack(blank))
+        _check_shapes([images[0]], files[:1], expected)
+    else:
+        done = [apply(img, cfg, mk) for (_, img, _), mk in zip(batch, blank, strict=True)]
+        _check_shapes([d[0] for d in done], files, expected)
+        images, masks = np.stack([d[0] for d in done]), np.stack([d[1] for d in done])  # type: ignore[misc]
+    return images, masks if has_mask else None
+
+
+def _check_shapes(images: list[np.ndarray], files: list[Path], expected: tuple[int, ...] | None) -> None:
+    want = expected or images[0].shape
+    for out, file in zip(images, files, strict=True):
+        if out.shape != want:
+            raise InputError(
+                f"image becomes {out.shape[1]}x{out.shape[2]}x{out.shape[0]} (HxWxC) but earlier ones "
+                f"{want[1]}x{want[2]}x{want[0]}; give --size (and --channels) for one common shape",
+                file,
+            )

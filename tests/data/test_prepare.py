@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from synth_data import gradient, write_csv, write_png
+
+from vaedx.data.index import IndexOptions, index_source
+from vaedx.data.manifest import write_manifest
+from vaedx.data.prepare import apply_batch, build_config, prepare
+from vaedx.data.preprocess import PreprocessConfig, apply
+from vaedx.data.store import TensorStore
+from vaedx.errors import ConfigError, InputError
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        PreprocessConfig(),
+        PreprocessConfig(normalize="minmax", size=(12, 20)),
+        PreprocessConfig(normalize="zscore", grey=True),
+        PreprocessConfig(normalize="fixed", channels=[1], size=8, keep_aspect=False),
+        PreprocessConfig(normalize="none", channels=[2, 0]),
+        PreprocessConfig(foreground_mask=True, size=10, pad_value=0.5),
+    ],
+)
+def test_apply_batch_matches_apply_image_by_image(cfg: PreprocessConfig) -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.random((5, 3, 14, 18)) * 255).astype(np.float32)
+    x[2] = 7.0  # a constant image: normalisation must not divide by zero
+    masks = (rng.random((5, 14, 18)) > 0.7).astype(np.uint8)
+    got, got_masks = apply_batch(x, cfg, masks)
+    for i in range(len(x)):
+        want, want_mask = apply(x[i], cfg, masks[i])
+        np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(got_masks[i], want_mask)
+
+
+def _manifest_of(folder: Path, tmp_path: Path, **kw) -> Path:
+    """Index ``folder`` and write the manifest inside it, so manifest paths are relative to ``folder``."""
+    return write_manifest(index_source(folder, IndexOptions(**kw)), folder / "m.csv")
+
+
+def test_prepare_folder_with_masks(mask_folder: Path, tmp_path: Path) -> None:
+    csv_path = _manifest_of(mask_folder, tmp_path)
+    store = prepare(csv_path, tmp_path / "store", build_config(size=16, channels=[1]))
+    assert store.images.shape == (4, 1, 16, 16) and store.masks.shape == (4, 1, 16, 16)
+    assert store.images.min() >= 0 and store.images.max() <= 1
+    nonempty = {p: bool(m.any()) for p, m in zip(store.paths, store.masks, strict=True)}
+    assert nonempty == {
+        "patA/patA_1.png": True,
+        "patA/patA_2.png": False,
+        "patB/patB_1.png": True,
+        "patB/patB_2.png": False,
+    }
+    assert store.masks[0, 0, 4:10, 4:10].all()  # 8:20 of 32 -> 4:10 of 16
+    assert store.records["mask"][0] == "patA/patA_1_mask.png"
+    assert set(store.records["split"]) <= {"train", "val", "test"}  # blank splits assigned by patient
+    meta = json.loads((tmp_path / "store" / "store.json").read_text())
+    assert meta["preprocess"]["channels"] == [1] and meta["splits_assigned"] == 4
+    saved = yaml.safe_load((tmp_path / "store" / "preprocess.yaml").read_text())
+    assert PreprocessConfig.model_validate(saved) == store.preprocess
+    assert not (tmp_path / ".store.partial").exists()
+
+
+def test_labels_become_codes_in_name_order(class_folder: Path, tmp_path: Path) -> None:
+    store = prepare(_manifest_of(class_folder, tmp_path), tmp_path / "s", build_config())
+    assert store.label_names == ["normal", "pneumonia"]
+    codes = dict(zip(store.paths, store.labels.tolist(), strict=True))
+    assert codes["normal/n2.png"] == 0 and codes["pneumonia/p0.png"] == 1
+    assert store.image_shape == (1, 16, 16)
+
+
+def test_mask_of_another_size_names_both_files(mask_folder: Path, tmp_path: Path) -> None:
+    csv_path = _manifest_of(mask_folder, tmp_path)
+    bad_mask = write_png(mask_folder / "patB" / "patB_2_mask.png", np.zeros((20, 20), np.uint8))
+    with pytest.raises(InputError) as e:
+        prepare(csv_path, tmp_path / "store", build_config(size=16))
+    assert e.value.path == str(bad_mask)
+    assert "patB_2.png" in e.value.problem and "20x20" in e.value.problem and "32x32" in e.value.problem
+    assert not (tmp_path / "store").exists() and not (tmp_path / ".store.partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:60]), None),  # truncated PNG
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(50)), None),  # right magic, corrupt body
+    ],
+)
+def test_bad_files_fail_naming_the_file_or_are_skipped_and_recorded(
+    class_folder: Path, tmp_path: Path, damage, reason
+) -> None:
+    csv_path = _manifest_of(class_folder, tmp_path)
+    bad = class_folder / "normal" / "n1.png"
+    damage(bad)
+    with pytest.raises(InputError, match=reason) as e:
+        prepare(csv_path, tmp_path / "store", build_config())
+    assert e.value.path == str(bad)
+    store = prepare(csv_path, tmp_path / "store", build_config(), on_error="skip")
+    assert len(store) == 4 and "normal/n1.png" not in store.paths
+    skipped = json.loads((tmp_path / "store" / "store.json").read_text())["skipped"]
+    assert [s["path"] for s in skipped] == ["normal/n1.png"] and skipped[0]["reason"]
+
+
+def test_missing_file_is_skipped_and_recorded(class_folder: Path, tmp_path: Path) -> None:
+    csv_path = _manifest_of(class_folder, tmp_path)
+    (class_folder / "pneumonia" / "p0.png").unlink()
+    with pytest.raises(InputError, match="does not exist"):
+        prepare(csv_path, tmp_path / "store", build_config())
+    store = prepare(csv_path, tmp_path / "store", build_config(), on_error="skip")
+    assert store.meta["skipped"] == [{"path": "pneumonia/p0.png", "reason": "image file does not exist"}]
+
+
+def test_mixed_sizes_need_a_common_size(class_folder: Path, tmp_path: Path) -> None:
+    write_png(class_folder / "normal" / "z_big.png", gradient(24, 20))
+    csv_path = _manifest_of(class_folder, tmp_path)
+    with pytest.raises(InputError, match="give --size") as e:
+        prepare(csv_path, tmp_path / "store", build_config())
+    assert e.value.path == str(class_folder / "normal" / "z_big.png")
+    assert prepare(csv_path, tmp_path / "store", build_config(size=16)).image_shape == (1, 16, 16)
+
+
+def test_nifti_slices_are_the_right_ones(nifti_volume: Path, tmp_path: Path) -> None:
+    m = index_source(nifti_volume, IndexOptions(min_foreground=0.1))
+    csv_path = write_manifest(m, tmp_path / "m.csv")
+    store = prepare(csv_path, tmp_path / "store", build_config(normalize="none"))
+    assert store.image_shape[0] == 1 and len(store) == 3
+    assert [float(im.max()) for im in store.images] == [2.0, 3.0, 4.0]  # slice k holds k + 1
+    assert store.records["slice_index"] == ["1", "2", "3"]
+
+
+def test_nifti_mask_volume_follows_its_slices(nifti_volume: Path, tmp_path: Path) -> None:
+    import nibabel as nib
+
+    vol = np.asarray(nib.load(nifti_volume).dataobj)
+    mask = (vol == 3).astype(np.uint8)  # lesion on slice 2 only
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), nifti_volume.parent / "case7_mask.nii.gz")
+    m = index_source(nifti_volume.parent)
+    assert {r["mask"] for r in m.rows} == {"case7_mask.nii.gz"} and len(m) == 5
+    store = prepare(write_manifest(m, tmp_path / "m.csv"), tmp_path / "store", build_config())
+    assert [bool(x.any()) for x in store.masks] == [False, False, True, False, False]
+
+
+def test_npz_directly_and_through_a_manifest_agree(small_npz: Path, tmp_path: Path) -> None:
+    direct = prepare(small_npz, tmp_path / "a", build_config(size=16))
+    assert direct.images.shape == (11, 1, 16, 16)
+    assert direct.counts() == {"train": {"0": 3, "1": 3}, "val": {"0": 1, "1": 1}, "test": {"0": 2, "1": 1}}
+    assert direct.paths[6] == "tinymnist.npz#val/0"
+    csv_path = write_manifest(index_source(small_npz), tmp_path / "m.csv")
+    via = prepare(csv_path, tmp_path / "b", build_config(size=16))
+    np.testing.assert_array_equal(np.asarray(direct.images), np.asarray(via.images))
+    np.testing.assert_array_equal(direct.labels, via.labels)
+    named = prepare(small_npz, tmp_path / "c", build_config(), label_names=["normal", "pneumonia"])
+    assert named.label_names == ["normal", "pneumonia"] and named.counts()["test"] == {
+        "normal": 2,
+        "pneumonia": 1,
+    }
+
+
+def test_config_from_yaml_with_cli_overrides(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "pre.yaml"
+    cfg_file.write_text("size: 64\nnormalize: minmax\nchannels: [1]\n")
+    cfg = build_config(cfg_file, size=32, grey=None)
+    assert cfg.size == (32, 32) and cfg.normalize == "minmax" and cfg.channels == [1]
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(yaml.safe_dump({"preprocess": {"clip_percentiles": [1, 99]}}))
+    assert build_config(nested).clip_percentiles == (1.0, 99.0)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("normalise: minmax\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: normalise: Extra inputs"):
+        build_config(bad)
+    with pytest.raises(ConfigError, match="clip_percentiles"):
+        build_config(clip_percentiles=[50, 10])
+
+
+def test_output_folder_rules(class_folder: Path, tmp_path: Path) -> None:
+    csv_path = _manifest_of(class_folder, tmp_path)
+    out = tmp_path / "store"
+    prepare(csv_path, out, build_config())
+    (out / "model.safetensors").write_text("kept")
+    again = prepare(csv_path, out, build_config(size=8))  # re-prepare replaces the store, keeps other files
+    assert again.image_shape == (1, 8, 8) and (out / "model.safetensors").read_text() == "kept"
+    assert TensorStore.open(out).image_shape == (1, 8, 8)
+    other = tmp_path / "docs"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not a vaedx store"):
+        prepare(csv_path, other, build_config())
+
+
+def test_manifest_with_labels_csv_and_explicit_names(class_folder: Path, tmp_path: Path) -> None:
+    labels = write_csv(
+        tmp_path / "labels.csv", ["file", "label"], [["normal/n0.png", "1"], ["pneumonia/p1.png", "0"]]
+    )
+    csv_path = _manifest_of(class_folder, tmp_path, labels=labels)
+    store = prepare(csv_path, tmp_path / "s", build_config(), label_names=["healthy", "sick"])
+    assert store.label_names == ["healthy", "sick"]
+    assert dict(zip(store.paths, store.labels.tolist(), strict=True)) == {
+        "normal/n0.png": 1,
+        "pneumonia/p1.png": 0,
+    }

@@ -1,0 +1,110 @@
+"""`vaedx data ...` and `vaedx demo` through vaedx.cli.main, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaedx.cli import main
+
+
+def _pngs(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for cls in ("normal", "tumour"):
+        for i in range(3):
+            (root / cls).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).save(root / cls / f"{cls}{i}.png")
+    return root
+
+
+def test_index_prepare_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _pngs(tmp_path / "data")
+    manifest = tmp_path / "m.csv"
+    assert main(["data", "index", str(data), "-o", str(manifest), "--seed", "3"]) == 0
+    assert f"wrote {manifest} (6 rows)" in capsys.readouterr().out
+    cfg = tmp_path / "pre.yaml"
+    cfg.write_text("normalize: minmax\nsize: 16\n")
+    assert (
+        main(
+            ["data", "prepare", str(manifest), "-o", str(tmp_path / "s"), "--config", str(cfg), "--size", "8"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "prepared" in out and "6 images of 1x8x8 (CxHxW)" in out and "normalize minmax" in out
+    assert main(["data", "inspect", str(tmp_path / "s"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (
+        info["n"] == 6
+        and info["preprocess"]["size"] == [8, 8]
+        and info["label_names"] == ["normal", "tumour"]
+    )
+    assert (
+        main(["data", "split", str(manifest), "--reset", "--seed", "4", "-o", str(tmp_path / "m2.csv")]) == 0
+    )
+
+
+def test_bad_file_gives_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _pngs(tmp_path / "data")
+    bad = data / "tumour" / "tumour1.png"
+    bad.write_bytes(bad.read_bytes()[:40])
+    manifest = tmp_path / "m.csv"
+    assert main(["data", "index", str(data), "-o", str(manifest)]) == 0  # indexing only sniffs the header
+    capsys.readouterr()
+    code = main(["data", "prepare", str(manifest), "-o", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and str(bad) in err and "Traceback" not in err
+
+    assert main(["data", "prepare", str(manifest), "-o", str(tmp_path / "s"), "--on-error", "skip"]) == 0
+    out = capsys.readouterr().out
+    assert "5 images" in out and "1 file(s) skipped" in out and "skipped data/tumour/tumour1.png: " in out
+
+
+def test_empty_folder_and_unknown_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["data", "index", str(tmp_path / "empty"), "-o", str(tmp_path / "m.csv")]) == 2
+    assert f"no images found in {tmp_path / 'empty'}" in capsys.readouterr().err
+    assert main(["data", "prepare", str(tmp_path / "m.csv"), "-o", str(tmp_path / "s"), "--bogus"]) != 0
+
+
+@pytest.mark.realdata
+def test_inspect_pneumonia_store_prints_the_official_counts(
+    pneumonia_npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    assert main(["data", "prepare", str(pneumonia_npz), "-o", str(tmp_path / "pn")]) == 0
+    capsys.readouterr()
+    assert main(["data", "inspect", str(tmp_path / "pn")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {ln.split()[1]: ln.split()[3:6:2] for ln in lines if ln.startswith("│")}
+    assert (
+        rows["train"] == ["1214", "3494"] and rows["val"] == ["135", "389"] and rows["test"] == ["234", "390"]
+    )
+
+
+@pytest.mark.realdata
+def test_demo_prepares_and_summarises(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--data", str(data_dir), "--out", str(tmp_path / "demo"), "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "5856 images" in out and "3494" in out
+    assert (tmp_path / "demo" / "store" / "store.json").is_file()
+
+
+@pytest.mark.realdata
+def test_lgg_csv_with_column_options(
+    lgg_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "lgg.csv"
+    args = ["--path-col", "image", "--label-col", "tumour", "--mask-col", "mask", "--patient-col", "patient"]
+    assert main(["data", "index", str(lgg_dir / "manifest.csv"), "--from-csv", *args, "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out} (971 rows)" in text
+    all_row = next(ln for ln in text.splitlines() if ln.startswith("│ all"))
+    assert all_row.split()[3:10:2] == ["596", "375", "971", "28"]  # no_tumour, tumour, total, patients
