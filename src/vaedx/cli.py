@@ -28,9 +28,11 @@ def _register() -> None:
     """Sub-commands live beside the code they drive; importing them here keeps one entry point."""
     from vaedx.data.commands import app as data_app
     from vaedx.demo import demo
+    from vaedx.train.commands import train_command
 
     app.add_typer(data_app, name="data", help="Index, prepare and inspect image data sets.")
     app.command("demo")(demo)
+    app.command("train")(train_command)
 
 
 _register()

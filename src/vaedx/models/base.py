@@ -14,13 +14,17 @@ import torch
 
 @dataclass
 class ModelOutput:
-    """x_hat: reconstruction in data space (mean of the decoder likelihood). mu/logvar: posterior (None for AE)."""
+    """x_hat: reconstruction in data space (mean of the decoder likelihood).
+
+    mu/logvar: the posterior q(z|x); logvar is None for a deterministic AE.
+    """
 
     x_hat: torch.Tensor
     z: torch.Tensor
     mu: torch.Tensor
     logvar: torch.Tensor | None
     recon_logscale: torch.Tensor | None = None  # learned Gaussian log-sigma, when the likelihood has one
+    logits: torch.Tensor | None = None  # decoder output before its final activation (Bernoulli logits)
 
 
 @runtime_checkable

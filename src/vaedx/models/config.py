@@ -1,0 +1,80 @@
+"""`ModelConfig`: everything needed to rebuild a model's architecture from a checkpoint's config.json.
+
+Why a pydantic model with ``extra="forbid"``: a misspelt option in a YAML file must fail loudly instead of
+silently training the default architecture.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ModelKind = Literal["vae", "ae", "pca"]
+Likelihood = Literal["gaussian", "gaussian_learned", "bernoulli", "laplace"]
+Norm = Literal["batch", "group", "instance", "none"]
+
+
+class ModelConfig(BaseModel):
+    """Architecture and likelihood of a reconstruction model.
+
+    ``in_channels`` and ``image_size`` are normally filled in from the tensor store by the trainer, so a
+    config file only has to say what is a real choice.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ModelKind = "vae"
+    in_channels: int | None = Field(default=None, ge=1)
+    image_size: tuple[int, int] | None = Field(default=None, description="(height, width) of the inputs.")
+    latent_dim: int = Field(default=32, ge=1)
+    widths: list[int] = Field(
+        default_factory=lambda: [32, 64, 128],
+        description="Channels per encoder level; each level halves the resolution with a stride-2 conv.",
+    )
+    norm: Norm = Field(
+        default="group",
+        description="GroupNorm by default: BatchNorm makes a single image's score depend on its batch.",
+    )
+    residual: int = Field(default=0, ge=0, description="Residual blocks per level (True = 1).")
+    likelihood: Likelihood = "gaussian"
+    sigma: float = Field(
+        default=0.1,
+        gt=0,
+        description="Fixed std for 'gaussian', scale b for 'laplace', initial std for 'gaussian_learned'.",
+    )
+    learned_sigma: Literal["global", "pixel"] = Field(
+        default="global", description="One learned log-sigma, or one per pixel and channel."
+    )
+    ssim_weight: float = Field(
+        default=0.0, ge=0, description="Adds weight * sum over pixels of (1 - SSIM) to the recon loss."
+    )
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _square(cls, v: object) -> object:
+        return (v, v) if isinstance(v, int) else v
+
+    @field_validator("residual", mode="before")
+    @classmethod
+    def _bool_count(cls, v: object) -> object:
+        return int(v) if isinstance(v, bool) else v
+
+    @field_validator("widths")
+    @classmethod
+    def _widths(cls, v: list[int]) -> list[int]:
+        if not v or any(w < 1 for w in v):
+            raise ValueError("widths must be a non-empty list of positive channel counts")
+        return v
+
+    @property
+    def depth(self) -> int:
+        return len(self.widths)
+
+    def require_shape(self) -> tuple[int, int, int]:
+        """(C, H, W); raises when the trainer has not filled the shape in from a store."""
+        from vaedx.errors import ConfigError
+
+        if self.in_channels is None or self.image_size is None:
+            raise ConfigError("model config needs in_channels and image_size (they are taken from the store)")
+        return (self.in_channels, *self.image_size)

@@ -1,0 +1,127 @@
+"""`TrainConfig`: every option of a training run, from YAML and/or the command line.
+
+Why one pydantic model: the same object is validated once, drives the loop, and is saved verbatim in each
+checkpoint's config.json, so a run can be reproduced or resumed from its output folder alone.
+Precedence: defaults < YAML file < command-line options / keyword overrides.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vaedx.errors import ConfigError
+from vaedx.models.config import ModelConfig
+
+MODEL_FIELDS = frozenset(ModelConfig.model_fields)
+
+
+class TrainConfig(BaseModel):
+    """One training run. Unknown keys are errors, so a typo never silently trains with a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: Path | None = Field(default=None, description="Tensor store folder (vaedx data prepare).")
+    out: Path | None = Field(default=None, description="Run folder for checkpoints, metrics and logs.")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW decoupled weight decay.")
+    scheduler: Literal["none", "cosine", "plateau"] = "none"
+    grad_clip: float | None = Field(default=None, gt=0, description="Max global gradient norm; None = off.")
+    beta: float = Field(default=1.0, ge=0, description="Weight of the summed KL against the summed NLL.")
+    kl_anneal: Literal["none", "linear", "cyclical"] = "none"
+    anneal_epochs: int = Field(default=5, ge=0)
+    cycles: int = Field(default=4, ge=1)
+    free_bits: float = Field(default=0.0, ge=0, description="Nats per latent dim (Kingma et al. 2016).")
+    patience: int = Field(default=0, ge=0, description="Early stopping on val loss; 0 = off.")
+    min_delta: float = Field(default=0.0, ge=0)
+    seed: int = 0
+    train_split: str = "train"
+    val_split: str | None = "val"
+    label_filter: list[str | int] | None = Field(
+        default=None, description="Train and validate only on these labels, e.g. ['normal']."
+    )
+    max_images: int | None = Field(default=None, ge=1, description="Cap per split, for quick runs.")
+    device: str = "auto"
+    amp: bool | None = Field(default=None, description="Mixed precision; None = on for CUDA.")
+    channels_last: bool | None = Field(default=None, description="None = on for CUDA.")
+    num_threads: int | None = Field(default=None, ge=1)
+    compile: bool = False
+    log_every: int = Field(default=50, ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+            raise ValueError("device must be auto, cpu, cuda or cuda:N")
+        return v
+
+
+# Options that may change when resuming: they do not alter what the next epochs compute.
+RESUMABLE_FIELDS = frozenset(
+    {"epochs", "patience", "min_delta", "log_every", "device", "amp", "channels_last", "num_threads"}
+    | {"compile", "store", "out"}
+)
+
+
+def describe_validation_error(e: ValidationError) -> str:
+    """One line: 'model.latent_dim: Input should be greater than or equal to 1 (got 0)'."""
+    parts = []
+    for err in e.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        got = f" (got {err['input']!r})" if err.get("type") != "missing" and "input" in err else ""
+        parts.append(f"{loc}: {err['msg']}{got}"[:200])
+    return "; ".join(parts)
+
+
+def split_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Nest flat model options (latent_dim=16) under 'model' so one flat dict of overrides serves all."""
+    out: dict[str, Any] = {}
+    for k, v in overrides.items():
+        if k in MODEL_FIELDS and k not in TrainConfig.model_fields:
+            out.setdefault("model", {})[k] = v
+        elif k == "model" and isinstance(v, ModelConfig):
+            out.setdefault("model", {}).update(v.model_dump(exclude_unset=True))
+        elif k == "model" and isinstance(v, dict):
+            out.setdefault("model", {}).update(v)
+        else:
+            out[k] = v
+    return out
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = {**base}
+    for k, v in split_overrides(overrides).items():
+        merged[k] = {**merged.get(k, {}), **v} if k == "model" else v
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read config ({str(e).splitlines()[0]})", p) from None
+    if not isinstance(data, dict):
+        raise ConfigError("config must be a mapping of option: value", p)
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(
+    yaml_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """defaults < base (e.g. a saved run) < YAML < overrides; errors become one-line ConfigErrors."""
+    data = merge(base or {}, read_yaml(yaml_path)) if yaml_path else dict(base or {})
+    data = merge(data, overrides or {})
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"invalid training config: {describe_validation_error(e)}", yaml_path) from None

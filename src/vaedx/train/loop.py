@@ -1,0 +1,295 @@
+"""The torch training loop for the VAE and AE: one epoch at a time, checkpointed after every epoch.
+
+Why it is written this way:
+
+* Determinism on CPU: weights are initialised from ``seed``, each epoch's data order comes from
+  (seed, epoch) and the reparameterisation noise from (seed, epoch, rank), so a run resumed from ``last/``
+  ends with bit-identical weights to one that was never interrupted.
+* A non-finite loss stops the run *before* the optimiser step and before any checkpoint write, so the
+  last good checkpoint on disk is never replaced by a broken one.
+* Under ``torchrun`` the model is wrapped in DistributedDataParallel; only rank 0 writes files, and the
+  per-step loss and the validation sums are all-reduced so every rank takes the same decisions.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vaedx.data.store import TensorStore
+from vaedx.errors import InputError, VaedxError
+from vaedx.models.registry import build_model
+from vaedx.train import checkpoint as ck
+from vaedx.train.config import TrainConfig
+from vaedx.train.data import BatchReader, derive_seed
+from vaedx.train.distributed import Runtime
+from vaedx.train.losses import kl_weight, ssim_term, vae_loss
+from vaedx.train.progress import MetricsLog, Reporter, log
+
+BatchHook = Callable[[int, np.ndarray], None]
+
+
+class TrainingDivergedError(VaedxError):
+    """The loss or the weights became NaN/inf; the last good checkpoint is left untouched."""
+
+
+@dataclass
+class RunState:
+    epoch: int = 0  # completed epochs
+    global_step: int = 0
+    best_val: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+
+
+class TorchTrainer:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        rt: Runtime,
+        store: TensorStore,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        out: Path,
+        run_meta: dict[str, Any],
+        reporter: Reporter,
+        on_batch: BatchHook | None = None,
+    ):
+        self.cfg, self.rt, self.out, self.run_meta = cfg, rt, out, run_meta
+        self.reporter, self.on_batch = reporter, on_batch
+        cuda = rt.device.type == "cuda"
+        self.amp = cuda and cfg.amp is not False
+        self.channels_last = cuda and cfg.channels_last is not False
+        drop = cfg.model.norm == "batch"
+        kw = {"seed": cfg.seed, "rank": rt.rank, "world_size": rt.world_size}
+        self.train_reader = BatchReader(store.images, train_idx, cfg.batch_size, drop_single=drop, **kw)
+        self.val_reader = BatchReader(store.images, val_idx, cfg.batch_size, **kw)
+        self.steps_per_epoch = self.train_reader.num_batches()
+        if not cuda and (cfg.amp or cfg.channels_last):
+            reporter.line("amp and channels_last apply to CUDA only; training in float32, NCHW")
+        self.state = RunState()
+        self._build()
+
+    # -- set-up -------------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        cfg, dev = self.cfg, self.rt.device
+        torch.manual_seed(cfg.seed)
+        raw: nn.Module = build_model(cfg.model).to(dev)  # type: ignore[union-attr]
+        if self.channels_last:
+            raw = raw.to(memory_format=torch.channels_last)
+        self.raw = raw
+        self.opt = torch.optim.AdamW(raw.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched: Any = None
+        if cfg.scheduler == "cosine":
+            self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=cfg.epochs)
+        elif cfg.scheduler == "plateau":
+            self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, factor=0.5, patience=2)
+        if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
+            self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        else:  # pragma: no cover - torch 2.2
+            self.scaler = torch.cuda.amp.GradScaler(enabled=self.amp)
+        model: nn.Module = raw
+        if self.rt.distributed:
+            ids = [dev.index] if dev.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(raw, device_ids=ids)
+        self.model = torch.compile(model) if cfg.compile else model
+
+    def restore(self, ckpt: Path) -> None:
+        """Load weights, optimiser, scheduler, scaler, RNG and counters from a checkpoint folder."""
+        state = ck.read_json(ckpt / ck.STATE_FILE)
+        sums = state.get("sha256", {})
+        ck.load_weights(self.raw, ckpt / ck.MODEL_FILE, sums.get(ck.MODEL_FILE))
+        tensors = ck.load_tensors(ckpt / ck.OPTIM_FILE, sums.get(ck.OPTIM_FILE))
+        try:
+            self.opt.load_state_dict(ck.unflatten_state(state["optimizer"], tensors))
+            if self.sched is not None and state.get("scheduler") is not None:
+                self.sched.load_state_dict(ck.unflatten_state(state["scheduler"], tensors))
+            if self.amp and state.get("scaler") is not None:
+                self.scaler.load_state_dict(ck.unflatten_state(state["scaler"], tensors))
+            torch.set_rng_state(tensors["rng.cpu"])
+            self.state = RunState(**state["run"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise InputError(f"incomplete training state ({e})", ckpt / ck.STATE_FILE) from None
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def fit(self, metrics: MetricsLog | None) -> RunState:
+        cfg, st = self.cfg, self.state
+        if st.stopped_early or st.epoch >= cfg.epochs:
+            self.reporter.line(f"nothing to do: run already finished at epoch {st.epoch}")
+            return st
+        for epoch in range(st.epoch + 1, cfg.epochs + 1):
+            row = self._train_epoch(epoch)
+            row.update(self._validate(epoch))
+            improved = self._update_early_stopping(epoch, row)
+            if self.sched is not None:
+                self.sched.step(row["monitor"]) if cfg.scheduler == "plateau" else self.sched.step()
+            self._check_weights(epoch)
+            st.epoch = epoch
+            if self.rt.is_main:
+                if metrics is not None:
+                    metrics.append(row)
+                self._save(improved)
+            self.rt.barrier()
+            self._report(epoch, row, improved)
+            if st.stopped_early:
+                self.reporter.line(f"early stopping: no improvement for {cfg.patience} epochs")
+                break
+        return st
+
+    def _beta(self) -> float:
+        c = self.cfg
+        return kl_weight(
+            self.state.global_step, beta=c.beta, schedule=c.kl_anneal, steps_per_epoch=self.steps_per_epoch,
+            anneal_epochs=c.anneal_epochs, total_steps=c.epochs * self.steps_per_epoch, cycles=c.cycles,
+        )  # fmt: skip
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        cfg, dev, rt = self.cfg, self.rt.device, self.rt
+        self.model.train()
+        torch.manual_seed(derive_seed(cfg.seed, epoch, rt.rank, 0x5EED))
+        self.reporter.start_epoch(epoch, cfg.epochs, self.steps_per_epoch)
+        sums, seen, lr = np.zeros(3), 0, self.opt.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        beta = 0.0
+        for step, (rows, xb) in enumerate(self.train_reader.epoch(epoch, pin=dev.type == "cuda"), start=1):
+            x = xb.to(dev, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            beta = self._beta()
+            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=self.amp):
+                out = self.model(x)
+            loss, logs = vae_loss(
+                self.raw, x, out, beta=beta, free_bits=cfg.free_bits, ssim_weight=cfg.model.ssim_weight
+            )
+            vals = rt.all_sum(torch.stack([logs["loss"], logs["recon"], logs["kl"]])) / rt.world_size
+            v = vals.double().cpu().numpy()
+            if not math.isfinite(v[0]):
+                self._diverged(f"loss became {v[0]}", epoch, step, x)
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                self.scaler.unscale_(self.opt)
+                nn.utils.clip_grad_norm_(self.raw.parameters(), cfg.grad_clip)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.state.global_step += 1
+            n = len(rows) * rt.world_size
+            sums += v * n
+            seen += n
+            speed = seen / max(time.perf_counter() - t0, 1e-9)
+            if self.on_batch is not None:
+                self.on_batch(epoch, rows)
+            self.reporter.step(float(v[0]), speed)
+            if step % cfg.log_every == 0 and rt.is_main:
+                where = f"epoch {epoch} step {step}/{self.steps_per_epoch}"
+                log.info(f"{where} loss {v[0]:.5g} {speed:.0f} img/s")
+        secs = time.perf_counter() - t0
+        m = sums / max(seen, 1)
+        return {
+            "epoch": epoch, "step": self.state.global_step, "lr": lr, "beta": beta, "train_loss": m[0],
+            "train_recon": m[1], "train_kl": m[2], "images_per_s": seen / max(secs, 1e-9), "seconds": secs,
+        }  # fmt: skip
+
+    @torch.no_grad()
+    def _validate(self, epoch: int) -> dict[str, Any]:
+        """Validation ELBO terms with the target beta (no annealing, no free bits), summed over ranks."""
+        cfg, dev = self.cfg, self.rt.device
+        if len(self.val_reader.indices) == 0:
+            return {"val_loss": None, "val_recon": None, "val_kl": None, "val_mse": None}
+        self.raw.eval()
+        sums = torch.zeros(5, dtype=torch.float64, device=dev)
+        for _, xb in self.val_reader.sequential():
+            x = xb.to(dev, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=self.amp):
+                out = self.raw(x)
+            t = self.raw.elbo_terms(x, out)  # type: ignore[operator]
+            loss = t["recon_nll"] + cfg.beta * t["kl"]
+            if cfg.model.ssim_weight > 0:
+                loss = loss + cfg.model.ssim_weight * ssim_term(x, out.x_hat)
+            parts = [loss.sum(), t["recon_nll"].sum(), t["kl"].sum(), t["mse"].sum()]
+            sums += torch.stack([*parts, torch.tensor(float(len(x)), device=dev)]).double()
+        s = (self.rt.all_sum(sums)).cpu().numpy()
+        m = s[:4] / max(s[4], 1)
+        if not np.isfinite(m).all():
+            self._diverged(f"validation loss became {m[0]}", epoch, None, None)
+        return {"val_loss": m[0], "val_recon": m[1], "val_kl": m[2], "val_mse": m[3]}
+
+    def _update_early_stopping(self, epoch: int, row: dict[str, Any]) -> bool:
+        """Track the best epoch; epochs of a linear KL warm-up never count against patience."""
+        cfg, st = self.cfg, self.state
+        monitor = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
+        row["monitor"] = monitor
+        improved = monitor < st.best_val - cfg.min_delta
+        if improved:
+            st.best_val, st.best_epoch, st.bad_epochs = float(monitor), epoch, 0
+        elif not (cfg.kl_anneal == "linear" and epoch <= cfg.anneal_epochs):
+            st.bad_epochs += 1
+        st.stopped_early = bool(cfg.patience) and st.bad_epochs >= cfg.patience
+        return improved
+
+    def _check_weights(self, epoch: int) -> None:
+        if not all(bool(torch.isfinite(p).all()) for p in self.raw.parameters()):
+            self._diverged("weights became non-finite", epoch, None, None)
+
+    def _diverged(self, what: str, epoch: int, step: int | None, x: torch.Tensor | None) -> None:
+        last = self.out / "last"
+        where = f"epoch {epoch}" + (f" step {step}" if step is not None else "")
+        kept = (
+            f"last good checkpoint kept in {last} (epoch {self.state.epoch})"
+            if (last / ck.STATE_FILE).exists()
+            else "no checkpoint was written yet"
+        )
+        bad_data = x is not None and not bool(torch.isfinite(x).all())
+        hint = "the batch has non-finite pixel values: check the store" if bad_data else "try a lower --lr"
+        msg = f"{what} at {where}; {kept}; {hint}"
+        if self.rt.is_main:
+            log.error(msg)
+        raise TrainingDivergedError(msg)
+
+    # -- output -------------------------------------------------------------------------------------------
+    def _save(self, improved: bool) -> None:
+        tensors: dict[str, torch.Tensor] = {"rng.cpu": torch.get_rng_state()}
+        sched = self.sched.state_dict() if self.sched is not None else None
+        state = {
+            "format": "vaedx-state",
+            "format_version": ck.RUN_FORMAT_VERSION,
+            "run": asdict(self.state),
+            "optimizer": ck.flatten_state(self.opt.state_dict(), tensors, "optimizer"),
+            "scheduler": ck.flatten_state(sched, tensors, "scheduler"),
+            "scaler": ck.flatten_state(self.scaler.state_dict(), tensors, "scaler") if self.amp else None,
+        }
+        weights = self.raw.state_dict()
+
+        def write(tmp: Path) -> None:
+            meta = {"format": "vaedx-model", "kind": self.cfg.model.kind}
+            ck.save_tensors(tmp / ck.MODEL_FILE, weights, metadata=meta)
+            ck.save_tensors(tmp / ck.OPTIM_FILE, tensors)
+            ck.write_json(tmp / ck.CONFIG_FILE, self.run_meta)
+            files = (ck.MODEL_FILE, ck.OPTIM_FILE)
+            ck.write_json(tmp / ck.STATE_FILE, {**state, "sha256": {f: ck.sha256(tmp / f) for f in files}})
+
+        ck.write_folder(self.out / "last", write)
+        if improved:
+            ck.copy_folder(self.out / "last", self.out / "best")
+
+    def _report(self, epoch: int, row: dict[str, Any], improved: bool) -> None:
+        val = "" if row["val_loss"] is None else (
+            f"  val {row['val_loss']:.5g} (recon {row['val_recon']:.5g}, kl {row['val_kl']:.4g}, "
+            f"mse {row['val_mse']:.4g})"
+        )  # fmt: skip
+        train = f"train {row['train_loss']:.5g} (recon {row['train_recon']:.5g}, kl {row['train_kl']:.4g}"
+        self.reporter.line(
+            f"epoch {epoch}/{self.cfg.epochs}  {train}, beta {row['beta']:.3g}){val}  "
+            f"{row['images_per_s']:.0f} img/s" + ("  *best" if improved else "")
+        )

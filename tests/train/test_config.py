@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from train_helpers import cli_module
+
+from vaedx.errors import ConfigError
+from vaedx.models.config import ModelConfig
+from vaedx.train.config import TrainConfig, build_config
+
+
+def test_overrides_beat_yaml_beat_defaults(tmp_path):
+    f = tmp_path / "cfg.yaml"
+    f.write_text(yaml.safe_dump({"epochs": 7, "beta": 3.0, "model": {"latent_dim": 8, "kind": "ae"}}))
+    cfg = build_config(f, {"epochs": 2, "latent_dim": 16, "label_filter": ["normal"]})
+    assert (cfg.epochs, cfg.beta, cfg.model.latent_dim, cfg.model.kind) == (2, 3.0, 16, "ae")
+    assert cfg.label_filter == ["normal"] and cfg.lr == TrainConfig().lr
+
+
+def test_unknown_or_invalid_options_are_one_line_config_errors(tmp_path):
+    f = tmp_path / "cfg.yaml"
+    f.write_text("epochs: 3\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="learning_rate") as e:
+        build_config(f)
+    assert "\n" not in str(e.value) and "cfg.yaml" in str(e.value)
+    with pytest.raises(ConfigError, match="latent_dim"):
+        build_config(None, {"latent_dim": 0})
+
+
+def test_every_config_field_has_a_cli_option():
+    import inspect
+
+    from vaedx.train.commands import train_command
+
+    params = set(inspect.signature(train_command).parameters)
+    fields = set(TrainConfig.model_fields) - {"model"} | set(ModelConfig.model_fields)
+    assert fields - params == {"in_channels", "image_size"}  # these two come from the store
+
+
+def test_cli_overrides_yaml(tiny_store, tmp_path):
+    f = tmp_path / "cfg.yaml"
+    f.write_text(yaml.safe_dump({"epochs": 5, "widths": [8], "latent_dim": 3, "batch_size": 32, "beta": 4.0}))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", cli_module(), "train", "--store", str(tiny_store), "--config", str(f),
+           "--out", str(out), "--epochs", "1", "--latent-dim", "5", "--kind", "ae",
+           "--label-filter", "normal", "--likelihood", "bernoulli", "--widths", "4,8",
+           "--val-split", "none", "--no-amp", "-q"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((out / "config.json").read_text())["train"]
+    assert (saved["epochs"], saved["beta"], saved["batch_size"]) == (1, 4.0, 32)
+    assert saved["model"]["latent_dim"] == 5 and saved["model"]["kind"] == "ae"
+    assert saved["model"]["widths"] == [4, 8] and saved["model"]["likelihood"] == "bernoulli"
+    assert saved["label_filter"] == ["normal"] and saved["val_split"] is None and saved["amp"] is False
+
+
+def test_cli_errors_are_one_line(tiny_store, tmp_path):
+    cmd = [sys.executable, "-m", cli_module(), "train", "--store", str(tiny_store), "--out",
+           str(tmp_path / "r"), "--likelihood", "poisson"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "likelihood" in r.stderr and "Traceback" not in r.stderr
