@@ -24,7 +24,8 @@ def test_no_patient_identifier_leaves_the_pipeline(build, tmp_path: Path, capsys
     build.root = src
     rng = np.random.default_rng(0)
     for i in range(3):
-        build.dicom(f"slice{i}.dcm", rng.integers(0, 2000, (32, 32)).astype(np.uint16), slope=1.0, intercept=-1024.0)
+        pixels = rng.integers(0, 2000, (32, 32)).astype(np.uint16)
+        build.dicom(f"slice{i}.dcm", pixels, slope=1.0, intercept=-1024.0)
     out = tmp_path / "out"
     assert main(["data", "index", str(tmp_path / "dicoms"), "-o", str(out / "manifest.csv")]) == 0
     assert main(["data", "prepare", str(out / "manifest.csv"), "-o", str(out / "store"), "--size", "16"]) == 0
