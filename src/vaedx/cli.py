@@ -26,13 +26,23 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     """Sub-commands live beside the code they drive; importing them here keeps one entry point."""
+    from vaedx.anomaly.commands import detect_command
     from vaedx.data.commands import app as data_app
     from vaedx.demo import demo
+    from vaedx.diagnose.commands import app as diagnose_app
+    from vaedx.evaluate.commands import app as evaluate_app
+    from vaedx.export import export_command
+    from vaedx.serve.commands import serve_command
     from vaedx.train.commands import train_command
 
     app.add_typer(data_app, name="data", help="Index, prepare and inspect image data sets.")
     app.command("demo")(demo)
     app.command("train")(train_command)
+    app.command("detect")(detect_command)
+    app.add_typer(diagnose_app, name="diagnose", help="Diagnose from latent features: fit and predict.")
+    app.add_typer(evaluate_app, name="evaluate", help="Evaluate predictions against ground truth.")
+    app.command("serve")(serve_command)
+    app.command("export")(export_command)
 
 
 _register()

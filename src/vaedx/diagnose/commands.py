@@ -1,0 +1,155 @@
+"""``vaedx diagnose fit`` and ``vaedx diagnose predict`` as a typer sub-app (registered by the CLI).
+
+Why thin: every decision lives in :mod:`vaedx.diagnose.fit` / :mod:`vaedx.diagnose.predict`, which
+notebooks call directly; the commands only parse options and print or write results.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vaedx.errors import ConfigError
+
+app = typer.Typer(
+    help="Diagnosis from latent features: fit a calibrated classifier, then predict new images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+def _list(text: str | None) -> list[str]:
+    return [v.strip() for v in (text or "").split(",") if v.strip()]
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+@app.command("fit")
+def fit_cmd(
+    model: Path = typer.Option(..., "--model", "-m", help="Encoder run or checkpoint folder (vaedx train)."),
+    store: Path = typer.Option(..., "--store", "-s", help="Labelled tensor store prepared like the model's."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for diagnosis.json + diagnosis.safetensors."),
+    labelled_fraction: float = typer.Option(1.0, help="Stratified share of the training labels to use."),
+    calibration: str = typer.Option("sigmoid", help="sigmoid | isotonic | none (fitted on --val-split)."),
+    threshold: str = typer.Option("youden", help="youden | sens:0.95 | spec:0.9 | a probability (binary)."),
+    classifiers: str = typer.Option("logreg,knn,mlp,hgb", help="Candidates compared by cross-validation."),
+    features: str = typer.Option("mu,logvar", help="Posterior parts used as features."),
+    scorers: str | None = typer.Option(None, help="Anomaly scores added as features, e.g. residual,elbo."),
+    seed: int = typer.Option(0, help="Seed of the labelled subset and the CV folds."),
+    train_split: str = typer.Option("train"),
+    val_split: str = typer.Option("val"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a diagnosis model already in --out."),
+) -> None:
+    """Fit a classifier on an encoder's latent features, calibrate it and set its threshold."""
+    from vaedx.diagnose.fit import fit_diagnosis
+    from vaedx.diagnose.model import JSON_FILE
+
+    if (out / JSON_FILE).exists() and not overwrite:
+        raise ConfigError("output folder already holds a diagnosis model; use --overwrite", out)
+    diag = fit_diagnosis(
+        model,
+        store,
+        out=out,
+        labelled_fraction=labelled_fraction,
+        seed=seed,
+        calibration=calibration,
+        threshold=threshold,
+        candidates=_list(classifiers),
+        include=_list(features),
+        scorers=_list(scorers),
+        train_split=train_split,
+        val_split=val_split,
+    )
+    chosen, v = diag.meta["chosen"], diag.metrics
+    auc = v.get("auc", v.get("macro_auc"))
+    console.print(
+        f"chose {chosen['classifier']} {chosen['params']} (CV AUC {_fmt(chosen['cv_auc'])}); "
+        f"validation AUC {_fmt(auc)}, threshold {_fmt(diag.threshold)}"
+    )
+    if diag.binary:
+        console.print(
+            f"validation sensitivity {_fmt(v['sensitivity'])}, specificity {_fmt(v['specificity'])}"
+            " (optimistic: threshold and calibration were fitted on these images)"
+        )
+    console.print(f"diagnosis model written to {out}")
+
+
+def _write(rows: list[dict[str, Any]], path: Path) -> None:
+    from vaedx.atomic import atomic_write, atomic_write_json
+
+    if path.suffix.lower() == ".json":
+        atomic_write_json(path, rows)
+        return
+
+    def write(p: Path) -> None:
+        with open(p, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            names = list(rows[0]["probabilities"]) if rows else []
+            w.writerow(["image", "class", "probability", *[f"p_{n}" for n in names], "neighbours"])
+            for r in rows:
+                near = "; ".join(f"{n['path']} ({n['label']}, {n['distance']:.3f})" for n in r["neighbours"])
+                w.writerow(
+                    [
+                        r["image"],
+                        r["class"],
+                        f"{r['probability']:.6f}",
+                        *[f"{r['probabilities'][n]:.6f}" for n in names],
+                        near,
+                    ]
+                )
+
+    atomic_write(path, write)
+
+
+@app.command("predict")
+def predict_cmd(
+    files: list[Path] | None = typer.Argument(None, help="Image files (any format vaedx reads)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Diagnosis folder (vaedx diagnose fit --out)."),
+    store: Path | None = typer.Option(None, "--store", "-s", help="Predict a tensor store instead of files."),
+    split: str | None = typer.Option(None, help="Only this split of --store."),
+    encoder: Path | None = typer.Option(None, help="Encoder run folder, if it moved since fitting."),
+    neighbours: int = typer.Option(
+        5, "--neighbours", "-k", help="Nearest training images to list (0: none)."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write all results to .json or .csv."),
+) -> None:
+    """Class, calibrated probability and nearest training images for new images."""
+    from vaedx.data.store import TensorStore
+    from vaedx.diagnose.model import DiagnosisModel
+    from vaedx.diagnose.predict import diagnose_images, load_encoder, read_image_files
+    from vaedx.train.data import RowView
+
+    if bool(files) == (store is not None):
+        raise ConfigError("give image FILES or --store, not both or neither")
+    diag = DiagnosisModel.load(model)
+    loaded = load_encoder(diag, encoder)
+    if store is not None:
+        st = TensorStore.open(store)
+        st.check_compatible(loaded.preprocess, loaded.image_shape)
+        rows = st.select(split=split)
+        images, refs = RowView(st.images, rows), [st.paths[i] for i in rows]
+    else:
+        images, refs = read_image_files(files or [], loaded.preprocess)
+    results = diagnose_images(diag, loaded, images, refs, k=neighbours)
+    if out is not None:
+        _write(results, out)
+        console.print(f"{len(results)} predictions written to {out}")
+        return
+    table = Table(title=f"diagnosis ({len(results)} images)")
+    table.add_column("image", overflow="fold")  # whole paths, wrapped rather than cut
+    table.add_column("class")
+    table.add_column("probability", justify="right")
+    table.add_column("nearest training images")
+    for r in results:
+        near = ", ".join(f"{Path(n['path']).name} ({n['label']})" for n in r["neighbours"][:3])
+        table.add_row(r["image"], r["class"], f"{r['probability']:.3f}", near)
+    Console().print(table)

@@ -1,0 +1,171 @@
+"""Fit a diagnosis model on a trained encoder and a labelled store, and evaluate it on another split.
+
+The recipe, each step on its own data so no number is fitted on what it is judged by:
+
+1. training split (optionally a stratified fraction of its labels): features -> classifier chosen by CV;
+2. validation split: calibration of the frozen classifier, then the binary decision threshold;
+3. test split (:func:`evaluate_diagnosis`): the figures to report.
+
+Validation metrics are saved too, but calibration and threshold were fitted on those very images, so they
+are optimistic; report the test figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaedx.data.store import TensorStore
+from vaedx.diagnose.calibration import ThresholdRule, calibrate
+from vaedx.diagnose.classifiers import CLASSIFIERS, select_classifier
+from vaedx.diagnose.features import FeatureSpec
+from vaedx.diagnose.labels import labelled_rows, labelled_subset
+from vaedx.diagnose.model import DiagnosisModel
+from vaedx.diagnose.portable import export_calibrated, export_pipeline
+from vaedx.errors import InputError, ModelMismatchError
+from vaedx.evaluate.metrics import binary_report, multiclass_report
+from vaedx.train import checkpoint as ck
+from vaedx.train.data import RowView
+
+
+def as_loaded(model: Any) -> Any:
+    """A LoadedModel from a run/checkpoint path, a LoadedSemi from an M2 folder, or the object itself."""
+    if isinstance(model, str | Path):
+        from vaedx.models.semi import SEMI_JSON, load_semi
+
+        if (Path(model) / SEMI_JSON).is_file():
+            return load_semi(model)
+        from vaedx.api import load_model
+
+        return load_model(model)
+    if not hasattr(model, "preprocess") or not hasattr(model, "path"):
+        raise ModelMismatchError(
+            "diagnosis needs a trained model from vaedx.load_model (with its preprocessing)"
+        )
+    return model
+
+
+def as_store(store: TensorStore | str | Path) -> TensorStore:
+    return store if isinstance(store, TensorStore) else TensorStore.open(store)
+
+
+def encoder_record(loaded: Any) -> dict[str, Any]:
+    """Where the encoder lives and the hash of its weights, so a retrained one is never silently used."""
+    weights = Path(loaded.path) / ck.MODEL_FILE
+    return {"path": str(Path(loaded.path).resolve()), "sha256": ck.sha256(weights), "kind": loaded.kind}
+
+
+def evaluation_report(diag: DiagnosisModel, y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
+    """binary_report at the saved threshold (positive = classes[1]) or multiclass_report, JSON-ready."""
+    unknown = np.setdiff1d(np.unique(y), diag.classes)
+    if unknown.size:
+        raise InputError(f"labels {unknown.tolist()} were not among the classes the model was fitted on")
+    if diag.binary:
+        thr = diag.threshold if diag.threshold is not None else 0.5
+        return binary_report((y == diag.classes[1]).astype(np.int8), proba[:, 1], thr)
+    index = np.searchsorted(diag.classes, y)
+    return multiclass_report(index, proba, diag.class_names)
+
+
+def fit_diagnosis(
+    model: Any,
+    store: TensorStore | str | Path,
+    *,
+    out: str | Path | None = None,
+    labelled_fraction: float = 1.0,
+    seed: int = 0,
+    calibration: str = "sigmoid",
+    threshold: str | float = "youden",
+    candidates: Sequence[str] = CLASSIFIERS,
+    include: Sequence[str] = ("mu", "logvar"),
+    scorers: Sequence[str] = (),
+    train_split: str = "train",
+    val_split: str = "val",
+    n_splits: int = 5,
+    batch_size: int = 256,
+) -> DiagnosisModel:
+    """Fit, calibrate and threshold a classifier on the encoder's features; save it when ``out`` is given.
+
+    ``model`` is a run folder or a LoadedModel (VAE, AE or PCA); ``labelled_fraction`` keeps a stratified,
+    seeded share of the training labels (the rest are not used), as in the label-fraction study.
+    """
+    loaded, st = as_loaded(model), as_store(store)
+    st.check_compatible(loaded.preprocess, loaded.image_shape)
+    rule = ThresholdRule.parse(threshold)
+    train_all = labelled_rows(st, train_split)
+    rows = train_all[labelled_subset(st.labels[train_all], labelled_fraction, seed, st.label_names)]
+    val = labelled_rows(st, val_split)
+    spec = FeatureSpec.for_model(loaded, include, scorers)
+    x_tr = spec.compute(loaded, RowView(st.images, rows), batch_size)
+    y_tr = st.labels[rows]
+    sel = select_classifier(x_tr, y_tr, candidates, n_splits, seed)
+    x_val, y_val = spec.compute(loaded, RowView(st.images, val), batch_size), st.labels[val]
+    cal = calibrate(sel.estimator, x_val, y_val, calibration)
+    clf, portable_cal = export_calibrated(cal) if cal is not None else (export_pipeline(sel.estimator), None)
+    diag = DiagnosisModel(
+        classifier=clf,
+        calibrator=portable_cal,
+        label_names=list(st.label_names),
+        features=spec,
+        encoder=encoder_record(loaded),
+        preprocess=loaded.preprocess.model_dump(mode="json"),
+        selection=sel.table,
+        train_features=x_tr,
+        train_labels=y_tr,
+        train_refs=[st.paths[i] for i in rows],
+    )
+    proba = diag.predict_proba(x_val)
+    if diag.binary:
+        diag.threshold = rule.choose((y_val == diag.classes[1]).astype(np.int8), proba[:, 1])
+        diag.threshold_rule = str(rule)
+    diag.metrics = {**evaluation_report(diag, y_val, proba), "split": val_split, "optimistic": True}
+    chosen = {"classifier": sel.name, "params": sel.params, "cv_auc": sel.cv_auc, "cv_folds": sel.n_splits}
+    data = {
+        "store": str(Path(st.root).resolve()),
+        "train_split": train_split,
+        "val_split": val_split,
+        "labelled_fraction": labelled_fraction,
+        "seed": seed,
+        "n_labelled": int(len(rows)),
+        "n_train_labelled": int(len(train_all)),
+        "n_val": int(len(val)),
+        "train_rows": rows.tolist(),
+    }
+    diag.meta = {"chosen": chosen, "data": data}
+    if out is not None:
+        diag.save(out)
+    return diag
+
+
+def split_probabilities(
+    diag: DiagnosisModel | str | Path,
+    model: Any,
+    store: TensorStore | str | Path,
+    split: str = "test",
+    batch_size: int = 256,
+) -> tuple[DiagnosisModel, np.ndarray, np.ndarray, np.ndarray]:
+    """(diagnosis, labels, calibrated probabilities, store rows) for the labelled images of one split."""
+    from vaedx.diagnose.predict import check_encoder
+
+    d = diag if isinstance(diag, DiagnosisModel) else DiagnosisModel.load(diag)
+    loaded, st = as_loaded(model), as_store(store)
+    check_encoder(d, loaded)
+    st.check_compatible(loaded.preprocess, loaded.image_shape)
+    rows = labelled_rows(st, split, min_classes=1)
+    proba = d.predict_proba(d.features.compute(loaded, RowView(st.images, rows), batch_size))
+    return d, st.labels[rows], proba, rows
+
+
+def evaluate_diagnosis(
+    diag: DiagnosisModel | str | Path,
+    model: Any,
+    store: TensorStore | str | Path,
+    split: str = "test",
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Metrics of a fitted diagnosis model on a labelled split (the figures to report)."""
+    d, y, proba, _ = split_probabilities(diag, model, store, split, batch_size)
+    return {**evaluation_report(d, y, proba), "split": split}

@@ -1,0 +1,100 @@
+"""Apply a saved diagnosis model to new images: class, calibrated probability and nearest training cases.
+
+Why files are preprocessed here with the *encoder's* PreprocessConfig: the classifier only understands the
+latent space of images prepared exactly like its training data, so new files go through the same
+transform, and a store prepared differently is refused (ModelMismatchError).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaedx.data.preprocess import PreprocessConfig, apply
+from vaedx.diagnose.explain import LatentNeighbours, describe_neighbours
+from vaedx.diagnose.fit import as_loaded
+from vaedx.diagnose.model import DiagnosisModel
+from vaedx.errors import InputError, ModelMismatchError
+from vaedx.train import checkpoint as ck
+
+
+def check_encoder(diag: DiagnosisModel, loaded: Any) -> None:
+    """Refuse an encoder whose weights or preprocessing differ from the one the diagnosis was fitted on."""
+    want = diag.encoder.get("sha256")
+    got = ck.sha256(Path(loaded.path) / ck.MODEL_FILE)
+    if want and got != want:
+        raise ModelMismatchError(
+            f"encoder weights differ from the ones this diagnosis was fitted on (sha256 {got[:12]} vs "
+            f"{want[:12]}); refit the diagnosis for this encoder",
+            loaded.path,
+        )
+    if diag.preprocess:
+        diffs = loaded.preprocess.describe_difference(PreprocessConfig.model_validate(diag.preprocess))
+        if diffs:
+            raise ModelMismatchError(f"encoder preprocessing differs from the diagnosis: {'; '.join(diffs)}")
+
+
+def load_encoder(diag: DiagnosisModel, path: str | Path | None = None) -> Any:
+    """The encoder recorded in the diagnosis (or at ``path``), checked against the recorded hash."""
+    where = path or diag.encoder.get("path")
+    if not where:
+        raise InputError("the diagnosis does not record its encoder; pass the encoder's run folder")
+    loaded = as_loaded(where)
+    check_encoder(diag, loaded)
+    return loaded
+
+
+def read_image_files(
+    files: Sequence[str | Path], preprocess: PreprocessConfig
+) -> tuple[np.ndarray, list[str]]:
+    """(N, C, H, W) float32 images from files (a multi-frame file gives several), and a name for each."""
+    from vaedx.io.dispatch import read_any
+
+    images, refs = [], []
+    for f in files:
+        for j, img in enumerate(read_any(f)):
+            x, _ = apply(img.array, preprocess)
+            images.append(x)
+            refs.append(str(f) if j == 0 else f"{f}#{j}")
+    if not images:
+        raise InputError("no images to diagnose")
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise InputError(f"files give different shapes after preprocessing: {sorted(shapes)}")
+    return np.stack(images).astype(np.float32), refs
+
+
+def diagnose_images(
+    diag: DiagnosisModel,
+    loaded: Any,
+    images: Any,
+    refs: Sequence[str] | None = None,
+    k: int = 5,
+    batch_size: int = 256,
+) -> list[dict[str, Any]]:
+    """One JSON-ready dict per image: class name, its calibrated probability, all class probabilities and
+    the ``k`` nearest training images (k = 0: none)."""
+    feats = diag.features.compute(loaded, images, batch_size)
+    proba = diag.predict_proba(feats)
+    codes = diag.decide(proba)
+    neighbours: list[list[dict[str, Any]]] = [[] for _ in range(len(feats))]
+    if k > 0 and diag.train_features is not None:
+        idx, dist = LatentNeighbours(diag.train_features).query(feats, k)
+        neighbours = describe_neighbours(idx, dist, diag.train_refs, diag.train_labels, diag.label_names)
+    names = diag.class_names
+    rows = []
+    for i, code in enumerate(codes):
+        col = int(np.flatnonzero(diag.classes == code)[0])
+        rows.append(
+            {
+                "image": refs[i] if refs is not None else str(i),
+                "class": names[col],
+                "probability": float(proba[i, col]),
+                "probabilities": {n: float(p) for n, p in zip(names, proba[i], strict=True)},
+                "neighbours": neighbours[i],
+            }
+        )
+    return rows

@@ -1,0 +1,153 @@
+"""Training of the M2 semi-supervised VAE (:mod:`vaedx.models.semi`) on a tensor store.
+
+Every step takes one batch of unlabelled images (the training split minus the labelled subset; images
+with label -1 count as unlabelled) and one batch of labelled ones, cycling the small labelled set, so both
+terms of the objective are estimated at every step. The labelled subset is the same seeded, stratified
+one the other methods of the label-fraction study use. The best epoch by validation AUC of q(y|x) is kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaedx.data.store import TensorStore
+from vaedx.diagnose.labels import subset_rows
+from vaedx.diagnose.torchfit import (
+    BestState,
+    class_index,
+    cycle,
+    load_rows,
+    model_config_for,
+    torch_threads,
+    val_rows,
+    val_scores,
+)
+from vaedx.errors import ConfigError
+from vaedx.models.config import ModelConfig
+from vaedx.models.semi import SemiConfig, SemiVAE, save_semi
+from vaedx.train.data import RowView, derive_seed
+
+
+@dataclass
+class SemiResult:
+    """The trained model (best validation epoch) and how it got there."""
+
+    model: SemiVAE
+    config: SemiConfig
+    labelled_rows: np.ndarray
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
+    step_losses: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+
+    @property
+    def classes(self) -> np.ndarray:
+        return np.asarray(self.config.classes)
+
+
+def train_semi(
+    store: TensorStore | str | Path,
+    labelled_fraction: float = 0.01,
+    seed: int = 0,
+    epochs: int = 10,
+    *,
+    model: ModelConfig | dict[str, Any] | None = None,
+    batch_size: int = 64,
+    labelled_batch_size: int | None = None,
+    lr: float = 1e-3,
+    alpha: float | None = None,
+    patience: int = 0,
+    train_split: str = "train",
+    val_split: str | None = "val",
+    out: str | Path | None = None,
+    device: str = "cpu",
+    num_threads: int | None = None,
+) -> SemiResult:
+    """Train M2 with ``labelled_fraction`` of the training labels (stratified, seeded by ``seed``).
+
+    ``alpha`` defaults to 0.1 * N / N_l (Kingma et al. 2014); ``labelled_batch_size`` to
+    min(N_l, max(8, batch_size // 4)). Saved to ``out`` (safetensors + JSON) when given.
+    """
+    st = store if isinstance(store, TensorStore) else TensorStore.open(store)
+    if epochs < 1 or batch_size < 1:
+        raise ConfigError("epochs and batch_size must be >= 1")
+    lab, all_rows = subset_rows(st, train_split, labelled_fraction, seed)
+    unl = np.setdiff1d(all_rows, lab)
+    classes = np.unique(st.labels[lab])
+    n_l, n_u = len(lab), len(unl)
+    alpha = 0.1 * (n_l + n_u) / n_l if alpha is None else float(alpha)
+    cfg = SemiConfig(
+        model=model_config_for(st, model),
+        classes=classes.tolist(),
+        label_names=list(st.label_names),
+        alpha=alpha,
+    )
+    torch.manual_seed(derive_seed(seed, 0x5E41))
+    net = SemiVAE(cfg.model, len(classes), cfg.classifier_hidden).to(device)
+    result = SemiResult(net, cfg, lab)
+    b_l = labelled_batch_size or min(n_l, max(8, batch_size // 4))
+    with torch_threads(num_threads):
+        val = val_rows(st, val_split, classes)
+        _fit(result, st, unl, val, epochs=epochs, batch_size=batch_size, b_l=b_l, lr=lr, patience=patience,
+             seed=seed, device=device)  # fmt: skip
+    if out is not None:
+        info = {"labelled_fraction": labelled_fraction, "seed": seed, "n_labelled": n_l, "n_unlabelled": n_u}
+        save_semi(net, cfg, st.preprocess, out, history=result.history, best_epoch=result.best_epoch, **info)
+    return result
+
+
+def _fit(
+    result: SemiResult,
+    st: TensorStore,
+    unl: np.ndarray,
+    val: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    b_l: int,
+    lr: float,
+    patience: int,
+    seed: int,
+    device: str,
+) -> None:
+    """The epochs: mixed batches, validation AUC of q(y|x), best epoch restored into ``result.model``."""
+    net, lab, classes, alpha = result.model, result.labelled_rows, result.classes, result.config.alpha
+    n_l, n_u = len(lab), len(unl)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr)
+    rng = np.random.default_rng(derive_seed(seed, 0xBA7C))
+    lab_batches = cycle(lab, b_l, rng)
+    steps = math.ceil(n_u / batch_size) if n_u else math.ceil(n_l / b_l)
+    best = BestState(patience)
+    for epoch in range(1, epochs + 1):
+        net.train()
+        order = rng.permutation(unl)
+        sums: dict[str, float] = {}
+        for s in range(steps):
+            rows_l = np.sort(next(lab_batches))
+            x_l = load_rows(st.images, rows_l, device)
+            y_l = torch.from_numpy(class_index(st.labels[rows_l], classes)).to(device)
+            x_u = load_rows(st.images, order[s * batch_size : (s + 1) * batch_size], device) if n_u else None
+            loss, logs = net.loss(x_l, y_l, x_u, alpha=alpha)
+            if not torch.isfinite(loss):
+                raise ConfigError(f"M2 training diverged (non-finite loss) in epoch {epoch}; lower lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            result.step_losses.append(logs["loss"])
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v / steps
+        row: dict[str, Any] = {"epoch": epoch, **sums}
+        if len(val):
+            scores = val_scores(st.labels[val], net.predict_proba(RowView(st.images, val)), classes)
+            row |= {f"val_{k}": v for k, v in scores.items()}
+        result.history.append(row)
+        if best.update(net, row.get("val_auc"), epoch):
+            break
+    best.restore(net)
+    net.eval()
+    result.best_epoch = best.epoch

@@ -1,0 +1,183 @@
+"""Label-fraction study: how much does unsupervised pre-training buy when only a few images are labelled?
+
+For each labelled fraction and seed, every method gets the *same* stratified labelled subset of the
+training split and is scored on the whole labelled test split:
+
+* ``vae_latent_lr``: a VAE trained once without labels on all training images (or a given one), then a
+  logistic regression (C chosen by CV when each class has >= 2 images) on the latent features of the subset;
+* ``m2``: the semi-supervised VAE of Kingma et al. (2014) on subset + the rest as unlabelled images;
+* ``supervised_cnn``: the same encoder architecture trained with cross-entropy on the subset only.
+
+Accuracy, sensitivity and specificity use each method's argmax decision (binary: P(positive) > 0.5), the
+same rule for all, so they compare methods rather than threshold choices; AUC is threshold-free.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaedx.data.store import TensorStore
+from vaedx.diagnose.classifiers import select_classifier
+from vaedx.diagnose.features import latent_features
+from vaedx.diagnose.fit import as_loaded
+from vaedx.diagnose.labels import labelled_rows, labelled_subset
+from vaedx.diagnose.semi_train import train_semi
+from vaedx.diagnose.supervised import train_supervised
+from vaedx.diagnose.torchfit import SMALL_MODEL, class_index
+from vaedx.errors import ConfigError
+from vaedx.evaluate.metrics import auroc, multiclass_report, sensitivity_specificity
+from vaedx.train.data import RowView
+
+METHODS = ("vae_latent_lr", "m2", "supervised_cnn")
+METRICS = ("auc", "acc", "sens", "spec")
+
+
+@dataclass
+class StudyResult:
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per method x fraction x seed
+    summary: list[dict[str, Any]] = field(default_factory=list)  # mean and sd over seeds
+
+
+def split_metrics(labels: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, float | None]:
+    """AUC, accuracy and sensitivity/specificity of argmax decisions (multi-class: macro means)."""
+    idx = class_index(labels, classes)
+    pred = proba.argmax(1)
+    acc = float(np.mean(pred == idx))
+    if len(classes) == 2:
+        sens, spec = sensitivity_specificity((idx == 1).astype(np.int8), (pred == 1).astype(np.int8))
+        return {"auc": auroc((idx == 1).astype(np.int8), proba[:, 1]), "acc": acc, "sens": sens, "spec": spec}
+    per = multiclass_report(idx, proba)["per_class"]
+
+    def mean(key: str) -> float | None:
+        vals = [r[key] for r in per]
+        return None if None in vals else float(np.mean(vals))
+
+    return {
+        "auc": multiclass_report(idx, proba)["macro_auc"],
+        "acc": acc,
+        "sens": mean("sensitivity"),
+        "spec": mean("specificity"),
+    }
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample sd over seeds per (method, fraction), with ``auc`` etc. as 'mean ± sd' text."""
+    out = []
+    for key in dict.fromkeys((r["method"], r["fraction"]) for r in rows):
+        group = [r for r in rows if (r["method"], r["fraction"]) == key]
+        agg: dict[str, Any] = {
+            "method": key[0],
+            "fraction": key[1],
+            "n_seeds": len(group),
+            "n_labelled": float(np.mean([r["n_labelled"] for r in group])),
+        }
+        for m in METRICS:
+            vals = np.array([r[m] for r in group if r[m] is not None], dtype=np.float64)
+            mean = float(vals.mean()) if vals.size else None
+            sd = float(vals.std(ddof=1)) if vals.size > 1 else 0.0 if vals.size else None
+            agg |= {f"{m}_mean": mean, f"{m}_sd": sd, m: "n/a" if mean is None else f"{mean:.3f} ± {sd:.3f}"}
+        out.append(agg)
+    return out
+
+
+def _pretrained_vae(
+    st: TensorStore, vae: Any, model: dict[str, Any], epochs: int, work: Path, seed: int, threads: int | None
+) -> Any:
+    if vae is not None:
+        loaded = as_loaded(vae)
+        st.check_compatible(loaded.preprocess, loaded.image_shape)
+        return loaded
+    from vaedx.api import train
+
+    opts = {k: v for k, v in model.items() if k not in ("in_channels", "image_size")}
+    return train(st.root, work / "vae", epochs=epochs, seed=seed, overwrite=True, num_threads=threads, **opts)
+
+
+def label_fraction_study(
+    store: TensorStore | str | Path,
+    fractions: Sequence[float] = (0.01, 0.05, 0.1, 1.0),
+    seeds: Sequence[int] = (0, 1, 2),
+    methods: Sequence[str] = METHODS,
+    epochs: int = 10,
+    *,
+    vae: Any = None,
+    vae_epochs: int | None = None,
+    model: dict[str, Any] | None = None,
+    batch_size: int = 64,
+    train_split: str = "train",
+    val_split: str | None = "val",
+    test_split: str = "test",
+    work_dir: str | Path | None = None,
+    num_threads: int | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> StudyResult:
+    """Rows {method, fraction, n_labelled, seed, auc, acc, sens, spec} and their mean ± sd over seeds.
+
+    ``vae`` (a run folder or LoadedModel) skips the unsupervised training; otherwise one VAE is trained
+    for ``vae_epochs`` (default ``epochs``) in ``work_dir`` (default: a temporary folder) and reused for
+    every fraction. ``model`` holds ModelConfig options for every trained network. Every labelled subset
+    is drawn before any training, so an infeasible fraction fails at once.
+    """
+    st = store if isinstance(store, TensorStore) else TensorStore.open(store)
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ConfigError(f"unknown method(s) {bad or '(none)'}; choose from {', '.join(METHODS)}")
+    train_rows, test = labelled_rows(st, train_split), labelled_rows(st, test_split)
+    classes = np.unique(st.labels[train_rows])
+    test = test[np.isin(st.labels[test], classes)]
+    subsets = {
+        (f, s): train_rows[labelled_subset(st.labels[train_rows], f, s, st.label_names)]
+        for f in fractions
+        for s in seeds
+    }
+    arch = {**SMALL_MODEL, **(model or {})}
+    result = StudyResult()
+    with tempfile.TemporaryDirectory(prefix="vaedx-study-") as tmp:
+        work = Path(work_dir) if work_dir is not None else Path(tmp)
+        feats: dict[str, np.ndarray] = {}
+        if "vae_latent_lr" in methods:
+            loaded = _pretrained_vae(
+                st, vae, arch, vae_epochs or epochs, work, min(seeds, default=0), num_threads
+            )
+            feats = {
+                "train": latent_features(loaded, RowView(st.images, train_rows)),
+                "test": latent_features(loaded, RowView(st.images, test)),
+            }
+        for (fraction, seed), rows in subsets.items():
+            for method in methods:
+                if method == "vae_latent_lr":
+                    pos = np.searchsorted(train_rows, rows)
+                    sel = select_classifier(feats["train"][pos], st.labels[rows], ("logreg",), seed=seed)
+                    proba = sel.estimator.predict_proba(feats["test"])
+                else:
+                    train = train_semi if method == "m2" else train_supervised
+                    res = train(
+                        st,
+                        fraction,
+                        seed,
+                        epochs,
+                        model=arch,
+                        batch_size=batch_size,
+                        train_split=train_split,
+                        val_split=val_split,
+                        num_threads=num_threads,
+                    )
+                    proba = res.model.predict_proba(RowView(st.images, test))
+                row = {
+                    "method": method,
+                    "fraction": fraction,
+                    "n_labelled": len(rows),
+                    "seed": seed,
+                    **split_metrics(st.labels[test], proba, classes),
+                }
+                result.rows.append(row)
+                if progress is not None:
+                    progress(row)
+    result.summary = summarise(result.rows)
+    return result

@@ -1,0 +1,110 @@
+"""Small pieces shared by the torch classifiers of this package (M2 and the supervised CNN baseline).
+
+Why shared: the label-fraction study compares the two, so they must read batches, score validation and
+keep their best epoch the same way; otherwise a difference in the table could come from the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaedx.data.store import TensorStore
+from vaedx.errors import ConfigError, ModelMismatchError
+from vaedx.evaluate.metrics import auroc, multiclass_report
+from vaedx.models.config import ModelConfig
+
+#: Small default architecture for the study's models (the images are small and the label sets tiny).
+SMALL_MODEL = {"widths": [16, 32, 64], "latent_dim": 16}
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Use ``n`` torch CPU threads inside the block (None: leave as is), restoring the previous count.
+
+    Why offer it: these networks are tiny, and on a shared machine a second intra-op thread spinning for a
+    busy core made one M2 run take 5-30 s instead of 0.2 s.
+    """
+    before = torch.get_num_threads()
+    if n is not None:
+        if n < 1:
+            raise ConfigError(f"num_threads must be >= 1, got {n}")
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def model_config_for(store: TensorStore, model: ModelConfig | dict[str, Any] | None) -> ModelConfig:
+    """A VAE ModelConfig with channels and size taken from the store (a conflicting shape is an error)."""
+    base = model.model_dump() if isinstance(model, ModelConfig) else {**SMALL_MODEL, **(model or {})}
+    c, h, w = store.image_shape
+    if base.get("in_channels") not in (None, c) or base.get("image_size") not in (None, (h, w), [h, w]):
+        want = f"{base.get('in_channels')} x {base.get('image_size')}"
+        raise ModelMismatchError(f"model config expects {want}; the store has {c} x {(h, w)}", store.root)
+    try:
+        return ModelConfig.model_validate({**base, "kind": "vae", "in_channels": c, "image_size": (h, w)})
+    except ValueError as e:
+        raise ConfigError(f"invalid model config ({str(e).splitlines()[0]})") from None
+
+
+def val_rows(store: TensorStore, split: str | None, classes: np.ndarray) -> np.ndarray:
+    """Labelled rows of the validation split whose class the model knows (empty: no validation)."""
+    if split is None:
+        return np.zeros(0, dtype=np.int64)
+    rows = store.select(split=split)
+    return rows[np.isin(store.labels[rows], classes)]
+
+
+def load_rows(images: np.ndarray, rows: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """One memmap gather of sorted rows (the order inside a batch does not matter to the losses)."""
+    return torch.from_numpy(np.ascontiguousarray(images[np.sort(rows)], dtype=np.float32)).to(device)
+
+
+def cycle(rows: np.ndarray, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Endless batches of ``rows``, a fresh permutation each pass, so a tiny labelled set is reused evenly."""
+    while True:
+        perm = rng.permutation(rows)
+        for s in range(0, len(perm), batch):
+            yield perm[s : s + batch]
+
+
+def class_index(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Store label codes -> column indices 0..K-1."""
+    return np.searchsorted(classes, labels).astype(np.int64)
+
+
+def val_scores(labels: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, float | None]:
+    """AUC (binary: of classes[1]; multi-class: macro one-vs-rest) and accuracy of argmax predictions."""
+    idx = class_index(labels, classes)
+    acc = float(np.mean(proba.argmax(1) == idx))
+    if len(classes) == 2:
+        return {"auc": auroc((idx == 1).astype(np.int8), proba[:, 1]), "acc": acc}
+    return {"auc": multiclass_report(idx, proba)["macro_auc"], "acc": acc}
+
+
+class BestState:
+    """Keeps the weights of the best validation epoch and says when patience has run out."""
+
+    def __init__(self, patience: int = 0):
+        self.patience, self.best, self.epoch, self.bad = patience, -np.inf, 0, 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def update(self, model: torch.nn.Module, score: float | None, epoch: int) -> bool:
+        """Record an epoch; True when training should stop. No score (no validation): keep the latest."""
+        value = -np.inf if score is None else score
+        if score is None or value > self.best:
+            self.best, self.epoch, self.bad = value, epoch, 0
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        self.bad += 1
+        return self.patience > 0 and self.bad >= self.patience
+
+    def restore(self, model: torch.nn.Module) -> None:
+        if self.state is not None:
+            model.load_state_dict(self.state)

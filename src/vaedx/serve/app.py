@@ -1,0 +1,179 @@
+"""The FastAPI app: ``create_app(model_dir)`` loads the model once and serves the API and the web page.
+
+Why these choices:
+
+* the body size is limited twice - by Content-Length before anything is read, and by counting bytes as they
+  arrive (a chunked upload has no Content-Length) - so a huge upload is refused with 413 early;
+* ``/docs`` and ``/redoc`` are off: FastAPI's pages load Swagger/ReDoc from a CDN, and everything served
+  here must work offline; ``/openapi.json`` stays;
+* a Content-Security-Policy of 'self' makes the browser refuse any network request the page might make
+  elsewhere, so "works offline" is enforced, not just intended.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from vaedx.serve.inference import Predictor, ServeError, UploadOptions
+from vaedx.serve.schemas import BatchItem, BatchResponse, ErrorBody, Health, ModelInfo, Prediction
+
+log = logging.getLogger("vaedx.serve")
+STATIC = Path(__file__).parent / "static"
+DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
+MAX_BATCH_FILES = 32
+_MULTIPART_SLACK = 64 * 1024  # boundaries and form fields around the file itself
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
+
+
+class BodyLimit:
+    """ASGI middleware: 413 when Content-Length or the bytes actually received exceed the path's limit."""
+
+    def __init__(self, app: ASGIApp, limits: dict[str, int], default: int = 1 << 20):
+        self.app, self.limits, self.default = app, limits, default
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limits.get(scope.get("path", ""), self.default)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            body = json.dumps({"detail": f"request body larger than the limit of {limit} bytes"})
+            headers_out = [(b"content-type", b"application/json"), (b"connection", b"close")]
+            await send({"type": "http.response.start", "status": 413, "headers": headers_out})
+            await send({"type": "http.response.body", "body": body.encode()})
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # HTTPException passes through FastAPI's body parsing as is
+                    raise HTTPException(413, f"request body larger than the limit of {limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _security_headers(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+    response = await call_next(request)
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "Upload too large."},
+    415: {"model": ErrorBody, "description": "Not a PNG, JPEG, TIFF, DICOM or NIfTI image (by content)."},
+    422: {"model": ErrorBody, "description": "Unreadable image, or one the model cannot take."},
+}
+
+
+def create_app(
+    model_dir: str | Path,
+    diagnosis_dir: str | Path | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    scorer: str = "residual",
+) -> FastAPI:
+    """Build the app; the model (and diagnosis, if any) is loaded here, once, so errors show at start-up."""
+    predictor = Predictor(model_dir, diagnosis_dir, scorer=scorer)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        yield
+        predictor.close()
+
+    app = FastAPI(
+        title="vaedx",
+        version=_version(),
+        description="VAE anomaly scores, heatmaps and diagnosis for medical images. Research use only.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.predictor = predictor
+    app.state.max_upload_bytes = max_upload_bytes
+    limits = {
+        "/v1/predict": max_upload_bytes + _MULTIPART_SLACK,
+        "/v1/predict/batch": max_upload_bytes * MAX_BATCH_FILES + _MULTIPART_SLACK,
+    }
+    app.add_middleware(BodyLimit, limits=limits)
+    app.middleware("http")(_security_headers)
+
+    @app.exception_handler(ServeError)
+    async def _serve_error(_: Request, e: ServeError) -> JSONResponse:
+        return JSONResponse({"detail": e.message}, status_code=e.status)
+
+    def run_one(upload: UploadFile, opts: UploadOptions) -> dict[str, Any]:
+        return predictor.predict_upload(upload.file, opts, max_upload_bytes)
+
+    @app.post("/v1/predict", response_model=Prediction, responses=_ERRORS)
+    def predict(
+        file: UploadFile = File(..., description="One image: PNG, JPEG, TIFF, DICOM or NIfTI."),
+        slice_index: int | None = Form(
+            None, description="NIfTI slice / DICOM frame (default: middle/first)."
+        ),
+        window: str | None = Form(None, description="DICOM window: a name (lung, brain...), auto, or c,w."),
+    ) -> dict[str, Any]:
+        return run_one(file, UploadOptions(slice_index, window))
+
+    @app.post("/v1/predict/batch", response_model=BatchResponse, responses=_ERRORS)
+    def predict_batch(
+        files: list[UploadFile] = File(..., description=f"Up to {MAX_BATCH_FILES} images."),
+        slice_index: int | None = Form(None),
+        window: str | None = Form(None),
+    ) -> dict[str, Any]:
+        if len(files) > MAX_BATCH_FILES:
+            raise ServeError(413, f"too many files: at most {MAX_BATCH_FILES} per batch")
+        items, opts = [], UploadOptions(slice_index, window)
+        for i, upload in enumerate(files):
+            try:
+                items.append(BatchItem(index=i, ok=True, status=200, result=run_one(upload, opts)))
+            except ServeError as e:
+                items.append(BatchItem(index=i, ok=False, status=e.status, error=e.message))
+        n_ok = sum(it.ok for it in items)
+        return {"items": items, "n_ok": n_ok, "n_failed": len(items) - n_ok}
+
+    @app.get("/v1/model", response_model=ModelInfo)
+    def model_info() -> dict[str, Any]:
+        return predictor.model_info()
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "model_kind": predictor.loaded.kind}
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _version() -> str:
+    from vaedx import __version__
+
+    return __version__

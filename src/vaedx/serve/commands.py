@@ -1,0 +1,66 @@
+"""`vaedx serve`: run the API and web page with uvicorn.
+
+Binds 127.0.0.1 by default: the service has no authentication, so exposing it on a network is a choice the
+user must make explicitly (``--host 0.0.0.0``), and then it is announced on stderr.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+
+import typer
+
+from vaedx.errors import ConfigError
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _log_to_stderr() -> None:
+    """Show the service's own lines (format, size, score, time - never file names) beside uvicorn's."""
+    log = logging.getLogger("vaedx.serve")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
+def serve_command(
+    model: Path = typer.Option(..., "--model", "-m", help="Run folder or checkpoint folder."),
+    diagnosis: Path | None = typer.Option(
+        None, "--diagnosis", help="Diagnosis classifier folder (optional)."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; loopback unless you mean it."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest accepted upload (MB)."),
+    scorer: str = typer.Option(
+        "residual", "--scorer", help="Anomaly scorer when no thresholds.json names one."
+    ),
+) -> None:
+    """Serve anomaly scores, heatmaps and diagnosis over HTTP, with a web page at / (research use only)."""
+    try:
+        import uvicorn
+
+        from vaedx.serve.app import create_app
+    except ImportError as e:
+        raise ConfigError(
+            f"serving needs the 'serve' extra: pip install 'vaedx[serve]' ({e.name} missing)"
+        ) from e
+    if max_upload_mb <= 0:
+        raise ConfigError("--max-upload-mb must be positive")
+    app = create_app(model, diagnosis, max_upload_bytes=int(max_upload_mb * 1024 * 1024), scorer=scorer)
+    if not _is_loopback(host):
+        typer.secho(f"warning: serving on {host} without authentication; anyone who can reach it can use it",
+                    err=True, fg="yellow")  # fmt: skip
+    _log_to_stderr()
+    typer.echo(f"vaedx serving {model} on http://{host}:{port}/  (research use only)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -1,0 +1,212 @@
+"""Calibrate -> thresholds.json -> detect on a store, PNGs and DICOM; torchrun shards equal one process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from vaedx.anomaly.calibrate import CalibrationFile, calibrate
+from vaedx.anomaly.commands import detect
+from vaedx.anomaly.detect import PostSpec, Scored, merge_shards, run_scorers, save_shard, shard_slice
+from vaedx.cli import main
+from vaedx.data.preprocess import PreprocessConfig
+from vaedx.data.store import StoreWriter, TensorStore
+from vaedx.errors import ModelMismatchError
+
+SIZE = 16
+
+
+def make_store(out: Path, size: int = SIZE, n: int = 36) -> Path:
+    """Blobs; odd rows get a bright square 'lesion' with its mask; splits train/val/test by row."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    writer = StoreWriter(out, n, (1, size, size), with_masks=True)
+    for i in range(n):
+        cy, cx = rng.uniform(size / 3, 2 * size / 3, 2)
+        img = 0.6 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / size)
+        mask = np.zeros((size, size), np.uint8)
+        if i % 2:
+            mask[4:8, 4:8] = 1
+            img = np.where(mask, 1.0, img)
+        split = ("train", "train", "val", "test")[(i // 2) % 4]
+        writer.add(
+            img[None].astype(np.float32),
+            label=i % 2,
+            mask=mask,
+            split=split,
+            path=f"patient{i}/img{i}.png",
+            patient_id=f"p{i // 4}",
+        )
+    writer.finish(["normal", "lesion"], PreprocessConfig(size=(size, size)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    import vaedx
+
+    root = tmp_path_factory.mktemp("detect")
+    store = make_store(root / "store")
+    fast = {"widths": [8, 16], "latent_dim": 4, "batch_size": 16, "num_threads": 1}
+    vaedx.train(store, root / "run", epochs=1, label_filter=["normal"], **fast)
+    return store, root / "run"
+
+
+def write_dicom(path: Path) -> Path:
+    """A small 24x24 MR DICOM written the pydicom-3 way."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "MR"
+    yy, xx = np.mgrid[:24, :24]
+    pixels = (400 * np.exp(-((yy - 12) ** 2 + (xx - 10) ** 2) / 20)).astype(np.uint16)
+    ds.set_pixel_data(pixels, "MONOCHROME2", 16, generate_instance_uid=False)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_calibrate_writes_thresholds_at_specificity(setup: tuple[Path, Path]) -> None:
+    store, run = setup
+    from vaedx.api import load_model
+
+    loaded, ts = load_model(run), TensorStore.open(store)
+    cal = calibrate(loaded, ts, ["residual", "elbo"], specificity=0.75)
+    again = CalibrationFile.load(run)
+    assert (run / "thresholds.json").is_file() and set(again.scorers) >= {"residual", "elbo"}
+    idx = ts.select(split="val", labels=["normal"])
+    scores = run_scorers(loaded.model, np.asarray(ts.images[idx]), ["residual"]).scores["residual"]
+    thr = cal.scorers["residual"].thresholds
+    assert thr.n_calibration == idx.size
+    assert np.mean(scores <= thr.image_threshold) >= 0.75
+    assert thr.pixel_threshold is not None  # val split has masks
+
+
+def test_detect_store_csv_flags_maps_overlays(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    store, run = setup
+    out = detect(
+        run,
+        tmp_path / "o",
+        store=store,
+        split="test",
+        scorers=["residual", "ssim"],
+        max_overlays=3,
+        quiet=True,
+    )
+    rows = _read(out / "scores.csv")
+    ts = TensorStore.open(store)
+    assert [int(r["index"]) for r in rows] == ts.select(split="test").tolist()
+    assert list(rows[0])[:5] == ["index", "path", "split", "label", "patient_id"]
+    assert all("/" not in r["path"] for r in rows)  # file name only, no patient folders
+    meta = json.loads((out / "detect.json").read_text())
+    for name in ("residual", "ssim"):
+        thr = meta["thresholds"][name]["image_threshold"]
+        assert all(int(r[f"{name}_flag"]) == (float(r[name]) > thr) for r in rows)
+        maps = np.load(out / "maps" / f"{name}.npy")
+        assert maps.shape == (len(rows), SIZE, SIZE) and np.isfinite(maps).all()
+        assert len(list((out / "overlays" / name).glob("*.png"))) == 3
+
+
+def test_detect_png_folder_and_dicom(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    _, run = setup
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(3):
+        PILImage.fromarray((rng.random((20, 20)) * 255).astype(np.uint8), mode="L").save(folder / f"a{k}.png")
+    PILImage.fromarray(np.full((20, 20), 7, np.uint8), mode="L").save(folder / "const.png")  # constant image
+    dcm = write_dicom(tmp_path / "scan.dcm")
+    out = detect(run, tmp_path / "o", inputs=[folder, dcm], scorers=["residual"], quiet=True)
+    rows = _read(out / "scores.csv")
+    assert [r["path"] for r in rows] == ["a0.png", "a1.png", "a2.png", "const.png", dcm.name]
+    assert all(np.isfinite(float(r["residual"])) for r in rows)
+    assert json.loads((out / "detect.json").read_text())["source"] == "files"
+
+
+def test_rgb_file_and_store_mismatch_name_what_differs(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    _, run = setup
+    rgb = tmp_path / "rgb.png"
+    PILImage.fromarray(np.zeros((16, 16, 3), np.uint8), mode="RGB").save(rgb)
+    with pytest.raises(ModelMismatchError, match=r"rgb\.png.*3 channels but the model expects 1"):
+        detect(run, tmp_path / "o", inputs=[rgb], quiet=True)
+    other = make_store(tmp_path / "small", size=12, n=8)
+    with pytest.raises(ModelMismatchError, match=r"image shape \(1, 16, 16\) \(model\) vs \(1, 12, 12\)"):
+        detect(run, tmp_path / "o2", store=other, quiet=True)
+
+
+def test_cli_bad_input_exits_2_with_one_line(setup: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    _, run = setup
+    code = main(
+        ["detect", "--model", str(run), "--input", str(tmp_path / "missing.png"), "--out", str(tmp_path)]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "missing.png" in err and "Traceback" not in err
+
+
+def test_shards_merge_in_original_order(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    store, run = setup
+    from vaedx.api import load_model
+
+    x = np.array(TensorStore.open(store).images)
+    model = load_model(run).model
+    whole = run_scorers(model, x, ["residual"], post=PostSpec(foreground=True))
+    for r in range(3):
+        part = shard_slice(len(x), r, 3)
+        save_shard(tmp_path, r, run_scorers(model, x[part], ["residual"], post=PostSpec(foreground=True)))
+    merged: Scored = merge_shards(tmp_path, 3)
+    np.testing.assert_allclose(merged.scores["residual"], whole.scores["residual"], rtol=1e-6)
+    np.testing.assert_array_equal(merged.valid, whole.valid)
+
+
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun"
+)
+def test_torchrun_two_ranks_equal_single_process(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    store, run = setup
+    single = detect(run, tmp_path / "one", store=store, split=None, max_overlays=0, quiet=True)
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "vaedx.cli",
+        "detect",
+        "--model",
+        str(run),
+        "--store",
+        str(store),
+        "--split",
+        "all",
+        "--out",
+        str(tmp_path / "two"),
+        "--max-overlays",
+        "0",
+        "-q",
+    ]
+    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=120)
+    a, b = _read(single / "scores.csv"), _read(tmp_path / "two" / "scores.csv")
+    assert [r["index"] for r in a] == [r["index"] for r in b]
+    np.testing.assert_allclose(
+        [float(r["residual"]) for r in a], [float(r["residual"]) for r in b], rtol=1e-6
+    )

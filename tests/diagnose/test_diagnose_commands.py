@@ -1,0 +1,117 @@
+"""The ``diagnose`` typer sub-app on its own (the lead registers it in vaedx.cli)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from vaedx.diagnose.commands import app
+from vaedx.errors import ConfigError, InputError
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cli_fit(vae, store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "diag"
+    args = [
+        "fit",
+        "--model",
+        str(vae.path),
+        "--store",
+        str(store.root),
+        "--out",
+        str(out),
+        "--classifiers",
+        "logreg",
+        "--calibration",
+        "isotonic",
+        "--threshold",
+        "sens:0.9",
+        "--labelled-fraction",
+        "0.5",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out, result, args
+
+
+def test_fit_writes_a_diagnosis_folder_and_reports(cli_fit):
+    out, result, _ = cli_fit
+    doc = json.loads((out / "diagnosis.json").read_text())
+    assert doc["classifier"] == {"kind": "logreg", "params": {}, "calibration": "isotonic"}
+    assert doc["threshold_rule"] == "sens:0.9" and doc["data"]["n_labelled"] == 20
+    assert "chose logreg" in result.output and "optimistic" in result.output
+
+
+def test_fit_refuses_to_overwrite_and_bad_options(cli_fit, tmp_path):
+    _, _, args = cli_fit
+    again = runner.invoke(app, args)
+    assert isinstance(again.exception, ConfigError) and "--overwrite" in str(again.exception)
+    bad = [a if a != "sens:0.9" else "sensitive" for a in args]
+    bad[bad.index("--out") + 1] = str(tmp_path / "x")
+    assert isinstance(runner.invoke(app, bad).exception, ConfigError)
+
+
+def test_predict_a_store_split_to_csv(cli_fit, store, tmp_path):
+    out, _, _ = cli_fit
+    dest = tmp_path / "pred.csv"
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(out),
+            "--store",
+            str(store.root),
+            "--split",
+            "test",
+            "-k",
+            "2",
+            "--out",
+            str(dest),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(dest.open()))
+    assert len(rows) == 24 and set(rows[0]) == {
+        "image",
+        "class",
+        "probability",
+        "p_normal",
+        "p_blob",
+        "neighbours",
+    }
+    assert all(r["class"] in ("normal", "blob") for r in rows) and rows[0]["neighbours"].count("train/") == 2
+    p = np.array([[float(r["p_normal"]), float(r["p_blob"])] for r in rows])
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+
+
+def test_predict_image_files(cli_fit, store, tmp_path):
+    out, _, _ = cli_fit
+    files = []
+    for i in store.select(split="test")[:3]:
+        f = tmp_path / f"case{i}.png"
+        Image.fromarray((np.asarray(store.images[i, 0]) * 255).astype(np.uint8)).save(f)
+        files.append(str(f))
+    result = runner.invoke(app, ["predict", "--model", str(out), *files])
+    assert result.exit_code == 0, result.output
+    assert "case" in result.output and "probability" in result.output
+    dest = tmp_path / "pred.json"
+    assert runner.invoke(app, ["predict", "--model", str(out), *files, "--out", str(dest)]).exit_code == 0
+    preds = json.loads(dest.read_text())
+    assert [p["image"] for p in preds] == files and len(preds[0]["neighbours"]) == 5
+
+
+def test_predict_needs_files_or_a_store(cli_fit, store, tmp_path):
+    out, _, _ = cli_fit
+    assert isinstance(runner.invoke(app, ["predict", "--model", str(out)]).exception, ConfigError)
+    both = runner.invoke(app, ["predict", "--model", str(out), "--store", str(store.root), "x.png"])
+    assert isinstance(both.exception, ConfigError)
+    missing = runner.invoke(app, ["predict", "--model", str(tmp_path), "--store", str(store.root)])
+    assert isinstance(missing.exception, InputError)

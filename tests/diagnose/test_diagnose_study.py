@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import pytest
+from diag_helpers import ARCH, make_store
+
+from vaedx.data.preprocess import PreprocessConfig
+from vaedx.diagnose.study import METHODS, label_fraction_study, summarise
+from vaedx.errors import ConfigError, ModelMismatchError
+
+
+def test_study_compares_all_methods_on_the_same_subsets(store, vae):
+    seen = []
+    res = label_fraction_study(
+        store,
+        fractions=(0.5, 1.0),
+        seeds=(0, 1),
+        methods=METHODS,
+        epochs=1,
+        vae=vae,
+        model=ARCH,
+        batch_size=16,
+        progress=seen.append,
+    )
+    assert len(res.rows) == 3 * 2 * 2 and seen == res.rows
+    for r in res.rows:
+        assert set(r) == {"method", "fraction", "n_labelled", "seed", "auc", "acc", "sens", "spec"}
+        assert r["n_labelled"] == {0.5: 20, 1.0: 40}[r["fraction"]]
+        assert 0 <= r["auc"] <= 1 and 0 <= r["acc"] <= 1
+    # the pre-trained VAE + logistic regression is the strong method on this toy
+    lr = [r["auc"] for r in res.rows if r["method"] == "vae_latent_lr"]
+    assert min(lr) > 0.9
+    assert len(res.summary) == 3 * 2
+    s = next(r for r in res.summary if r["method"] == "vae_latent_lr" and r["fraction"] == 1.0)
+    assert s["n_seeds"] == 2 and s["auc"].count("±") == 1 and s["auc_sd"] >= 0
+
+
+def test_study_trains_its_own_vae_when_none_is_given(store, tmp_path):
+    res = label_fraction_study(
+        store,
+        fractions=(1.0,),
+        seeds=(0,),
+        methods=("vae_latent_lr",),
+        epochs=2,
+        model=ARCH,
+        work_dir=tmp_path,
+    )
+    assert (tmp_path / "vae" / "best" / "model.safetensors").exists() and len(res.rows) == 1
+
+
+def test_summary_mean_and_sd():
+    rows = [
+        {
+            "method": "m",
+            "fraction": 0.1,
+            "n_labelled": 4,
+            "seed": s,
+            "auc": a,
+            "acc": 0.5,
+            "sens": None,
+            "spec": 1.0,
+        }
+        for s, a in enumerate([0.6, 0.8])
+    ]
+    (s,) = summarise(rows)
+    assert s["auc_mean"] == pytest.approx(0.7) and s["auc_sd"] == pytest.approx(0.1414, abs=1e-3)
+    assert s["auc"] == "0.700 ± 0.141" and s["sens"] == "n/a" and s["spec_sd"] == 0.0
+
+
+def test_study_bad_input(store, vae, tmp_path):
+    with pytest.raises(ConfigError, match="unknown method"):
+        label_fraction_study(store, methods=("svm",))
+    # an infeasible fraction fails before anything is trained
+    with pytest.raises(ConfigError, match="labelled subset has only class"):
+        label_fraction_study(store, fractions=(0.01,), seeds=(0,), methods=("m2",))
+    other = make_store(
+        tmp_path / "o", {"train": 8, "test": 4}, preprocess=PreprocessConfig(size=16, grey=True)
+    )
+    with pytest.raises(ModelMismatchError, match="preprocess grey"):
+        label_fraction_study(other, fractions=(1.0,), seeds=(0,), methods=("vae_latent_lr",), vae=vae.path)

@@ -1,0 +1,78 @@
+"""evaluate_anomaly on a hand-made prediction folder whose AUROC is known exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vaedx.anomaly.detect import Scored, write_scores_csv
+from vaedx.cli import main
+from vaedx.data.preprocess import PreprocessConfig
+from vaedx.data.store import StoreWriter
+from vaedx.errors import InputError
+from vaedx.evaluate.anomaly import evaluate_anomaly
+
+
+def _toy(tmp: Path) -> tuple[Path, Path]:
+    """4 normal + 4 abnormal images; normal 0.6 outranks abnormal 0.5 and 0.55 -> AUROC 14/16."""
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    writer = StoreWriter(tmp / "store", 8, (1, 4, 4), with_masks=True)
+    for i, lab in enumerate(labels):
+        mask = np.zeros((4, 4), np.uint8)
+        mask[0, 0] = lab
+        writer.add(
+            np.zeros((1, 4, 4), np.float32),
+            label=lab,
+            mask=mask,
+            split="test",
+            path=f"i{i}.png",
+            patient_id=f"p{i}",
+        )
+    writer.finish(["normal", "lesion"], PreprocessConfig())
+    scores = np.array([0.1, 0.2, 0.3, 0.6, 0.5, 0.55, 0.7, 0.8])
+    maps = np.zeros((8, 4, 4), np.float32)
+    maps[4:, 0, 0] = 1.0  # perfect pixel maps on abnormal images
+    pred = tmp / "pred"
+    (pred / "maps").mkdir(parents=True)
+    rows = [
+        {"index": i, "path": f"i{i}.png", "split": "test", "label": "", "patient_id": f"p{i}"}
+        for i in range(8)
+    ]
+    write_scores_csv(pred / "scores.csv", rows, Scored({"toy": maps}, {"toy": scores}), {"toy": 0.5})
+    np.save(pred / "maps" / "toy.npy", maps)
+    meta = {"source": "store", "normal_label": "normal", "thresholds": {"toy": {"pixel_threshold": 0.5}}}
+    (pred / "detect.json").write_text(json.dumps(meta))
+    return pred, tmp / "store"
+
+
+def test_known_auroc_pixel_metrics_and_cis(tmp_path: Path) -> None:
+    pred, store = _toy(tmp_path)
+    res = evaluate_anomaly(pred, store, n_boot=200)
+    m = res["scorers"]["toy"]["metrics"]
+    assert m["auroc"].point == pytest.approx(14 / 16)
+    assert m["auroc"].low <= 14 / 16 <= m["auroc"].high
+    assert (
+        m["pixel_auroc"] == 1.0 and m["dice_val_threshold"].point == 1.0 and m["best_dice_optimistic"] == 1.0
+    )
+    assert res["n_abnormal"] == 4
+
+
+def test_one_class_is_na_with_reason_and_never_nan(tmp_path: Path, capsys) -> None:
+    pred, store = _toy(tmp_path)
+    lines = (pred / "scores.csv").read_text().splitlines()
+    (pred / "scores.csv").write_text("\n".join(lines[:5]) + "\n")  # normals only
+    np.save(pred / "maps" / "toy.npy", np.load(pred / "maps" / "toy.npy")[:4])
+    assert main(["evaluate", "anomaly", "--pred", str(pred), "--truth", str(store), "--n-boot", "50"]) == 0
+    text = (pred / "evaluation.json").read_text()
+    assert "NaN" not in text and "only one class present" in text
+    assert "n/a" in capsys.readouterr().out
+
+
+def test_maps_of_wrong_size_name_the_file(tmp_path: Path) -> None:
+    pred, store = _toy(tmp_path)
+    np.save(pred / "maps" / "toy.npy", np.zeros((8, 5, 5), np.float32))
+    with pytest.raises(InputError, match=r"toy\.npy.*shape \(8, 5, 5\)"):
+        evaluate_anomaly(pred, store, n_boot=10)

@@ -1,0 +1,103 @@
+"""Fixtures for the service tests: one tiny trained model per session and files in every upload format.
+
+The model is trained for one epoch on 16x16 blobs (about a second on two cores); the tests check the
+service's behaviour, not the model's quality.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image as PILImage
+
+from vaedx.data.preprocess import PreprocessConfig
+from vaedx.data.store import StoreWriter
+
+SIZE = 16
+MAX_UPLOAD = 200_000
+PHI = {"PatientName": "Doe^Jane", "PatientID": "PID-12345", "PatientBirthDate": "19700101"}
+PHI_STRINGS = ("Doe^Jane", "Doe", "Jane", "PID-12345", "19700101")
+
+
+def make_store(out: Path, n: int = 32, size: int = SIZE) -> Path:
+    """Gaussian blobs; labels alternate; every fourth pair is validation."""
+    rng = np.random.default_rng(0)
+    writer = StoreWriter(out, n, (1, size, size), with_masks=False)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        cy, cx = rng.uniform(size / 4, 3 * size / 4, 2)
+        img = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (size / 2)) * (0.6 + 0.4 * (i % 2))
+        split = "val" if (i // 2) % 4 == 3 else "train"
+        writer.add(
+            img[None].astype(np.float32), label=i % 2, split=split, path=f"img{i}.png", patient_id=f"p{i}"
+        )
+    writer.finish(["normal", "pneumonia"], PreprocessConfig(size=(size, size)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import vaedx
+
+    root = tmp_path_factory.mktemp("serve_model")
+    store = make_store(root / "store")
+    fast = {"widths": [8, 16], "latent_dim": 4, "batch_size": 16, "lr": 3e-3, "num_threads": 1}
+    vaedx.train(store, root / "run", epochs=1, **fast)
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def client(run_dir: Path):
+    from vaedx.serve.app import create_app
+
+    with TestClient(create_app(run_dir, max_upload_bytes=MAX_UPLOAD)) as c:
+        yield c
+
+
+def png_bytes(h: int = 40, w: int = 30, mode: str = "L", seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if mode == "L" else (h, w, 3)
+    buf = io.BytesIO()
+    PILImage.fromarray((rng.random(shape) * 255).astype(np.uint8), mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def dicom_bytes(tmp: Path) -> bytes:
+    """A CT DICOM carrying the PHI above, written the pydicom-3 way."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    path = tmp / "Doe^Jane_PID-12345.dcm"
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    for key, value in PHI.items():
+        setattr(ds, key, value)
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "CT"
+    yy, xx = np.mgrid[:24, :24]
+    pixels = (1000 + 400 * np.exp(-((yy - 12) ** 2 + (xx - 10) ** 2) / 20)).astype(np.uint16)
+    ds.set_pixel_data(pixels, "MONOCHROME2", 16, generate_instance_uid=False)
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.save_as(path, enforce_file_format=True)
+    return path.read_bytes()
+
+
+def nifti_bytes(tmp: Path, gz: bool = True) -> tuple[bytes, np.ndarray]:
+    """A 20x20x5 volume with a blob that moves from slice to slice (so slices are distinguishable)."""
+    yy, xx = np.mgrid[:20, :20]
+    blobs = [np.exp(-((yy - 10) ** 2 + (xx - 4 - 3 * k) ** 2) / 10) for k in range(5)]
+    vol = (np.stack(blobs, axis=-1) * 100).astype(np.float32)
+    path = tmp / ("vol.nii.gz" if gz else "vol.nii")
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), path)
+    return path.read_bytes(), vol

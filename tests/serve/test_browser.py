@@ -1,0 +1,110 @@
+"""The web page in a real (headless Debian) Chromium: upload a PneumoniaMNIST image, see score and overlay.
+
+Skipped when /usr/bin/chromium or playwright is missing, unless CI is set: in CI that is a failure, so a
+green CI means the page was really exercised. Browsers are never downloaded (no `playwright install`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]  # fmt: skip
+
+
+def _require_browser():
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem, sync_playwright = "playwright is not installed", None
+    if problem is None and not CHROMIUM.exists():
+        problem = f"{CHROMIUM} is absent (apt-get install -y chromium)"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return sync_playwright
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url(run_dir: Path):
+    import uvicorn
+
+    from vaedx.serve.app import create_app
+
+    port = _free_port()
+    config = uvicorn.Config(create_app(run_dir), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.slow
+def test_upload_shows_score_overlay_and_caveat(server_url, pneumonia_npz, tmp_path):
+    sync_playwright = _require_browser()
+    image = np.load(pneumonia_npz)["test_images"][0]
+    png = tmp_path / "pneumoniamnist_test0.png"
+    PILImage.fromarray(image).save(png)
+    requests: list[str] = []
+    console_errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page()
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.goto(server_url + "/")
+            assert "not for clinical use" in page.inner_text(".caveat")
+            # keyboard: the first Tab stop is the drop zone, and Enter opens the file chooser
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.id") == "drop-zone"
+            with page.expect_file_chooser() as chooser:
+                page.keyboard.press("Enter")
+            chooser.value.set_files(str(png))
+            page.wait_for_selector("#results:not([hidden])", timeout=20_000)
+            score = float(page.inner_text("#score"))
+            assert np.isfinite(score) and score > 0
+            assert page.inner_text("#flag") == "no calibrated threshold"
+            for img in ("#input-img", "#heatmap-img", "#contour-img", "#recon-img"):
+                assert page.get_attribute(img, "src").startswith("data:image/png;base64,")
+                assert page.evaluate(f"document.querySelector('{img}').naturalWidth") == 16
+            # the opacity slider is labelled and keyboard operable
+            assert page.get_by_label("Heatmap opacity").count() == 1
+            page.focus("#opacity")
+            page.keyboard.press("ArrowLeft")
+            assert page.evaluate("document.getElementById('heatmap-img').style.opacity") == "0.55"
+            assert page.inner_text("#opacity-value") == "55%"
+            shot = tmp_path / "viewer.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 1000
+            print(f"screenshot: {shot}")
+        finally:
+            browser.close()
+    assert all(u.startswith(server_url) or u.startswith("data:") for u in requests), requests
+    assert not console_errors, console_errors

@@ -1,0 +1,315 @@
+"""The HTTP API against the real app and a tiny trained model: predictions, errors, limits and PHI."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image as PILImage
+
+from conftest import MAX_UPLOAD, PHI_STRINGS, dicom_bytes, nifti_bytes, png_bytes
+from vaedx.anomaly import build_scorer
+from vaedx.anomaly.thresholds import Thresholds
+from vaedx.api import load_model
+from vaedx.data.preprocess import apply
+from vaedx.io import read_any
+
+
+def decode_png(b64: str) -> np.ndarray:
+    return np.asarray(PILImage.open(io.BytesIO(base64.b64decode(b64))))
+
+
+def post(client: TestClient, data: bytes, name: str = "x.png", **form: str):
+    return client.post("/v1/predict", files={"file": (name, data, "application/octet-stream")}, data=form)
+
+
+def test_predict_png_matches_the_library_and_returns_pictures(client, run_dir, tmp_path):
+    data = png_bytes(40, 30)
+    r = post(client, data)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    # same score as scoring the preprocessed image with the library directly
+    (tmp_path / "a.png").write_bytes(data)
+    loaded = load_model(run_dir)
+    x, _ = apply(read_any(tmp_path / "a.png")[0].array, loaded.preprocess)
+    expected = build_scorer("residual", loaded.model).score(x[None]).scores[0]
+    assert body["scorer"] == "residual" and body["score"] == pytest.approx(expected, rel=1e-5)
+    assert body["threshold"] is None and body["flag"] is None and body["diagnosis"] is None
+    assert body["image"]["original_size"] == [40, 30] and body["image"]["model_size"] == [16, 16]
+    assert decode_png(body["input_png"]).shape == (16, 16)
+    assert decode_png(body["reconstruction_png"]).shape == (16, 16)
+    assert decode_png(body["heatmap_png"]).shape == (16, 16, 4)  # RGBA layer for the page's slider
+    assert decode_png(body["overlay_png"]).shape == (16, 16, 3)
+    contour = body["contour"]
+    assert "not calibrated" in contour["source"] and contour["n_pixels"] >= 1
+    edge = decode_png(contour["png"])
+    assert (edge[..., 3] > 0).sum() >= 1 and contour["regions"][0]["area"] >= 1
+    assert "not for clinical" in body["caveat"] or "not a medical device" in body["caveat"]
+
+
+def test_rgb_png_is_folded_to_the_models_single_channel(client):
+    r = post(client, png_bytes(20, 20, mode="RGB"))
+    assert r.status_code == 200, r.text
+    assert r.json()["image"]["channels"] == 1
+
+
+def test_dicom_phi_never_reaches_response_or_logs(client, tmp_path, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    data = dicom_bytes(tmp_path)
+    assert b"PID-12345" in data  # the file really carries the identifiers
+    r = post(client, data, name="Doe^Jane_PID-12345.dcm", window="40,400")
+    assert r.status_code == 200, r.text
+    assert r.json()["image"]["format"] == "dicom" and r.json()["image"]["modality"] == "CT"
+    out, err = capfd.readouterr()
+    for text in (r.text, caplog.text, out, err):
+        for s in PHI_STRINGS:
+            assert s not in text
+    assert "predict format=dicom" in caplog.text  # logging did happen
+    # nothing written for the upload is left behind
+    assert not any(client.app.state.predictor.tmp_root.iterdir())
+
+
+def test_nifti_slice_index_picks_the_slice(client, tmp_path):
+    data, _ = nifti_bytes(tmp_path)
+    first = post(client, data, name="v.nii.gz", slice_index="0")
+    last = post(client, data, name="v.nii.gz", slice_index="4")
+    default = post(client, data, name="v.nii.gz")
+    assert first.status_code == last.status_code == default.status_code == 200, first.text
+    assert first.json()["image"]["n_slices"] == 5
+    assert [r.json()["image"]["slice_index"] for r in (first, last, default)] == [0, 4, 2]
+    assert first.json()["input_png"] != last.json()["input_png"]  # the blob moves from slice to slice
+    bad = post(client, data, name="v.nii.gz", slice_index="9")
+    assert bad.status_code == 422 and "out of range" in bad.json()["detail"]
+
+
+def test_uncompressed_nifti_without_extension_on_disk(client, tmp_path):
+    data, _ = nifti_bytes(tmp_path, gz=False)
+    r = post(client, data, name="upload")
+    assert r.status_code == 200, r.text
+    assert r.json()["image"]["format"] == "nifti"
+
+
+def test_batch_reports_errors_per_item(client):
+    files = [
+        ("files", ("a.png", png_bytes(), "image/png")),
+        ("files", ("b.png", b"this is text, not a PNG", "image/png")),
+        ("files", ("c.png", png_bytes()[:60], "image/png")),
+    ]
+    r = client.post("/v1/predict/batch", files=files)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [(i["index"], i["ok"], i["status"]) for i in body["items"]] == [
+        (0, True, 200),
+        (1, False, 415),
+        (2, False, 422),
+    ]
+    assert body["items"][0]["result"]["score"] > 0 and body["n_ok"] == 1 and body["n_failed"] == 2
+
+
+def test_model_info(client):
+    r = client.get("/v1/model")
+    assert r.status_code == 200
+    info = r.json()
+    assert info["kind"] == "vae" and info["label_names"] == ["normal", "pneumonia"]
+    assert info["image_shape"] == [1, 16, 16] and info["preprocess"]["size"] == [16, 16]
+    assert info["training_data"]["n_train"] > 0 and "store" not in info["training_data"]  # no server paths
+    assert info["metrics"]["epochs"] == 1 and info["metrics"]["last"]["val_loss"] > 0
+    assert info["calibration"]["image_threshold"] is None
+    assert info["diagnosis"]["attached"] is False
+
+
+def test_healthz_openapi_and_no_cdn_docs(client):
+    assert client.get("/healthz").json() == {"status": "ok", "model_kind": "vae"}
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    assert {"/v1/predict", "/v1/predict/batch", "/v1/model", "/healthz"} <= set(spec["paths"])
+    props = spec["components"]["schemas"]["Prediction"]["properties"]
+    assert {"score", "threshold", "flag", "diagnosis", "heatmap_png", "contour"} <= set(props)
+    # every $ref resolves
+    for ref in {m for m in json.dumps(spec).split('"') if m.startswith("#/components/schemas/")}:
+        assert ref.rsplit("/", 1)[1] in spec["components"]["schemas"]
+    assert client.get("/docs").status_code == 404  # Swagger UI would load from a CDN
+
+
+def test_too_large_by_content_length(client):
+    r = post(client, b"\x89PNG\r\n\x1a\n" + b"0" * (MAX_UPLOAD * 2))
+    assert r.status_code == 413
+
+
+def test_too_large_file_within_the_multipart_slack(client):
+    r = post(client, b"\x89PNG\r\n\x1a\n" + b"0" * (MAX_UPLOAD + 10))
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+
+
+def test_too_large_chunked_upload_without_content_length(client):
+    boundary = "vaedxboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+
+    def body():
+        yield head
+        for _ in range(40):
+            yield b"0" * 16384
+
+    r = client.post(
+        "/v1/predict", content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert r.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "words"),
+    [
+        (b"just some text named .png", 415, "unsupported file type"),
+        (b"", 422, "empty"),
+        (png_bytes()[:60], 422, "unreadable PNG"),
+    ],
+)
+def test_bad_uploads(client, data, status, words):
+    r = post(client, data, name="scan.png")
+    assert r.status_code == status and words in r.json()["detail"]
+    assert "/tmp" not in r.text and "scan.png" not in r.text  # no server path, no client file name
+
+
+def test_npz_upload_is_refused(client):
+    buf = io.BytesIO()
+    np.savez(buf, images=np.zeros((2, 8, 8)))
+    r = post(client, buf.getvalue(), name="data.npz")
+    assert r.status_code == 415 and "npz" in r.json()["detail"]
+
+
+def test_channel_mismatch_is_a_clear_422(client):
+    from vaedx.serve.inference import ServeError
+
+    predictor = client.app.state.predictor
+    with pytest.raises(ServeError) as e:
+        predictor.prepare(np.zeros((2, 16, 16), np.float32))
+    assert e.value.status == 422 and "expects 1-channel" in e.value.message
+
+
+def test_calibrated_thresholds_give_a_flag_and_a_calibrated_contour(run_dir, tmp_path):
+    from vaedx.serve.app import create_app
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    Thresholds(image_threshold=1e-9, pixel_threshold=1e-9, n_calibration=10).save(run / "thresholds.json")
+    with TestClient(create_app(run)) as c:
+        body = post(c, png_bytes()).json()
+        info = c.get("/v1/model").json()
+    assert body["threshold"] == 1e-9 and body["flag"] is True
+    assert body["contour"]["source"] == "calibrated pixel threshold" and body["contour"]["level"] == 1e-9
+    assert info["calibration"]["details"]["n_calibration"] == 10
+
+
+def test_thresholds_from_vaedx_calibrate_are_used(run_dir, tmp_path):
+    from vaedx.anomaly.calibrate import calibrate
+    from vaedx.data.store import TensorStore
+    from vaedx.serve.app import create_app
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    saved = calibrate(load_model(run), TensorStore.open(run_dir.parent / "store"), ["residual"])
+    expected = saved.scorers["residual"].thresholds.image_threshold
+    with TestClient(create_app(run)) as c:
+        body = post(c, png_bytes()).json()
+        info = c.get("/v1/model").json()
+    assert body["threshold"] == expected and body["flag"] == (body["score"] > expected)
+    assert info["calibration"]["details"]["split"] == "val" and info["calibration"]["problem"] is None
+
+
+def test_thresholds_for_postprocessed_maps_or_broken_files_are_not_used(run_dir, tmp_path):
+    from vaedx.serve.app import create_app
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    entry = {"options": {}, "postprocess": {"foreground": False, "median": 3, "gaussian": 0.0},
+             "thresholds": {"image_threshold": 1e9, "n_calibration": 4}}  # fmt: skip
+    (run / "thresholds.json").write_text(json.dumps({"version": 1, "scorers": {"residual": entry}}))
+    with TestClient(create_app(run)) as c:
+        assert post(c, png_bytes()).json()["flag"] is None
+        assert "median" in c.get("/v1/model").json()["calibration"]["problem"]
+    entry["postprocess"]["median"] = 0
+    (run / "thresholds.json").write_text(json.dumps({"version": 1, "scorers": {"residual": entry}}))
+    with TestClient(create_app(run)) as c:
+        assert post(c, png_bytes()).json()["flag"] is False
+    (run / "thresholds.json").write_text("{not json")
+    with TestClient(create_app(run)) as c:
+        assert post(c, png_bytes()).json()["flag"] is None
+        assert "unreadable" in c.get("/v1/model").json()["calibration"]["problem"]
+
+
+def test_real_diagnosis_is_attached_and_matches_vaedx_diagnose(run_dir, tmp_path):
+    from vaedx.diagnose.fit import fit_diagnosis
+    from vaedx.diagnose.predict import diagnose_images
+    from vaedx.serve.app import create_app
+
+    store = run_dir.parent / "store"
+    diag = fit_diagnosis(run_dir, store, out=tmp_path / "diag", candidates=("logreg",), n_splits=2)
+    data = png_bytes()
+    with TestClient(create_app(run_dir, diagnosis_dir=tmp_path / "diag")) as c:
+        got = post(c, data).json()["diagnosis"]
+        assert c.get("/v1/model").json()["diagnosis"]["attached"] is True
+    (tmp_path / "a.png").write_bytes(data)
+    loaded = load_model(run_dir)
+    x, _ = apply(read_any(tmp_path / "a.png")[0].array, loaded.preprocess)
+    want = diagnose_images(diag, loaded, x[None], k=0)[0]
+    assert got["class"] == want["class"] and got["probability"] == pytest.approx(want["probability"])
+    assert set(got["probabilities"]) == {"normal", "pneumonia"} and "neighbours" not in got
+
+
+def test_diagnosis_for_another_encoder_is_refused_at_start_up(run_dir, tmp_path):
+    import vaedx
+    from vaedx.diagnose.fit import fit_diagnosis
+    from vaedx.errors import ModelMismatchError
+    from vaedx.serve.app import create_app
+
+    other = vaedx.train(run_dir.parent / "store", tmp_path / "other", epochs=1, widths=[8, 16], latent_dim=4,
+                        batch_size=16, num_threads=1, seed=1)  # fmt: skip
+    fit_diagnosis(other, run_dir.parent / "store", out=tmp_path / "diag", candidates=("logreg",), n_splits=2)
+    with pytest.raises(ModelMismatchError, match="encoder weights differ"):
+        create_app(run_dir, diagnosis_dir=tmp_path / "diag")
+
+
+class _FakeClassifier:
+    label_names = ["normal", "pneumonia"]
+
+    def predict_proba(self, z: np.ndarray) -> np.ndarray:
+        assert z.shape == (1, 4)  # the fallback passes posterior means (latent_dim 4)
+        return np.array([[0.25, 0.75]])
+
+
+def test_diagnosis_fallback_and_absence_are_tolerated(run_dir, tmp_path, monkeypatch):
+    import sys
+
+    import vaedx.diagnose
+    from vaedx.serve.app import create_app
+
+    monkeypatch.setitem(sys.modules, "vaedx.diagnose.model", None)  # the real API "absent": ImportError
+    monkeypatch.setattr(vaedx.diagnose, "load_classifier", lambda folder: _FakeClassifier(), raising=False)
+    with TestClient(create_app(run_dir, diagnosis_dir=tmp_path)) as c:
+        diag = post(c, png_bytes()).json()["diagnosis"]
+    assert diag["class"] == "pneumonia" and diag["probability"] == 0.75
+    monkeypatch.delattr(vaedx.diagnose, "load_classifier")
+    with TestClient(create_app(run_dir, diagnosis_dir=tmp_path)) as c:
+        assert post(c, png_bytes()).json()["diagnosis"] is None
+        assert "no loader" in c.get("/v1/model").json()["diagnosis"]["problem"]
+
+
+def test_page_is_offline_accessible_and_carries_the_caveat(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "default-src 'self'" in r.headers["content-security-policy"]
+    html = r.text
+    assert "not for clinical use" in html
+    assert '<label for="opacity"' in html and 'type="range" id="opacity"' in html
+    assert '<button type="button" id="drop-zone"' in html  # focusable, keyboard-operable drop zone
+    static = Path(__file__).resolve().parents[2] / "src" / "vaedx" / "serve" / "static"
+    for f in static.iterdir():
+        text = f.read_text(encoding="utf-8")
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, f.name
+        assert client.get(f"/static/{f.name}").status_code == 200

@@ -1,0 +1,114 @@
+"""Export to ONNX and TorchScript: outputs equal PyTorch's, any batch size, sidecar, PCA and the CLI.
+
+Tolerances: onnxruntime within atol 1e-4 of PyTorch (different kernels and op fusion), TorchScript within
+atol 1e-5 (the same kernels, so it is in practice exact).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vaedx
+from vaedx.data.preprocess import PreprocessConfig
+from vaedx.data.store import StoreWriter
+from vaedx.export import export_model
+
+FAST = {"widths": [8, 16], "latent_dim": 4, "batch_size": 16, "lr": 3e-3, "num_threads": 1}
+
+
+def _store(out: Path, c: int = 1, h: int = 12, w: int = 20) -> Path:
+    """Non-square, not a power of two: exercises the VAE's pad/crop inside the exported graph."""
+    rng = np.random.default_rng(0)
+    writer = StoreWriter(out, 24, (c, h, w), with_masks=False)
+    for i in range(24):
+        split = "val" if i % 6 == 5 else "train"
+        writer.add(rng.random((c, h, w), dtype=np.float32), label=i % 2, split=split, path=f"{i}.png")
+    writer.finish(["normal", "abnormal"], PreprocessConfig(size=(h, w)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("export")
+    store = _store(root / "store")
+    vaedx.train(store, root / "vae", epochs=1, **FAST)
+    vaedx.train(_store(root / "store2", c=2), root / "ae", epochs=1, kind="ae", **FAST)
+    vaedx.train(store, root / "pca", kind="pca", latent_dim=4)
+    return {"vae": root / "vae", "ae": root / "ae", "pca": root / "pca"}
+
+
+def reference(run: Path, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    m = vaedx.load_model(run).model
+    with torch.no_grad():
+        mu, logvar = m.encode(x)
+        rec = m.decode(mu) if isinstance(mu, torch.Tensor) else m.reconstruct(x)
+    mu_t = torch.as_tensor(mu)
+    lv = torch.zeros_like(mu_t) if logvar is None else logvar
+    return torch.as_tensor(rec).numpy(), mu_t.numpy(), lv.numpy()
+
+
+@pytest.mark.parametrize("kind", ["vae", "ae", "pca"])
+def test_onnx_matches_pytorch_for_any_batch_size(runs, kind, tmp_path):
+    import onnxruntime as ort
+
+    out = export_model(runs[kind], "onnx", tmp_path / "m.onnx")
+    shape = json.loads(Path(f"{out}.json").read_text())["image_shape"]
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["reconstruction", "mu", "logvar"]
+    for n in (1, 5):  # traced with 2: the batch axis must be dynamic
+        x = torch.rand(n, *shape, generator=torch.Generator().manual_seed(n))
+        got = sess.run(None, {"x": x.numpy()})
+        for a, b in zip(got, reference(runs[kind], x), strict=True):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["vae", "pca"])
+def test_torchscript_matches_pytorch(runs, kind, tmp_path):
+    out = export_model(runs[kind], "torchscript", tmp_path / "m.pt")
+    module = torch.jit.load(str(out))
+    x = torch.rand(3, 1, 12, 20, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = module(x)
+    for a, b in zip(got, reference(runs[kind], x), strict=True):
+        np.testing.assert_allclose(a.numpy(), b, atol=1e-5, rtol=0)
+
+
+def test_vae_export_is_deterministic_posterior_mean(runs, tmp_path):
+    out = export_model(runs["vae"], "torchscript", tmp_path / "m.pt")
+    module = torch.jit.load(str(out))
+    x = torch.rand(2, 1, 12, 20)
+    a, b = module(x)[0], module(x)[0]
+    assert torch.equal(a, b)  # decode(mu), never a sample
+
+
+def test_sidecar_describes_preprocessing_and_outputs(runs, tmp_path):
+    out = export_model(runs["vae"], "onnx", tmp_path / "sub" / "model.onnx")
+    meta = json.loads(Path(f"{out}.json").read_text())
+    assert meta["file"] == "model.onnx" and meta["format"] == "onnx"
+    assert meta["image_shape"] == [1, 12, 20] and meta["label_names"] == ["normal", "abnormal"]
+    assert meta["preprocess"]["size"] == [12, 20] and meta["tolerance_vs_pytorch"] == 1e-4
+    assert meta["output_names"] == ["reconstruction", "mu", "logvar"] and meta["logvar_meaningful"] is True
+    pca_meta = json.loads(
+        Path(f"{export_model(runs['pca'], 'torchscript', tmp_path / 'p.pt')}.json").read_text()
+    )
+    assert pca_meta["logvar_meaningful"] is False and pca_meta["tolerance_vs_pytorch"] == 1e-5
+    assert not list(tmp_path.glob("**/.*.tmp"))
+
+
+def test_cli_export_and_errors(runs, tmp_path, capsys):
+    from vaedx.cli import main
+
+    target = tmp_path / "cli.onnx"
+    assert main(["export", "--model", str(runs["vae"]), "--format", "onnx", "-o", str(target)]) == 0
+    assert target.is_file() and Path(f"{target}.json").is_file()
+    assert main(["export", "--model", str(runs["vae"]), "--format", "tflite", "-o", str(target)]) == 2
+    assert "unknown export format 'tflite'" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    assert main(["export", "--model", str(broken), "-o", str(tmp_path / "x.onnx")]) == 2
