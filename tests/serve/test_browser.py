@@ -7,6 +7,7 @@ green CI means the page was really exercised. Browsers are never downloaded (no 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -45,13 +46,23 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server_url(run_dir: Path):
+def diagnosis_dir(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vaedx.diagnose import fit_diagnosis
+
+    out = tmp_path_factory.mktemp("browser_diag") / "diag"
+    fit_diagnosis(run_dir, run_dir.parent / "store", out=out, candidates=("logreg",), n_splits=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server_url(run_dir: Path, diagnosis_dir: Path):
     import uvicorn
 
     from vaedx.serve.app import create_app
 
     port = _free_port()
-    config = uvicorn.Config(create_app(run_dir), host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(run_dir, diagnosis_dir=diagnosis_dir)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -87,9 +98,10 @@ def test_upload_shows_score_overlay_and_caveat(server_url, pneumonia_npz, tmp_pa
             with page.expect_file_chooser() as chooser:
                 page.keyboard.press("Enter")
             chooser.value.set_files(str(png))
-            page.wait_for_selector("#results:not([hidden])", timeout=20_000)
+            page.wait_for_selector("#results:not([hidden])", timeout=60_000)
             score = float(page.inner_text("#score"))
             assert np.isfinite(score) and score > 0
+            assert re.fullmatch(r"(normal|pneumonia) \(probability \d+\.\d%\)", page.inner_text("#diagnosis"))
             assert page.inner_text("#flag") == "no calibrated threshold"
             for img in ("#input-img", "#heatmap-img", "#contour-img", "#recon-img"):
                 assert page.get_attribute(img, "src").startswith("data:image/png;base64,")
@@ -107,4 +119,28 @@ def test_upload_shows_score_overlay_and_caveat(server_url, pneumonia_npz, tmp_pa
         finally:
             browser.close()
     assert all(u.startswith(server_url) or u.startswith("data:") for u in requests), requests
+    assert not console_errors, console_errors
+
+
+@pytest.mark.slow
+def test_upload_of_a_real_lgg_slice_shows_diagnosis_and_overlay(server_url, lgg_dir, tmp_path):
+    """A 256x256 RGB FLAIR slice with a tumour: the service converts and resizes it for the model."""
+    sync_playwright = _require_browser()
+    png = lgg_dir / "TCGA_CS_4941_19960909" / "TCGA_CS_4941_19960909_12.png"
+    console_errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.goto(server_url + "/")
+            page.set_input_files("#file-input", str(png))
+            page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+            assert np.isfinite(float(page.inner_text("#score")))
+            assert re.fullmatch(r"(normal|pneumonia) \(probability \d+\.\d%\)", page.inner_text("#diagnosis"))
+            for img in ("#input-img", "#heatmap-img", "#recon-img"):
+                assert page.evaluate(f"document.querySelector('{img}').naturalWidth") == 16
+            page.screenshot(path=str(tmp_path / "viewer_lgg.png"), full_page=True)
+        finally:
+            browser.close()
     assert not console_errors, console_errors
