@@ -4,8 +4,9 @@ service answers with a 2xx/4xx, never a 5xx (schemathesis generates the requests
 from __future__ import annotations
 
 import schemathesis
-from conftest import MAX_UPLOAD
 from hypothesis import HealthCheck, given, settings
+
+from conftest import MAX_UPLOAD
 
 
 def test_no_server_errors_on_any_documented_operation(run_dir) -> None:
