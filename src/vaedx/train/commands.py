@@ -6,7 +6,6 @@ Why every option defaults to None: only what the user actually typed overrides t
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -92,23 +91,3 @@ def train_command(
     out_dir = run_training(config, overrides, resume=resume, overwrite=overwrite, quiet=quiet)
     if not quiet:
         typer.echo(f"run written to {out_dir}", err=True)
-
-
-def main() -> int:
-    """``python -m vaedx.train.commands``: the command alone, with the CLI's one-line error handling."""
-    from vaedx.errors import VaedxError
-
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(train_command)
-    try:
-        app(standalone_mode=True)
-    except VaedxError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:
-        return int(e.code or 0) if not isinstance(e.code, str) else 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
