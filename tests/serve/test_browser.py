@@ -39,6 +39,21 @@ def _require_browser():
     return sync_playwright
 
 
+def _open_chooser_by_keyboard(page):
+    """Enter on the focused drop zone must open the file chooser. A freshly started Chromium sometimes drops
+    the very first chooser event, so the key press is retried (still from the keyboard, still on the zone)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(3):
+        try:
+            with page.expect_file_chooser(timeout=10_000) as chooser:
+                page.keyboard.press("Enter")
+            return chooser.value
+        except PlaywrightTimeout:
+            page.focus("#drop-zone")
+    pytest.fail("Enter on the drop zone never opened the file chooser")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,9 +110,7 @@ def test_upload_shows_score_overlay_and_caveat(server_url, pneumonia_npz, tmp_pa
             # keyboard: the first Tab stop is the drop zone, and Enter opens the file chooser
             page.keyboard.press("Tab")
             assert page.evaluate("document.activeElement.id") == "drop-zone"
-            with page.expect_file_chooser() as chooser:
-                page.keyboard.press("Enter")
-            chooser.value.set_files(str(png))
+            _open_chooser_by_keyboard(page).set_files(str(png))
             page.wait_for_selector("#results:not([hidden])", timeout=60_000)
             score = float(page.inner_text("#score"))
             assert np.isfinite(score) and score > 0
