@@ -32,6 +32,7 @@ def _register() -> None:
     from vaedx.diagnose.commands import app as diagnose_app
     from vaedx.evaluate.commands import app as evaluate_app
     from vaedx.export import export_command
+    from vaedx.report.commands import report_command
     from vaedx.serve.commands import serve_command
     from vaedx.train.commands import train_command
 
@@ -43,6 +44,7 @@ def _register() -> None:
     app.add_typer(evaluate_app, name="evaluate", help="Evaluate predictions against ground truth.")
     app.command("serve")(serve_command)
     app.command("export")(export_command)
+    app.command("report")(report_command)
 
 
 _register()

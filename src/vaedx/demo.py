@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from vaedx.data.inspect import render, summarize
 from vaedx.data.prepare import build_config, prepare
-from vaedx.errors import InputError
+from vaedx.errors import ConfigError, InputError
 from vaedx.paths import find_data_file, user_cache_dir
 
 MEDMNIST_RELATIVE = "pneumoniamnist/pneumoniamnist.npz"
@@ -72,6 +73,128 @@ def find_or_download(data: Path | None, console: Console) -> Path:
     return download_medmnist(dest)
 
 
+DEMO_MARKER = ".vaedx-demo"
+DEMO_OUTPUTS = (
+    "store",
+    "models",
+    "detect",
+    "diagnosis",
+    "report.html",
+    "report_figures",
+    "summary.json",
+    DEMO_MARKER,
+)
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty folder the demo did not write; replace a demo folder only with ``--overwrite``.
+
+    Why only the demo's own entries are deleted: ``--out`` could be mistyped as a folder of real work.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out exists and is not a folder", out)
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / DEMO_MARKER).is_file():
+            raise ConfigError(
+                "folder is not empty and was not written by vaedx demo; choose another --out", out
+            )
+        if not overwrite:
+            raise ConfigError("folder already holds a demo run; use --overwrite to replace it", out)
+        for name in DEMO_OUTPUTS:
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARKER).write_text(
+        "written by vaedx demo; `vaedx demo --overwrite` may replace this folder\n"
+    )
+
+
+def run_demo(
+    out: Path,
+    *,
+    data: Path | None = None,
+    quick: bool = False,
+    epochs: int | None = None,
+    threads: int | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """The whole pipeline on PneumoniaMNIST into ``out`` (pipeline-folder layout); returns the summary."""
+    import torch
+
+    from vaedx import demo_stages as ds
+
+    console = console or Console()
+    s = ds.Settings.make(quick, epochs, seed, threads)
+    prepare_out(out, overwrite)
+    if threads:
+        torch.set_num_threads(threads)
+    st = ds.Stages(console)
+    store, models, detect_dir = out / "store", out / "models", out / "detect"
+    with st.stage("data", "PneumoniaMNIST"):
+        npz = find_or_download(data, console)
+        prepare(npz, store, build_config())
+    render(summarize(store), console)
+    what = f"{s.epochs} epochs, normal training images" + (
+        f" (at most {s.max_images})" if s.max_images else ""
+    )
+    for kind in ("vae", "ae", "pca"):
+        with st.stage(f"train {kind}", what if kind != "pca" else "normal training images") as update:
+            ds.train_model(
+                store,
+                models / kind,
+                kind,
+                s,
+                update,
+                label_filter=[ds.NORMAL],
+                latent_dim=s.latent_dim,
+                widths=s.widths,
+            )
+    anomaly: dict[str, Any] = {}
+    for kind in ("vae", "ae", "pca"):
+        with st.stage(f"detect + evaluate {kind}", ", ".join(ds.SCORERS[kind]) + " on the test split"):
+            anomaly[kind] = ds.detect_and_evaluate(models / kind, store, detect_dir / kind, kind, s)
+    with st.stage("train vae_all", f"{s.epochs_all} epochs, all training images, no labels") as update:
+        ds.train_model(
+            store, models / "vae_all", "vae", s, update, epochs=s.epochs_all, latent_dim=s.latent_dim_all
+        )
+    with st.stage("diagnose", f"fit ({', '.join(s.classifiers)}) on train, calibrate on val, evaluate test"):
+        diag = ds.diagnose(models / "vae_all", store, out / "diagnosis", s)
+    first = next(iter(anomaly.values()))
+    summary: dict[str, Any] = {
+        "dataset": "PneumoniaMNIST",
+        "data": str(npz),
+        "quick": quick,
+        "settings": ds.settings_dict(s),
+        "anomaly": {
+            "dataset": "PneumoniaMNIST",
+            "n_test": first["n_labelled"],
+            "n_abnormal": first["n_abnormal"],
+            "ci_unit": first["bootstrap"]["unit"],
+            "rows": ds.anomaly_rows(anomaly),
+        },
+        "diagnosis": {
+            "encoder": "vae_all",
+            "classifier": diag["chosen"]["classifier"],
+            "cv_auc": diag["chosen"]["cv_auc"],
+            "test": ds.diagnosis_row(diag),
+        },
+    }
+    with st.stage("report"):
+        report = ds.build_report_if_available(out, seed, console)
+    summary["report"] = str(report) if report is not None else None
+    summary["timings_s"] = st.timings
+    summary["total_s"] = round(sum(st.timings.values()), 1)
+    ds.write_summary(out, summary)
+    ds.print_headline(summary, console)
+    where = f"report: {report}" if report is not None else "no report (vaedx.report not available)"
+    console.print(
+        f"{where}; figures in {out / 'summary.json'}; total {summary['total_s']:.0f} s", highlight=False
+    )
+    return summary
+
+
 def demo(
     data: Annotated[
         Path | None, typer.Option("--data", help="Folder holding pneumoniamnist/pneumoniamnist.npz.")
@@ -79,17 +202,17 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo writes.")] = Path(
         "runs/demo"
     ),
-    size: Annotated[int | None, typer.Option(help="Image size; default: the native 28x28.")] = None,
     quick: Annotated[
-        bool, typer.Option("--quick", help="Fewer images and epochs in the later stages.")
+        bool, typer.Option("--quick", help="About 1 minute: 3 epochs, at most 600 images per split.")
+    ] = False,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs of every trained network (default 30/15).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of training, classifier folds and bootstrap.")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier demo run in --out.")
     ] = False,
 ) -> None:
-    """Run vaedx end to end on PneumoniaMNIST (data stage so far)."""
-    console = Console()
-    npz = find_or_download(data, console)
-    console.print(f"[bold]1. data[/]: {npz}", highlight=False, soft_wrap=True)
-    store_dir = out / "store"
-    prepare(npz, store_dir, build_config(size=size))
-    render(summarize(store_dir), console)
-    # later stages (train, detect, diagnose, report) plug in here, each reading store_dir and writing under
-    # `out`; `quick` is meant for them (fewer images and epochs).
+    """Run vaedx end to end on PneumoniaMNIST: train VAE/AE/PCA, detect, diagnose, evaluate, report."""
+    run_demo(out, data=data, quick=quick, epochs=epochs, threads=threads, seed=seed, overwrite=overwrite)

@@ -142,6 +142,34 @@ def test_detect_png_folder_and_dicom(setup: tuple[Path, Path], tmp_path: Path) -
     assert json.loads((out / "detect.json").read_text())["source"] == "files"
 
 
+def test_detect_nifti_volume_and_dicom_series_folder(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    """A 3-D NIfTI gives one row per slice; a DICOM series folder one row per file, with no identifier."""
+    import nibabel as nib
+    from dicom_builders import PHI_STRINGS, write_ct_dicom
+
+    _, run = setup
+    yy, xx = np.mgrid[:20, :20]
+    vol = np.stack([np.exp(-((yy - 10) ** 2 + (xx - 6 - 2 * k) ** 2) / 30) for k in range(4)], axis=-1)
+    vol[..., 3] = 0.0  # a blank slice must still get a finite score
+    nii = tmp_path / "vol.nii.gz"
+    nib.save(nib.Nifti1Image(vol.astype(np.float32), np.eye(4)), nii)
+    series = tmp_path / "series"
+    series.mkdir()
+    for k in range(3):
+        write_ct_dicom(series / f"s{k}.dcm", (1000 * vol[..., k]).astype(np.uint16))
+    out = detect(run, tmp_path / "o", inputs=[nii, series], scorers=["residual", "ssim"], quiet=True)
+    rows = _read(out / "scores.csv")
+    names = [r["path"] for r in rows]
+    assert names == ["vol.nii.gz", "vol.nii.gz#1", "vol.nii.gz#2", "vol.nii.gz#3", "s0.dcm", "s1.dcm", "s2.dcm"]
+    assert all(np.isfinite(float(r[s])) for r in rows for s in ("residual", "ssim"))
+    maps = np.load(out / "maps" / "residual.npy")
+    assert maps.shape == (7, SIZE, SIZE) and np.isfinite(maps).all()
+    written = [f for f in out.rglob("*") if f.is_file()]
+    text = "".join(f.read_text() for f in written if f.suffix in (".csv", ".json"))
+    text += " ".join(str(f.relative_to(out)) for f in written)
+    assert not [phi for phi in PHI_STRINGS if phi in text]
+
+
 def test_rgb_file_and_store_mismatch_name_what_differs(setup: tuple[Path, Path], tmp_path: Path) -> None:
     _, run = setup
     rgb = tmp_path / "rgb.png"

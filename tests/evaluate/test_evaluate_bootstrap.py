@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from vaedx.errors import ConfigError, InputError
 from vaedx.evaluate import metrics as M
-from vaedx.evaluate.bootstrap import BootstrapCI, bootstrap_ci
+from vaedx.evaluate.bootstrap import BootstrapCI, bootstrap_ci, bootstrap_pixel_ci
 
 
 def _data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -116,3 +116,61 @@ def test_speed_1000_auroc_on_600():
     t = time.perf_counter()
     bootstrap_ci(M.auroc, y, s, n_boot=1000)
     assert time.perf_counter() - t < 2.0
+
+
+# ------------------------------------------------------------------------------------- pixel-level CIs
+def _two_images() -> tuple[np.ndarray, np.ndarray]:
+    """Image 0: lesion pixel 1, normal 3; image 1: lesion 2, normal 0. Pooled pixel AUROC = 2/4."""
+    maps = np.array([[[1.0, 3.0]], [[2.0, 0.0]]])
+    masks = np.array([[[1, 0]], [[1, 0]]])
+    return maps, masks
+
+
+def test_pixel_ci_by_hand():
+    # resamples {0,0}: AUROC 0, AP 1/2; {1,1}: AUROC 1, AP 1; {0,1}: AUROC 1/2, AP (1/2 + 2/3) / 2 = 7/12
+    maps, masks = _two_images()
+    roc = bootstrap_pixel_ci("auroc", maps, masks, n_boot=2000)
+    assert (roc.point, roc.low, roc.high, roc.n_skipped) == (0.5, 0.0, 1.0, 0)
+    ap = bootstrap_pixel_ci("auprc", maps, masks, n_boot=2000)
+    assert ap.point == pytest.approx(7 / 12) and (ap.low, ap.high) == (0.5, 1.0)
+
+
+def test_pixel_ci_one_patient_has_zero_width_and_skips_lesion_free_resamples():
+    maps, masks = _two_images()
+    same = bootstrap_pixel_ci("auroc", maps, masks, groups=np.array(["p", "p"]), n_boot=100)
+    assert (same.low, same.high) == (0.5, 0.5)
+    masks[1] = 0  # lesion 1 vs normal 3, 2, 0 -> 1/3; resamples {0,0} -> 0, {1,1} (a quarter) undefined
+    res = bootstrap_pixel_ci("auroc", maps, masks, n_boot=2000)
+    assert res.point == pytest.approx(1 / 3) and (res.low, res.high) == (0.0, pytest.approx(1 / 3))
+    assert 400 < res.n_skipped < 600
+    with pytest.raises(InputError, match="undefined on the full data"):
+        bootstrap_pixel_ci("auprc", maps, np.zeros_like(masks))
+    with pytest.raises(ConfigError, match="metric must be one of"):
+        bootstrap_pixel_ci("dice", maps, masks)
+
+
+@pytest.mark.parametrize("metric", ["auroc", "auprc"])
+@pytest.mark.parametrize("grouped", [False, True])
+def test_pixel_ci_equals_resampling_images_with_sklearn(metric, grouped):
+    # few distinct values -> the histogram path is exact; the same seed draws the same images
+    rng = np.random.default_rng(2)
+    masks = rng.random((30, 6, 6)) < 0.2
+    maps = np.round(rng.normal(size=(30, 6, 6)) + masks, 1)
+    valid = rng.random((30, 6, 6)) < 0.9
+    groups = np.arange(30) // 3 if grouped else None
+    fn = M.pixel_auroc if metric == "auroc" else M.pixel_auprc
+    fast = bootstrap_pixel_ci(metric, maps, masks, valid, groups=groups, n_boot=60, seed=4)
+    rows = np.arange(30)
+    slow = bootstrap_ci(lambda i: fn(maps[i], masks[i], valid[i]), rows, groups=groups, n_boot=60, seed=4)
+    assert fast.n_skipped == slow.n_skipped
+    np.testing.assert_allclose(tuple(fast), tuple(slow), rtol=1e-12)
+
+
+def test_pixel_ci_binned_is_close_to_exact():
+    rng = np.random.default_rng(3)
+    masks = rng.random((40, 16, 16)) < 0.1
+    maps = rng.normal(size=(40, 16, 16)) + 1.5 * masks
+    exact = bootstrap_pixel_ci("auprc", maps, masks, n_boot=200, n_bins=10**6)
+    binned = bootstrap_pixel_ci("auprc", maps, masks, n_boot=200, n_bins=512)
+    assert binned.point == exact.point
+    np.testing.assert_allclose((binned.low, binned.high), (exact.low, exact.high), atol=0.01)

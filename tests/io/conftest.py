@@ -1,6 +1,7 @@
 """Builders for small synthetic files in every supported format, written into each test's tmp_path.
 
-Exposed through the ``build`` fixture (not imported) so the tests work under any pytest import mode.
+Exposed through the ``build`` fixture (not imported by the tests). The DICOM writer lives in
+``tests/dicom_builders.py``, shared with the service tests.
 """
 
 from __future__ import annotations
@@ -15,65 +16,22 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image as PILImage
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset, FileMetaDataset
 
-# Identifying values planted in every DICOM; none of them may reach Image.meta.
-PHI = {
-    "PatientName": "Doe^Jane",
-    "PatientID": "PID-12345",
-    "PatientBirthDate": "19700101",
-    "StudyDate": "20240102",
-    "InstitutionName": "Saint Elsewhere Hospital",
-    "AccessionNumber": "ACC-777",
-    "ReferringPhysicianName": "House^Greg",
-}
+from dicom_builders import PHI_STRINGS, write_ct_dicom
 
 
 class Builder:
     """Writes test files under one directory; every method returns the path it wrote."""
 
-    phi_strings = ("Doe", "Jane", "PID-12345", "19700101", "20240102", "Elsewhere", "ACC-777", "House")
+    phi_strings = PHI_STRINGS
 
     def __init__(self, root: Path):
         self.root = root
 
-    def dicom(
-        self,
-        name: str,
-        pixels: np.ndarray | None,
-        *,
-        photometric: str = "MONOCHROME2",
-        slope: float | None = None,
-        intercept: float | None = None,
-        **extra: Any,
-    ) -> Path:
-        """CT-like DICOM written the pydicom-3 way (file meta, explicit VR little endian, preamble)."""
-        path = self.root / name
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-        for key, value in PHI.items():
-            setattr(ds, key, value)
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID = generate_uid()
-        ds.SeriesInstanceUID = generate_uid()
-        ds.Modality = "CT"
-        ds.PixelSpacing = [0.5, 0.75]
-        ds.SliceThickness = 2.5
-        if pixels is not None:
-            bits = 8 if pixels.dtype == np.uint8 else 16
-            ds.set_pixel_data(pixels, photometric, bits, generate_instance_uid=False)
-        if slope is not None:
-            ds.RescaleSlope = slope
-            ds.RescaleIntercept = intercept
-        for key, value in extra.items():
-            setattr(ds, key, value)
-        ds.save_as(path, enforce_file_format=True)
-        return path
+    def dicom(self, name: str, pixels: np.ndarray | None, **kw: Any) -> Path:
+        """CT-like DICOM carrying PHI (see tests/dicom_builders.py)."""
+        return write_ct_dicom(self.root / name, pixels, **kw)
 
     def bare_dicom(self, name: str) -> Path:
         """Implicit-VR stream without preamble, 'DICM' or file meta (what some old scanners export)."""

@@ -15,13 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 
+from dicom_builders import write_ct_dicom
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import StoreWriter
 
 SIZE = 16
 MAX_UPLOAD = 200_000
-PHI = {"PatientName": "Doe^Jane", "PatientID": "PID-12345", "PatientBirthDate": "19700101"}
-PHI_STRINGS = ("Doe^Jane", "Doe", "Jane", "PID-12345", "19700101")
 
 
 def make_store(out: Path, n: int = 32, size: int = SIZE) -> Path:
@@ -68,28 +67,10 @@ def png_bytes(h: int = 40, w: int = 30, mode: str = "L", seed: int = 0) -> bytes
 
 
 def dicom_bytes(tmp: Path) -> bytes:
-    """A CT DICOM carrying the PHI above, written the pydicom-3 way."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    path = tmp / "Doe^Jane_PID-12345.dcm"
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    for key, value in PHI.items():
-        setattr(ds, key, value)
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "CT"
+    """A CT DICOM carrying a name, ID, birth date and more (tests/dicom_builders.py), in HU after rescale."""
     yy, xx = np.mgrid[:24, :24]
     pixels = (1000 + 400 * np.exp(-((yy - 12) ** 2 + (xx - 10) ** 2) / 20)).astype(np.uint16)
-    ds.set_pixel_data(pixels, "MONOCHROME2", 16, generate_instance_uid=False)
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.save_as(path, enforce_file_format=True)
+    path = write_ct_dicom(tmp / "Doe^Jane_PID-12345.dcm", pixels, slope=1, intercept=-1024)
     return path.read_bytes()
 
 

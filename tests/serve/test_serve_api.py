@@ -14,8 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 
-from conftest import MAX_UPLOAD, PHI_STRINGS, dicom_bytes, nifti_bytes, png_bytes
+from conftest import MAX_UPLOAD, dicom_bytes, nifti_bytes, png_bytes
+from dicom_builders import PHI_STRINGS
 from vaedx.anomaly import build_scorer
+from vaedx.anomaly.detect import PostSpec
 from vaedx.anomaly.thresholds import Thresholds
 from vaedx.api import load_model
 from vaedx.data.preprocess import apply
@@ -196,26 +198,36 @@ def test_channel_mismatch_is_a_clear_422(client):
     assert e.value.status == 422 and "expects 1-channel" in e.value.message
 
 
+def _calibrate(run: Path, store: Path, scorer: str, options: dict | None = None, post: str | None = None):
+    from vaedx.anomaly.calibrate import calibrate
+    from vaedx.anomaly.detect import PostSpec
+    from vaedx.data.store import TensorStore
+
+    opts = {scorer: options} if options else {}
+    spec = PostSpec.parse(post)
+    return calibrate(load_model(run), TensorStore.open(store), [scorer], options=opts, post=spec)
+
+
 def test_calibrated_thresholds_give_a_flag_and_a_calibrated_contour(run_dir, tmp_path):
+    from vaedx.anomaly.calibrate import CalibrationFile, ScorerCalibration
     from vaedx.serve.app import create_app
 
     run = shutil.copytree(run_dir, tmp_path / "run")
-    Thresholds(image_threshold=1e-9, pixel_threshold=1e-9, n_calibration=10).save(run / "thresholds.json")
+    thr = Thresholds(image_threshold=1e-9, pixel_threshold=1e-9, n_calibration=10)
+    CalibrationFile(scorers={"residual": ScorerCalibration(thresholds=thr)}).save(run)
     with TestClient(create_app(run)) as c:
         body = post(c, png_bytes()).json()
         info = c.get("/v1/model").json()
     assert body["threshold"] == 1e-9 and body["flag"] is True
     assert body["contour"]["source"] == "calibrated pixel threshold" and body["contour"]["level"] == 1e-9
-    assert info["calibration"]["details"]["n_calibration"] == 10
+    assert info["calibration"]["details"]["n_calibration"] == 10 and info["calibration"]["problem"] is None
 
 
 def test_thresholds_from_vaedx_calibrate_are_used(run_dir, tmp_path):
-    from vaedx.anomaly.calibrate import calibrate
-    from vaedx.data.store import TensorStore
     from vaedx.serve.app import create_app
 
     run = shutil.copytree(run_dir, tmp_path / "run")
-    saved = calibrate(load_model(run), TensorStore.open(run_dir.parent / "store"), ["residual"])
+    saved = _calibrate(run, run_dir.parent / "store", "residual")
     expected = saved.scorers["residual"].thresholds.image_threshold
     with TestClient(create_app(run)) as c:
         body = post(c, png_bytes()).json()
@@ -224,24 +236,70 @@ def test_thresholds_from_vaedx_calibrate_are_used(run_dir, tmp_path):
     assert info["calibration"]["details"]["split"] == "val" and info["calibration"]["problem"] is None
 
 
-def test_thresholds_for_postprocessed_maps_or_broken_files_are_not_used(run_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("scorer", "options", "postprocess"),
+    [("residual", None, "foreground,median=3"), ("ssim", {"image_method": "max"}, "gaussian=1")],
+)
+def test_service_scores_and_flags_exactly_like_vaedx_detect(run_dir, tmp_path, scorer, options, postprocess):
+    """Scorer, options, post-processing and threshold all come from thresholds.json, as in `vaedx detect`."""
+    import csv
+
+    from vaedx.anomaly.commands import detect
+    from vaedx.data.store import TensorStore
     from vaedx.serve.app import create_app
 
     run = shutil.copytree(run_dir, tmp_path / "run")
-    entry = {"options": {}, "postprocess": {"foreground": False, "median": 3, "gaussian": 0.0},
-             "thresholds": {"image_threshold": 1e9, "n_calibration": 4}}  # fmt: skip
-    (run / "thresholds.json").write_text(json.dumps({"version": 1, "scorers": {"residual": entry}}))
-    with TestClient(create_app(run)) as c:
-        assert post(c, png_bytes()).json()["flag"] is None
-        assert "median" in c.get("/v1/model").json()["calibration"]["problem"]
-    entry["postprocess"]["median"] = 0
-    (run / "thresholds.json").write_text(json.dumps({"version": 1, "scorers": {"residual": entry}}))
-    with TestClient(create_app(run)) as c:
-        assert post(c, png_bytes()).json()["flag"] is False
+    store = TensorStore.open(run_dir.parent / "store")
+    _calibrate(run, store.root, scorer, options, postprocess)
+    files = []  # two training-like blobs and two noise images
+    for i, arr in enumerate([store.images[0, 0], store.images[1, 0], None, None]):
+        path = tmp_path / f"img{i}.png"
+        path.write_bytes(png_bytes(16, 16, seed=i) if arr is None else _to_png(arr))
+        files.append(path)
+    out = detect(run, tmp_path / "det", inputs=files, scorers=[scorer], options={scorer: options or {}},
+                 postprocess=postprocess, max_overlays=0, quiet=True)  # fmt: skip
+    with open(out / "scores.csv", newline="") as f:
+        rows = {r["path"]: r for r in csv.DictReader(f)}
+    with TestClient(create_app(run, scorer=scorer)) as c:
+        info = c.get("/v1/model").json()["calibration"]
+        got = [post(c, p.read_bytes()).json() for p in files]
+    assert info["postprocess"] == PostSpec.parse(postprocess).as_dict() and info["options"] == (options or {})
+    raw = build_scorer(scorer, load_model(run).model).score(
+        apply(read_any(files[0])[0].array, load_model(run).preprocess)[0][None]
+    ).scores[0]
+    for path, body in zip(files, got, strict=True):
+        row = rows[path.name]
+        assert body["scorer"] == scorer and body["score"] == pytest.approx(float(row[scorer]), rel=1e-6)
+        assert body["flag"] is not None and body["flag"] == bool(int(row[f"{scorer}_flag"]))
+    assert got[0]["score"] != pytest.approx(raw, rel=1e-6)  # post-processing/options really were applied
+
+
+def _to_png(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    scaled = (img - img.min()) / (np.ptp(img) or 1)
+    PILImage.fromarray((scaled * 255).round().astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_scorer_choice_without_thresholds_and_bad_thresholds_files(run_dir, tmp_path):
+    from vaedx.errors import ConfigError, InputError
+    from vaedx.serve.app import create_app
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    _calibrate(run, run_dir.parent / "store", "ssim")
+    with TestClient(create_app(run)) as c:  # only ssim is calibrated: it is the default
+        assert c.get("/v1/model").json()["scorer"] == "ssim"
+        assert post(c, png_bytes()).json()["flag"] is not None
+    with TestClient(create_app(run, scorer="kl")) as c:  # any scorer; uncalibrated, so no flag
+        body, info = post(c, png_bytes()).json(), c.get("/v1/model").json()
+    assert body["scorer"] == "kl" and body["flag"] is None and body["threshold"] is None
+    assert "no calibrated thresholds for scorer 'kl'" in info["calibration"]["problem"]
+    assert info["calibration"]["calibrated_scorers"] == ["ssim"]
+    with pytest.raises(ConfigError, match="scorer 'nope' does not work"):
+        create_app(run, scorer="nope")
     (run / "thresholds.json").write_text("{not json")
-    with TestClient(create_app(run)) as c:
-        assert post(c, png_bytes()).json()["flag"] is None
-        assert "unreadable" in c.get("/v1/model").json()["calibration"]["problem"]
+    with pytest.raises(InputError, match="unreadable thresholds file"):
+        create_app(run)
 
 
 def test_real_diagnosis_is_attached_and_matches_vaedx_diagnose(run_dir, tmp_path):

@@ -19,19 +19,18 @@ import torch
 from vaedx.data.store import TensorStore
 from vaedx.diagnose.labels import subset_rows
 from vaedx.diagnose.torchfit import (
-    BestState,
     class_index,
     cycle,
+    fit_epochs,
     load_rows,
     model_config_for,
     torch_threads,
     val_rows,
-    val_scores,
 )
 from vaedx.errors import ConfigError
 from vaedx.models.config import ModelConfig
 from vaedx.models.semi import SemiConfig, SemiVAE, save_semi
-from vaedx.train.data import RowView, derive_seed
+from vaedx.train.data import derive_seed
 
 
 @dataclass
@@ -122,9 +121,8 @@ def _fit(
     rng = np.random.default_rng(derive_seed(seed, 0xBA7C))
     lab_batches = cycle(lab, b_l, rng)
     steps = math.ceil(n_u / batch_size) if n_u else math.ceil(n_l / b_l)
-    best = BestState(patience)
-    for epoch in range(1, epochs + 1):
-        net.train()
+
+    def train_epoch(epoch: int) -> dict[str, Any]:
         order = rng.permutation(unl)
         sums: dict[str, float] = {}
         for s in range(steps):
@@ -141,13 +139,9 @@ def _fit(
             result.step_losses.append(logs["loss"])
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v / steps
-        row: dict[str, Any] = {"epoch": epoch, **sums}
-        if len(val):
-            scores = val_scores(st.labels[val], net.predict_proba(RowView(st.images, val)), classes)
-            row |= {f"val_{k}": v for k, v in scores.items()}
-        result.history.append(row)
-        if best.update(net, row.get("val_auc"), epoch):
-            break
-    best.restore(net)
-    net.eval()
-    result.best_epoch = best.epoch
+        return sums
+
+    result.best_epoch = fit_epochs(
+        net, st, val, classes, epochs=epochs, patience=patience, train_epoch=train_epoch,
+        history=result.history,
+    )  # fmt: skip

@@ -115,6 +115,7 @@ def label_fraction_study(
     test_split: str = "test",
     work_dir: str | Path | None = None,
     num_threads: int | None = None,
+    supervised_min_steps: int = 0,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> StudyResult:
     """Rows {method, fraction, n_labelled, seed, auc, acc, sens, spec} and their mean ± sd over seeds.
@@ -122,7 +123,8 @@ def label_fraction_study(
     ``vae`` (a run folder or LoadedModel) skips the unsupervised training; otherwise one VAE is trained
     for ``vae_epochs`` (default ``epochs``) in ``work_dir`` (default: a temporary folder) and reused for
     every fraction. ``model`` holds ModelConfig options for every trained network. Every labelled subset
-    is drawn before any training, so an infeasible fraction fails at once.
+    is drawn before any training, so an infeasible fraction fails at once. ``supervised_min_steps`` lets
+    the CNN take at least that many optimiser steps however few images are labelled (see train_supervised).
     """
     st = store if isinstance(store, TensorStore) else TensorStore.open(store)
     bad = [m for m in methods if m not in METHODS]
@@ -157,6 +159,7 @@ def label_fraction_study(
                     proba = sel.estimator.predict_proba(feats["test"])
                 else:
                     train = train_semi if method == "m2" else train_supervised
+                    extra = {} if method == "m2" else {"min_steps": supervised_min_steps}
                     res = train(
                         st,
                         fraction,
@@ -167,6 +170,7 @@ def label_fraction_study(
                         train_split=train_split,
                         val_split=val_split,
                         num_threads=num_threads,
+                        **extra,
                     )
                     proba = res.model.predict_proba(RowView(st.images, test))
                 row = {

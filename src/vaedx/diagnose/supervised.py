@@ -3,6 +3,8 @@
 Why: a latent classifier or M2 "at 1 % labels" means little unless a plain CNN given the same labelled
 images is in the same table. The encoder is built by the same code as ConvVAE's (a ConvAE's encoder and
 latent projection), so only the training signal differs; early stopping uses validation AUC, as for M2.
+Saved like M2 (``model.safetensors`` + ``supervised.json`` with architecture, classes, preprocessing and
+checksum), never pickled.
 """
 
 from __future__ import annotations
@@ -17,22 +19,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaedx.atomic import atomic_write, atomic_write_json
+from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import TensorStore
 from vaedx.diagnose.labels import subset_rows
 from vaedx.diagnose.torchfit import (
-    BestState,
     class_index,
     cycle,
+    fit_epochs,
     load_rows,
     model_config_for,
     torch_threads,
     val_rows,
-    val_scores,
 )
-from vaedx.errors import ConfigError
+from vaedx.errors import ConfigError, InputError
 from vaedx.models.config import ModelConfig
 from vaedx.models.vae import ConvAE
-from vaedx.train.data import RowView, derive_seed
+from vaedx.train.data import derive_seed
+
+SUPERVISED_FORMAT = "vaedx-supervised-1"
+SUPERVISED_JSON, SUPERVISED_WEIGHTS = "supervised.json", "model.safetensors"
 
 
 class SupervisedCNN(nn.Module):
@@ -84,15 +90,20 @@ def train_supervised(
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
     patience: int = 5,
+    min_steps: int = 0,
     train_split: str = "train",
     val_split: str | None = "val",
+    out: str | Path | None = None,
     device: str = "cpu",
     num_threads: int | None = None,
 ) -> SupervisedResult:
     """Cross-entropy training on the labelled subset ``labelled_subset(train labels, fraction, seed)``.
 
     An epoch is one pass over the labelled images (at least one batch); the best epoch by validation AUC
-    is kept and training stops after ``patience`` epochs without improvement (0 = never).
+    is kept and training stops after ``patience`` epochs without improvement (0 = never). ``min_steps``
+    raises the epoch count so that at least that many optimiser steps are allowed: at 1 % labels an epoch
+    is one or two batches, and a fixed epoch count would leave the baseline untrained. Saved to ``out``
+    (safetensors + JSON) when given.
     """
     st = store if isinstance(store, TensorStore) else TensorStore.open(store)
     if epochs < 1 or batch_size < 1:
@@ -103,8 +114,14 @@ def train_supervised(
     torch.manual_seed(derive_seed(seed, 0xC44))
     result = SupervisedResult(SupervisedCNN(cfg, len(classes)).to(device), classes, lab)
     opts = {"lr": lr, "weight_decay": weight_decay}
+    steps = math.ceil(len(lab) / min(batch_size, len(lab)))
+    epochs = max(epochs, math.ceil(min_steps / steps))
     with torch_threads(num_threads):
         _fit(result, st, val_rows(st, val_split, classes), epochs, batch_size, opts, patience, seed, device)
+    if out is not None:
+        info = {"labelled_fraction": labelled_fraction, "seed": seed, "n_labelled": len(lab)}
+        info |= {"best_epoch": result.best_epoch, "history": result.history}
+        save_supervised(result.model, classes, st.label_names, st.preprocess, out, **info)
     return result
 
 
@@ -125,9 +142,8 @@ def _fit(
     rng = np.random.default_rng(derive_seed(seed, 0xC45))
     b = min(batch_size, len(lab))
     batches, steps = cycle(lab, b, rng), math.ceil(len(lab) / b)
-    best = BestState(patience)
-    for epoch in range(1, epochs + 1):
-        net.train()
+
+    def train_epoch(epoch: int) -> dict[str, Any]:
         total = 0.0
         for _ in range(steps):
             rows = np.sort(next(batches))
@@ -141,13 +157,88 @@ def _fit(
             loss.backward()
             opt.step()
             total += float(loss.detach()) / steps
-        row: dict[str, Any] = {"epoch": epoch, "loss": total}
-        if len(val):
-            scores = val_scores(st.labels[val], net.predict_proba(RowView(st.images, val)), classes)
-            row |= {f"val_{k}": v for k, v in scores.items()}
-        result.history.append(row)
-        if best.update(net, row.get("val_auc"), epoch):
-            break
-    best.restore(net)
-    net.eval()
-    result.best_epoch = best.epoch
+        return {"loss": total}
+
+    result.best_epoch = fit_epochs(
+        net, st, val, classes, epochs=epochs, patience=patience, train_epoch=train_epoch,
+        history=result.history,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------- persistence
+@dataclass
+class LoadedSupervised:
+    """A saved supervised CNN with what is needed to feed it and read its columns."""
+
+    model: SupervisedCNN
+    classes: np.ndarray  # store label codes of the probability columns
+    label_names: list[str]
+    preprocess: PreprocessConfig
+    path: Path
+    meta: dict[str, Any]
+
+    kind = "supervised_cnn"
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.model.cfg.require_shape()
+
+
+def save_supervised(
+    model: SupervisedCNN,
+    classes: np.ndarray,
+    label_names: list[str],
+    preprocess: PreprocessConfig,
+    directory: str | Path,
+    **meta: Any,
+) -> Path:
+    """``model.safetensors`` (weights) + ``supervised.json`` (architecture, classes, preprocessing, hash)."""
+    from vaedx.train import checkpoint as ck
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write(
+        d / SUPERVISED_WEIGHTS,
+        lambda p: ck.save_tensors(p, model.state_dict(), {"format": SUPERVISED_FORMAT}),
+    )
+    doc = {
+        "format": SUPERVISED_FORMAT,
+        "model": model.cfg.model_dump(mode="json"),
+        "classes": [int(c) for c in classes],
+        "label_names": [str(n) for n in label_names],
+        "preprocess": preprocess.model_dump(mode="json"),
+        "sha256": ck.sha256(d / SUPERVISED_WEIGHTS),
+        **meta,
+    }
+    atomic_write_json(d / SUPERVISED_JSON, doc)
+    return d
+
+
+def load_supervised(directory: str | Path, device: str | torch.device = "cpu") -> LoadedSupervised:
+    """Inverse of :func:`save_supervised`; a wrong format, bad config or altered weights name the file."""
+    from pydantic import ValidationError
+
+    from vaedx.train import checkpoint as ck
+
+    d = Path(directory)
+    doc = ck.read_json(d / SUPERVISED_JSON)
+    if doc.get("format") != SUPERVISED_FORMAT:
+        found = doc.get("format")
+        raise InputError(
+            f"not a supervised CNN of format {SUPERVISED_FORMAT} (found {found!r})", d / SUPERVISED_JSON
+        )
+    try:
+        cfg = ModelConfig.model_validate(doc["model"])
+        pre = PreprocessConfig.model_validate(doc["preprocess"])
+        classes = np.asarray([int(c) for c in doc["classes"]], dtype=np.int64)
+        names = [str(n) for n in doc["label_names"]]
+    except (KeyError, TypeError, ValueError, ValidationError) as e:
+        why = str(e).splitlines()[0]
+        raise InputError(f"invalid supervised CNN config ({why})", d / SUPERVISED_JSON) from None
+    if len(classes) < 2:
+        raise InputError("a supervised CNN needs at least two classes", d / SUPERVISED_JSON)
+    model = SupervisedCNN(cfg, len(classes))
+    ck.load_weights(model, d / SUPERVISED_WEIGHTS, doc.get("sha256"))
+    known = ("format", "model", "classes", "label_names", "preprocess")
+    meta = {k: v for k, v in doc.items() if k not in known}
+    return LoadedSupervised(model.to(device).eval(), classes, names, pre, d, meta)

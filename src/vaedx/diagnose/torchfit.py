@@ -7,7 +7,7 @@ keep their best epoch the same way; otherwise a difference in the table could co
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, ModelMismatchError
 from vaedx.evaluate.metrics import auroc, multiclass_report
 from vaedx.models.config import ModelConfig
+from vaedx.train.data import RowView
 
 #: Small default architecture for the study's models (the images are small and the label sets tiny).
 SMALL_MODEL = {"widths": [16, 32, 64], "latent_dim": 16}
@@ -108,3 +109,34 @@ class BestState:
     def restore(self, model: torch.nn.Module) -> None:
         if self.state is not None:
             model.load_state_dict(self.state)
+
+
+def fit_epochs(
+    net: Any,
+    store: TensorStore,
+    val: np.ndarray,
+    classes: np.ndarray,
+    *,
+    epochs: int,
+    patience: int,
+    train_epoch: Callable[[int], dict[str, Any]],
+    history: list[dict[str, Any]],
+) -> int:
+    """The epoch loop both torch classifiers share; returns the best epoch, whose weights end in ``net``.
+
+    ``train_epoch(epoch)`` runs one epoch's steps and returns its logged means; each row then gets the
+    validation AUC/accuracy of ``net.predict_proba`` and is appended to ``history``.
+    """
+    best = BestState(patience)
+    for epoch in range(1, epochs + 1):
+        net.train()
+        row: dict[str, Any] = {"epoch": epoch, **train_epoch(epoch)}
+        if len(val):
+            scores = val_scores(store.labels[val], net.predict_proba(RowView(store.images, val)), classes)
+            row |= {f"val_{k}": v for k, v in scores.items()}
+        history.append(row)
+        if best.update(net, row.get("val_auc"), epoch):
+            break
+    best.restore(net)
+    net.eval()
+    return best.epoch

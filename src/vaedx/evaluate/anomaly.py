@@ -17,7 +17,7 @@ import numpy as np
 from vaedx.anomaly.detect import file_name, read_scores_csv
 from vaedx.data.store import TensorStore
 from vaedx.errors import InputError
-from vaedx.evaluate.bootstrap import BootstrapCI, bootstrap_ci
+from vaedx.evaluate.bootstrap import BootstrapCI, bootstrap_ci, bootstrap_pixel_ci
 from vaedx.evaluate.metrics import (
     auprc,
     auroc,
@@ -66,7 +66,8 @@ def pixel_metrics(
     n_boot: int,
     seed: int = 0,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Pixel AUROC/AUPRC, Dice at the val-chosen threshold (with CI), best Dice (optimistic)."""
+    """Pixel AUROC/AUPRC (floats, plus ``*_ci`` with image/patient-level bootstrap CIs), Dice at the
+    val-chosen threshold (with CI), best Dice (optimistic)."""
     out: dict[str, Any] = {}
     reasons: dict[str, str] = {}
     if not masks.any():
@@ -75,6 +76,12 @@ def pixel_metrics(
         return out, reasons
     out["pixel_auroc"] = pixel_auroc(maps, masks, valid)
     out["pixel_auprc"] = pixel_auprc(maps, masks, valid)
+    for k in ("auroc", "auprc"):  # CIs under new keys: the float keys stay as they were for readers
+        if out[f"pixel_{k}"] is not None:
+            try:
+                out[f"pixel_{k}_ci"] = bootstrap_pixel_ci(k, maps, masks, valid, groups, n_boot, seed=seed)
+            except InputError:  # undefined on every resample: the point estimate stands alone
+                reasons[f"pixel_{k}_ci"] = "undefined on every bootstrap resample"
     if pixel_threshold is None:
         out["dice_val_threshold"], reasons["dice_val_threshold"] = (
             None,
@@ -178,11 +185,13 @@ LABELS = {
 
 
 def table_rows(result: dict[str, Any], prefix: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One row per scorer for :func:`vaedx.evaluate.tables.format_table`."""
+    """One row per scorer for :func:`vaedx.evaluate.tables.format_table`; a metric with a ``*_ci``
+    companion shows the interval."""
     rows = []
     for name, entry in result["scorers"].items():
         row = {**(prefix or {}), "scorer": name}
-        row.update({LABELS.get(k, k): v for k, v in entry["metrics"].items()})
+        m = entry["metrics"]
+        row.update({LABELS.get(k, k): m.get(f"{k}_ci", v) for k, v in m.items() if not k.endswith("_ci")})
         rows.append(row)
     return rows
 

@@ -61,7 +61,11 @@ def _weighted_groups(counts: np.ndarray, y: np.ndarray, s: np.ndarray) -> tuple[
 
 def _batched_auroc(counts: np.ndarray, y: ArrayLike, s: ArrayLike) -> np.ndarray:
     """Mann-Whitney AUROC with ties counted 1/2, for every resample; NaN where one class is missing."""
-    pos, neg = _weighted_groups(counts, *metrics.as_pair(y, s))
+    return _auroc_from_counts(*_weighted_groups(counts, *metrics.as_pair(y, s)))
+
+
+def _auroc_from_counts(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUROC per row from (B, K) positive/negative weights at K ascending distinct scores."""
     below = np.cumsum(neg, axis=1) - neg
     n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -70,7 +74,11 @@ def _batched_auroc(counts: np.ndarray, y: ArrayLike, s: ArrayLike) -> np.ndarray
 
 def _batched_auprc(counts: np.ndarray, y: ArrayLike, s: ArrayLike) -> np.ndarray:
     """Average precision as sklearn defines it (sum of ΔRecall·Precision over distinct scores)."""
-    pos, neg = _weighted_groups(counts, *metrics.as_pair(y, s))
+    return _auprc_from_counts(*_weighted_groups(counts, *metrics.as_pair(y, s)))
+
+
+def _auprc_from_counts(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Average precision per row from (B, K) weights at K ascending distinct scores."""
     pos, neg = pos[:, ::-1], neg[:, ::-1]  # descending scores
     tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -130,10 +138,7 @@ def bootstrap_ci(
     UndefinedMetricWarning is silenced for resamples, whose skips are counted instead). Raises InputError
     when the metric is undefined on the full data or on every resample. Same seed, same interval.
     """
-    if n_boot < 1:
-        raise ConfigError(f"n_boot must be >= 1, got {n_boot}")
-    if not 0 < alpha < 1:
-        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
+    _check_options(n_boot, alpha)
     if not arrays:
         raise ConfigError("bootstrap_ci needs at least one array")
     data = [np.asarray(a) for a in arrays]
@@ -166,9 +171,86 @@ def bootstrap_ci(
                 v = None
             out[b] = np.nan if v is None else v
         values.append(out)
-    all_values = np.concatenate(values)
+    return _interval(point, np.concatenate(values), n_boot, alpha)
+
+
+def _interval(point: float, all_values: np.ndarray, n_boot: int, alpha: float) -> BootstrapCI:
     ok = all_values[np.isfinite(all_values)]
     if ok.size == 0:
         raise InputError(f"metric is undefined on all {n_boot} bootstrap resamples")
     low, high = np.quantile(ok, [alpha / 2, 1 - alpha / 2])
     return BootstrapCI(point, float(low), float(high), n_boot, n_boot - int(ok.size), alpha)
+
+
+def _check_options(n_boot: int, alpha: float) -> None:
+    if n_boot < 1:
+        raise ConfigError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
+
+
+PIXEL_METRICS = {
+    "auroc": (metrics.pixel_auroc, _auroc_from_counts),
+    "auprc": (metrics.pixel_auprc, _auprc_from_counts),
+}
+_HIST_CELLS = 16_000_000  # images x score bins held per class
+
+
+def _pixel_histograms(
+    maps: ArrayLike, masks: ArrayLike, valid: ArrayLike | None, n_bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) counts of lesion / non-lesion pixels per image in K ascending score bins.
+
+    The bins are the distinct scores when there are at most ``n_bins`` of them (then resampled metrics
+    are exact), else quantile bins of all counted pixels, so equal scores always share a bin.
+    """
+    m = metrics._squeeze_channel(np.asarray(maps))
+    scores, gt = metrics._pixels(m, masks, valid)
+    image = np.broadcast_to(np.arange(len(m)).reshape(-1, *([1] * (m.ndim - 1))), m.shape)
+    image = image[metrics.as_binary(valid, "valid")] if valid is not None else image.ravel()
+    n_bins = max(2, min(n_bins, _HIST_CELLS // len(m)))
+    distinct = np.unique(scores)
+    if distinct.size <= n_bins:
+        bins, k = np.searchsorted(distinct, scores), distinct.size
+    else:
+        edges = np.unique(np.quantile(scores, np.linspace(0, 1, n_bins + 1)[1:-1]))
+        bins, k = np.searchsorted(edges, scores, side="right"), edges.size + 1
+    flat = image.astype(np.int64) * k + bins
+    pos = np.bincount(flat, weights=gt.astype(np.float64), minlength=len(m) * k).reshape(len(m), k)
+    tot = np.bincount(flat, minlength=len(m) * k).reshape(len(m), k)
+    return pos, tot - pos
+
+
+def bootstrap_pixel_ci(
+    metric: str,
+    maps: ArrayLike,
+    masks: ArrayLike,
+    valid: ArrayLike | None = None,
+    groups: ArrayLike | None = None,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    n_bins: int = 4096,
+) -> BootstrapCI:
+    """Bootstrap CI of pixel AUROC or AUPRC (``metric`` "auroc"/"auprc") resampling whole images.
+
+    Pixels of one image (and slices of one patient, with ``groups`` = one id per image) are strongly
+    correlated, so resampling pixels would give absurdly narrow intervals. The point estimate is the exact
+    sklearn value of :func:`vaedx.evaluate.metrics.pixel_auroc` / ``pixel_auprc``; resamples are computed
+    from per-image score histograms (exact when the maps hold at most ``n_bins`` distinct values, else on
+    ``n_bins`` quantile bins), so 1000 resamples of millions of pixels cost one matrix product.
+    Resamples without lesion pixels (or, for AUROC, without normal pixels) are skipped and counted.
+    """
+    _check_options(n_boot, alpha)
+    if metric not in PIXEL_METRICS:
+        raise ConfigError(f"metric must be one of {', '.join(PIXEL_METRICS)}, got {metric!r}")
+    exact, from_counts = PIXEL_METRICS[metric]
+    point = exact(maps, masks, valid)
+    if point is None:
+        raise InputError(f"pixel {metric} is undefined on the full data, so it has no confidence interval")
+    pos, neg = _pixel_histograms(maps, masks, valid, n_bins)
+    rng = np.random.default_rng(seed)
+    values = [
+        from_counts(counts @ pos, counts @ neg) for counts in _count_chunks(len(pos), groups, n_boot, rng)
+    ]
+    return _interval(point, np.concatenate(values), n_boot, alpha)

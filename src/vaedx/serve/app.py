@@ -96,9 +96,12 @@ def create_app(
     model_dir: str | Path,
     diagnosis_dir: str | Path | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
-    scorer: str = "residual",
+    scorer: str | None = None,
 ) -> FastAPI:
-    """Build the app; the model (and diagnosis, if any) is loaded here, once, so errors show at start-up."""
+    """Build the app; the model (and diagnosis, if any) is loaded here, once, so errors show at start-up.
+
+    ``scorer`` None picks residual, or the scorer thresholds.json was calibrated for (see resolve_scoring).
+    """
     predictor = Predictor(model_dir, diagnosis_dir, scorer=scorer)
 
     @asynccontextmanager

@@ -1,103 +1,93 @@
-"""Tolerant readers for what may sit beside a model: ``thresholds.json`` and a diagnosis classifier.
+"""What sits beside a model: the scorer set-up from ``thresholds.json`` and an optional diagnosis classifier.
 
-Why tolerant: both are produced by other stages (``vaedx.anomaly.calibrate``, ``vaedx.diagnose``). A side
-file the service cannot use gives "no calibrated threshold" / ``diagnosis: null``, with the reason in
-``GET /v1/model``, rather than a service that will not start. Two things are not tolerated, because the
-answers would be silently wrong: a diagnosis folder that is unreadable or was fitted on another encoder.
+Why the scorer set-up is read with ``vaedx.anomaly.calibrate.CalibrationFile``: a calibrated threshold
+belongs to one scorer, its options and its map post-processing; the service must score with exactly those
+(``vaedx.anomaly.detect.run_scorers``) so that its score and flag for an image equal ``vaedx detect``'s. A
+thresholds.json that cannot be read is refused at start-up, as ``vaedx detect`` refuses it, rather than
+serving without flags. A diagnosis folder that is unusable gives ``diagnosis: null`` with the reason in
+``GET /v1/model``; one that is unreadable or was fitted on another encoder is refused.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vaedx.anomaly.calibrate import CalibrationFile, thresholds_path
+from vaedx.anomaly.detect import PostSpec
+from vaedx.errors import ConfigError, InputError
+
 log = logging.getLogger("vaedx.serve")
-THRESHOLDS_FILE = "thresholds.json"
+DEFAULT_SCORER = "residual"
 
 
 @dataclass
 class Calibration:
-    """Image/pixel thresholds for one scorer; all None when the model was never calibrated."""
+    """The scorer the service runs, with the options, post-processing and thresholds it was calibrated with.
 
-    scorer: str | None = None
+    Thresholds are None when thresholds.json has no entry for the scorer: then it is scored with default
+    options and raw maps, and nothing is flagged (``problem`` says why).
+    """
+
+    scorer: str = DEFAULT_SCORER
+    options: dict[str, Any] = field(default_factory=dict)
+    post: PostSpec = field(default_factory=PostSpec)
     image_threshold: float | None = None
     pixel_threshold: float | None = None
-    source: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    calibrated_scorers: list[str] = field(default_factory=list)
     problem: str | None = None
 
 
-def _finite(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else None
+def resolve_scoring(model_path: Any, offered: list[str], requested: str | None = None) -> Calibration:
+    """The scorer set-up for a model whose checkpoint folder is ``model_path``.
 
-
-def _from_dict(d: dict[str, Any], source: str) -> Calibration | None:
-    inner = d["thresholds"] if isinstance(d.get("thresholds"), dict) else d  # calibrate's nesting
-    image = _finite(inner.get("image_threshold", inner.get("threshold")))
-    if image is None:
-        return None
-    scorer = d.get("scorer") if isinstance(d.get("scorer"), str) else None
-    keep = ("method", "target_specificity", "n_calibration", "specificity")
-    details = {k: inner[k] for k in keep if k in inner and isinstance(inner[k], str | int | float | None)}
-    details.update({k: d[k] for k in ("split", "normal_label") if isinstance(d.get(k), str)})
-    return Calibration(scorer, image, _finite(inner.get("pixel_threshold")), source, details)
-
-
-def _mismatch(entry: dict[str, Any]) -> str | None:
-    """Why a calibrated entry does not fit the service's maps (default options, no post-processing)."""
-    options = entry.get("options") or {}
-    post = entry.get("postprocess") or {}
-    if options:
-        return f"scorer options {options}"
-    active = (
-        {k: v for k, v in post.items() if v not in (False, 0, 0.0, None)} if isinstance(post, dict) else {}
-    )
-    return f"postprocess {active}" if active else None
-
-
-def load_calibration(folders: list[Path], preferred_scorer: str = "residual") -> Calibration:
-    """First readable thresholds.json in ``folders``.
-
-    Accepts a flat object ({image_threshold, pixel_threshold?, scorer?}) or one keyed by scorer name, as
-    vaedx.anomaly.calibrate writes it ({"scorers": {name: {options, postprocess, thresholds: {...}}}}),
-    preferring ``preferred_scorer``. Entries calibrated with scorer options or map post-processing are
-    skipped: the service scores raw maps with default options, on which such a cut means nothing.
+    ``requested`` (``vaedx serve --scorer``) must be a scorer this model offers. Without it: residual when it
+    is calibrated or nothing is, else the first calibrated scorer the model offers. Raises InputError for an
+    unreadable or invalid thresholds.json and ConfigError for a scorer the model cannot run.
     """
-    for folder in folders:
-        path = folder / THRESHOLDS_FILE
-        if not path.is_file():
-            continue
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            return Calibration(problem=f"unreadable {THRESHOLDS_FILE} ({e.__class__.__name__})")
-        if not isinstance(raw, dict):
-            return Calibration(problem=f"{THRESHOLDS_FILE} is not a JSON object")
-        flat = _from_dict(raw, THRESHOLDS_FILE)
-        if flat is not None:
-            return flat
-        nested = raw.get("scorers", raw)
-        skipped: list[str] = []
-        if isinstance(nested, dict):
-            for name in [preferred_scorer, *sorted(k for k in nested if k != preferred_scorer)]:
-                entry = nested.get(name)
-                if not isinstance(entry, dict) or (cal := _from_dict(entry, THRESHOLDS_FILE)) is None:
-                    continue
-                if (why := _mismatch(entry)) is not None:
-                    skipped.append(f"{name} was calibrated with {why}")
-                    continue
-                cal.scorer = cal.scorer or name
-                return cal
-        reason = "; ".join(skipped) if skipped else "no finite image_threshold"
-        return Calibration(problem=f"{THRESHOLDS_FILE} not used: {reason}")
-    return Calibration()
+    cal_file = CalibrationFile.load(model_path)
+    calibrated = sorted(cal_file.scorers)
+    if requested is not None and requested not in offered:
+        raise ConfigError(f"scorer '{requested}' does not work with this model; choose {', '.join(offered)}")
+    name = requested
+    if name is None:
+        usable = [s for s in calibrated if s in offered]
+        name = DEFAULT_SCORER if DEFAULT_SCORER in usable or not usable else usable[0]
+    entry = cal_file.scorers.get(name)
+    if entry is None:
+        where = thresholds_path(model_path).name
+        why = f"no calibrated thresholds for scorer '{name}' in {where}" + (
+            f" (calibrated: {', '.join(calibrated)})" if calibrated else ""
+        )
+        return Calibration(scorer=name, calibrated_scorers=calibrated, problem=why + "; nothing is flagged")
+    thr = entry.thresholds
+    try:
+        post = PostSpec(**entry.postprocess)
+    except TypeError:
+        bad = f"invalid postprocess for '{name}': {entry.postprocess}"
+        raise InputError(bad, thresholds_path(model_path)) from None
+    details = {
+        "method": thr.method,
+        "target_specificity": thr.target_specificity,
+        "n_calibration": thr.n_calibration,
+        "split": entry.split,
+        "normal_label": entry.normal_label,
+    }
+    return Calibration(
+        scorer=name,
+        options=dict(entry.options),
+        post=post,
+        image_threshold=thr.image_threshold,
+        pixel_threshold=thr.pixel_threshold,
+        details=details,
+        calibrated_scorers=calibrated,
+    )
 
 
 # --------------------------------------------------------------------------------------------- diagnosis

@@ -42,8 +42,11 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; loopback unless you mean it."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest accepted upload (MB)."),
-    scorer: str = typer.Option(
-        "residual", "--scorer", help="Anomaly scorer when no thresholds.json names one."
+    scorer: str | None = typer.Option(
+        None,
+        "--scorer",
+        help="Scorer (any of `vaedx detect`). Its thresholds, options and postprocess come from the run's "
+        "thresholds.json, as `vaedx detect` uses them. Default: residual unless only others are calibrated.",
     ),
 ) -> None:
     """Serve anomaly scores, heatmaps and diagnosis over HTTP, with a web page at / (research use only)."""
@@ -62,5 +65,9 @@ def serve_command(
         typer.secho(f"warning: serving on {host} without authentication; anyone who can reach it can use it",
                     err=True, fg="yellow")  # fmt: skip
     _log_to_stderr()
+    cal = app.state.predictor.calibration
+    flags = (f"threshold {cal.image_threshold:.6g}, postprocess {cal.post.as_dict()}" if cal.problem is None
+             else cal.problem)  # fmt: skip
     typer.echo(f"vaedx serving {model} on http://{host}:{port}/  (research use only)", err=True)
+    typer.echo(f"scorer {cal.scorer}: {flags}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

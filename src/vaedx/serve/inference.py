@@ -23,12 +23,13 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from vaedx.anomaly import available_scorers, build_scorer
+from vaedx.anomaly.detect import run_scorers
 from vaedx.api import LoadedModel, load_model
 from vaedx.data.preprocess import apply
 from vaedx.errors import ConfigError, InputError, ModelMismatchError, VaedxError
 from vaedx.io import detect_format, read_any
 from vaedx.serve import render
-from vaedx.serve.calibration import Calibration, DiagnosisAdapter, load_calibration
+from vaedx.serve.calibration import Calibration, DiagnosisAdapter, resolve_scoring
 
 log = logging.getLogger("vaedx.serve")
 CAVEAT = (
@@ -127,20 +128,20 @@ class Predictor:
     """A model loaded once, with its scorer, calibration and optional diagnosis; thread-safe predict()."""
 
     def __init__(
-        self, model_dir: str | Path, diagnosis_dir: str | Path | None = None, scorer: str = "residual"
+        self, model_dir: str | Path, diagnosis_dir: str | Path | None = None, scorer: str | None = None
     ):
         self.model_dir = Path(model_dir)
         self.loaded: LoadedModel = load_model(self.model_dir)
         self.run_dir = self.loaded.path.parent if self.loaded.path != self.model_dir else self.model_dir
-        folders = list(dict.fromkeys([self.model_dir, self.loaded.path, self.run_dir]))
-        self.calibration: Calibration = load_calibration(folders, preferred_scorer=scorer)
         offered = available_scorers(self.loaded.model)
-        name = self.calibration.scorer or scorer
-        if name not in offered:  # calibrated for a scorer this model cannot run: score, but do not flag
-            self.calibration = Calibration(problem=f"thresholds are for scorer '{name}', not available here")
-            name = scorer
-        self.scorer_name = name
-        self.scorer = build_scorer(name, self.loaded.model, keep_reconstructions=True, batch_size=8)
+        # the scorer, options, post-processing and thresholds exactly as `vaedx detect` would apply them
+        self.calibration: Calibration = resolve_scoring(self.loaded.path, offered, scorer)
+        self.scorer_name = self.calibration.scorer
+        # the picture of the reconstruction comes from the plain model, whatever the scorer
+        self.recon_scorer = (
+            build_scorer("residual", self.loaded.model, keep_reconstructions=True) if "residual" in offered
+            else None
+        )  # fmt: skip
         self.diagnosis: DiagnosisAdapter | None = None
         self.diagnosis_problem: str | None = None
         if diagnosis_dir is not None:
@@ -175,6 +176,9 @@ class Predictor:
             "calibration": {
                 "image_threshold": cal.image_threshold,
                 "pixel_threshold": cal.pixel_threshold,
+                "options": cal.options,
+                "postprocess": cal.post.as_dict(),
+                "calibrated_scorers": cal.calibrated_scorers,
                 "details": cal.details,
                 "problem": cal.problem,
             },
@@ -210,15 +214,17 @@ class Predictor:
     def predict_array(self, array: np.ndarray, facts: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         x = self.prepare(array)
+        cal = self.calibration
+        opts = {cal.scorer: cal.options}
         try:
             with self._lock:
-                res = self.scorer.score(x[None])
+                scored = run_scorers(self.loaded.model, x[None], [cal.scorer], opts, cal.post)
+                res = self.recon_scorer.score(x[None]) if self.recon_scorer is not None else None
                 diagnosis = self.diagnosis.predict(x[None]) if self.diagnosis is not None else None
         except (ModelMismatchError, InputError) as e:
             raise ServeError(422, e.problem) from None
-        amap, score = res.maps[0], float(res.scores[0])
-        recon = next(iter(res.extra.values()))[0] if res.extra else x
-        cal = self.calibration
+        amap, score = scored.maps[cal.scorer][0], float(scored.scores[cal.scorer][0])
+        recon = res.extra["reconstruction"][0] if res is not None else x
         thr = cal.image_threshold
         out = {
             "scorer": self.scorer_name,

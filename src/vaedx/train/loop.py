@@ -68,14 +68,15 @@ class TorchTrainer:
         self.reporter, self.on_batch = reporter, on_batch
         cuda = rt.device.type == "cuda"
         self.amp = cuda and cfg.amp is not False
-        self.channels_last = cuda and cfg.channels_last is not False
+        # CPU: only when asked (True); CUDA: unless refused. See benchmarks/train_speed.py for the CPU figures.
+        self.channels_last = cfg.channels_last is True or (cuda and cfg.channels_last is None)
         drop = cfg.model.norm == "batch"
         kw = {"seed": cfg.seed, "rank": rt.rank, "world_size": rt.world_size}
         self.train_reader = BatchReader(store.images, train_idx, cfg.batch_size, drop_single=drop, **kw)
         self.val_reader = BatchReader(store.images, val_idx, cfg.batch_size, **kw)
         self.steps_per_epoch = self.train_reader.num_batches()
-        if not cuda and (cfg.amp or cfg.channels_last):
-            reporter.line("amp and channels_last apply to CUDA only; training in float32, NCHW")
+        if not cuda and cfg.amp:
+            reporter.line("amp applies to CUDA only; training in float32")
         self.state = RunState()
         self._build()
 

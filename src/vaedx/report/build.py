@@ -1,0 +1,206 @@
+"""``build_report``: collect a pipeline folder, make every section that has its inputs, write HTML + PNGs.
+
+Why sections are independent functions of one :class:`Context`: each part of a pipeline is optional, so a
+section whose inputs are absent becomes a one-line note saying what would enable it, and the rest of the
+report is still written. Figures are saved as PNG files beside the HTML and embedded in it, so the page
+stays self-contained and the figures can be reused in papers.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from vaedx.atomic import atomic_write_text
+from vaedx.errors import ConfigError
+from vaedx.report.collect import Pipeline, collect
+from vaedx.report.figures import to_png, training_curves
+from vaedx.report.html import Section, render_page
+
+FIGURE_DPI = 100
+
+
+@dataclass
+class Context:
+    """The collected pipeline, the report's seed and bootstrap size, and where figures are written."""
+
+    pipe: Pipeline
+    figure_dir: Path
+    seed: int = 0
+    n_boot: int = 200
+    written: list[Path] = field(default_factory=list)
+
+    def add_figure(self, section: Section, fig: Figure, name: str, caption: str) -> None:
+        """Save ``fig`` as <figure_dir>/NN_<name>.png and embed the same bytes in the section."""
+        png = to_png(fig, FIGURE_DPI)
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+        path = self.figure_dir / f"{len(self.written) + 1:02d}_{slug}.png"
+        path.write_bytes(png)
+        self.written.append(path)
+        section.figure(png, caption, alt=name)
+
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.seed)
+
+
+def overview_section(ctx: Context) -> Section:
+    sec = Section("overview", "Overview")
+    rows = []
+    for run in ctx.pipe.runs.values():
+        train = run.config.get("train", {})
+        model = train.get("model", {})
+        m = run.metrics or {}
+        val = m.get("val_loss")
+        best = float(np.nanmin(val)) if val is not None and np.isfinite(val).any() else None
+        epochs = int(m["epoch"][-1]) if m and len(m["epoch"]) else None
+        filt = ", ".join(train.get("label_filter") or []) or "all"
+        role = "main" if run.name == ctx.pipe.main else ""
+        rows.append([run.name, run.kind, role, model.get("latent_dim"), epochs, best, filt])
+    sec.table(
+        "models", ["model", "kind", "role", "latent dim", "epochs", "best val loss", "trained on labels"], rows
+    )
+    if ctx.pipe.summary:
+        flat = [[k, v] for k, v in _flatten(ctx.pipe.summary).items()]
+        sec.table("summary.json (headline figures of the run)", ["figure", "value"], flat)
+    return sec
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and not {"point", "low", "high"} <= set(v):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if not isinstance(v, list) or len(v) == 3 else ", ".join(map(str, v))
+    return out
+
+
+def training_section(ctx: Context) -> Section:
+    sec = Section("training", "Training curves")
+    for run in ctx.pipe.runs.values():
+        if run.metrics is None or not len(run.metrics["epoch"]):
+            sec.note(f"{run.name}: no metrics.csv rows (train it with `vaedx train --out {run.path}`)")
+            continue
+        fig = training_curves(run.name, run.metrics)
+        ctx.add_figure(sec, fig, f"training_{run.name}", f"{run.name}: loss terms per epoch, train vs validation")
+    return sec
+
+
+def reproducibility_section(ctx: Context) -> Section:
+    import matplotlib
+    import sklearn
+    import torch
+
+    import vaedx
+
+    sec = Section("repro", "Reproducibility")
+    run = ctx.pipe.main_run
+    train = run.config.get("train", {})
+    versions = [
+        ["python", platform.python_version()],
+        ["torch", torch.__version__],
+        ["numpy", np.__version__],
+        ["scikit-learn", sklearn.__version__],
+        ["matplotlib", matplotlib.__version__],
+        ["vaedx (report)", vaedx.__version__],
+        ["vaedx (training run)", run.config.get("vaedx_version", "n/a")],
+        ["torch (training run)", run.config.get("torch_version", "n/a")],
+    ]
+    sec.table("software versions", ["package", "version"], versions)
+    seeds = [[name, r.config.get("train", {}).get("seed", "n/a")] for name, r in ctx.pipe.runs.items()]
+    seeds.append(["report (bootstrap, sampling, t-SNE)", ctx.seed])
+    sec.table("seeds", ["what", "seed"], seeds)
+    _data_summary(ctx, sec)
+    if train:
+        sec.text(f"Training config of the main model ({run.name}, {run.path / 'config.json'}):")
+        sec.pre(train)
+        sec.text("Preprocessing the model was trained with:")
+        sec.pre(run.config.get("preprocess", {}))
+    else:
+        sec.note(f"{run.name}: no config.json found in the run folder")
+    return sec
+
+
+def _data_summary(ctx: Context, sec: Section) -> None:
+    if ctx.pipe.store_path is None:
+        sec.note("no tensor store: pass --store (the store the models were trained on) for the data summary")
+        return
+    from vaedx.data.inspect import summarize
+
+    info = summarize(ctx.pipe.store_path, seed=ctx.seed)
+    counts = ctx.pipe.store.counts() if ctx.pipe.store is not None else {}
+    labels = sorted({lab for c in counts.values() for lab in c})
+    rows = [[split, *[c.get(lab, 0) for lab in labels], sum(c.values())] for split, c in counts.items()]
+    sec.table(f"data: {info['n']} images in {ctx.pipe.store_path.name}", ["split", *labels, "total"], rows)
+    masks = info.get("masks") or {}
+    problems = [re.sub(r",? e\.g\. .*$", "", p) for p in info.get("problems") or []]  # no patient ids
+    facts = [
+        ["image sizes", ", ".join(info["image"]["sizes"])],
+        ["channels", info["image"]["channels"]],
+        ["masks", "yes" if masks else "no"],
+        ["patients", (info.get("patients") or {}).get("total", "n/a")],
+        ["problems found by `vaedx data inspect`", "; ".join(problems) or "none"],
+    ]
+    sec.table("data summary", ["fact", "value"], facts)
+    sec.text("Store preprocessing:")
+    sec.pre(info.get("preprocess", {}))
+
+
+def _sections() -> list[Callable[[Context], Section]]:
+    from vaedx.report.eval_sections import detection_section, diagnosis_section
+    from vaedx.report.model_sections import generative_section, latent_section, reconstruction_section
+
+    return [
+        overview_section,
+        training_section,
+        reconstruction_section,
+        detection_section,
+        diagnosis_section,
+        latent_section,
+        generative_section,
+        reproducibility_section,
+    ]
+
+
+def build_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    store: str | Path | None = None,
+    detect_dirs: list[Path] | None = None,
+    diagnosis_dir: str | Path | None = None,
+    seed: int = 0,
+    n_boot: int = 200,
+) -> Path:
+    """Write the HTML report of a pipeline folder (or one training run) and its PNG figures; return the HTML.
+
+    Figures go to ``<out stem>_figures/`` beside ``out`` (default ``run_dir/report.html``).
+    """
+    if n_boot < 1:
+        raise ConfigError(f"n_boot must be >= 1, got {n_boot}")
+    pipe = collect(
+        Path(run_dir),
+        store=Path(store) if store is not None else None,
+        detect_dirs=[Path(d) for d in detect_dirs] if detect_dirs is not None else None,
+        diagnosis_dir=Path(diagnosis_dir) if diagnosis_dir is not None else None,
+    )
+    html_path = Path(out) if out is not None else pipe.root / "report.html"
+    figure_dir = html_path.parent / f"{html_path.stem}_figures"
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    for old in figure_dir.glob("[0-9][0-9]_*.png"):  # figures of an earlier build of this report
+        old.unlink()
+    ctx = Context(pipe, figure_dir, seed=seed, n_boot=n_boot)
+    sections = [make(ctx) for make in _sections()]
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    subtitle = f"{pipe.root.name}: main model {pipe.main}, {len(pipe.runs)} model(s); built {when}"
+    footer = f"vaedx report; figures also saved in {figure_dir.name}/ - research use only, not for clinical use"
+    atomic_write_text(html_path, render_page("vaedx report", subtitle, sections, footer))
+    return html_path

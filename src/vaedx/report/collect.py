@@ -1,0 +1,231 @@
+"""Find and read what a pipeline folder (or one training run plus its outputs) holds, for the report.
+
+Why one place: every section of the report is optional, so discovery decides once what exists and reads it
+with checks; a corrupt file stops the report with an :class:`InputError` naming it, while an absent part
+only drops its section. Models and stores are opened lazily, because the cheap sections should not pay
+for loading weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaedx.anomaly.detect import read_scores_csv
+from vaedx.data.store import TensorStore
+from vaedx.errors import InputError
+
+MAIN_MODEL = "vae"
+METRIC_FILE = "metrics.csv"
+
+
+def read_json_file(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; unreadable or non-object content is an InputError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"corrupt or unreadable JSON ({e.__class__.__name__}: {e})", path) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object", path)
+    return data
+
+
+def read_metrics_csv(path: Path) -> dict[str, np.ndarray]:
+    """Columns of a training run's metrics.csv as float arrays (blank cells are NaN), one row per epoch."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows, cols = list(reader), list(reader.fieldnames or [])
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"unreadable metrics.csv ({e})", path) from None
+    if "epoch" not in cols or "train_loss" not in cols:
+        raise InputError("not a vaedx metrics.csv (needs epoch and train_loss columns)", path)
+    out: dict[str, np.ndarray] = {}
+    for c in cols:
+        try:
+            out[c] = np.array([float(r[c]) if r.get(c) not in ("", None) else np.nan for r in rows])
+        except ValueError:
+            raise InputError(f"column '{c}' of metrics.csv holds a non-number", path) from None
+    return out
+
+
+@dataclass
+class RunInfo:
+    """One training run folder: its name (models/<name>), metrics per epoch and run config."""
+
+    name: str
+    path: Path
+    metrics: dict[str, np.ndarray] | None
+    config: dict[str, Any]
+
+    @cached_property
+    def loaded(self) -> Any:
+        from vaedx.api import load_model
+
+        return load_model(self.path)
+
+    @property
+    def kind(self) -> str:
+        return str(self.config.get("train", {}).get("model", {}).get("kind", "?"))
+
+
+@dataclass
+class DetectInfo:
+    """One `vaedx detect` output: scores per scorer, truth (1 = abnormal, -1 = unlabelled), flags, meta."""
+
+    name: str
+    path: Path
+    meta: dict[str, Any]
+    rows: list[dict[str, str]]
+    scorers: list[str]
+    evaluation: dict[str, Any] | None
+
+    @property
+    def index(self) -> np.ndarray:
+        return np.array([int(r["index"]) for r in self.rows])
+
+    @property
+    def truth(self) -> np.ndarray:
+        normal = self.meta.get("normal_label") or ""
+        return np.array([-1 if not r["label"] else int(r["label"] != normal) for r in self.rows])
+
+    @property
+    def groups(self) -> np.ndarray | None:
+        """Patient ids when every row has one and they repeat (then the bootstrap resamples patients)."""
+        pids = np.array([r.get("patient_id", "") for r in self.rows], dtype=object)
+        return pids if all(pids) and len(set(pids)) < len(pids) else None
+
+    def scores(self, scorer: str) -> np.ndarray:
+        return np.array([float(r[scorer]) for r in self.rows])
+
+    def flags(self, scorer: str) -> np.ndarray | None:
+        """1/0 per image at the calibrated threshold, None when detect had no threshold for the scorer."""
+        vals = [r.get(f"{scorer}_flag", "") for r in self.rows]
+        return None if any(v == "" for v in vals) else np.array([int(v) for v in vals])
+
+    def pixel_threshold(self, scorer: str) -> float | None:
+        thr = (self.meta.get("thresholds") or {}).get(scorer) or {}
+        return thr.get("pixel_threshold")
+
+    def maps(self, scorer: str) -> np.ndarray | None:
+        path = self.path / "maps" / f"{scorer}.npy"
+        if not path.is_file():
+            return None
+        try:
+            maps = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise InputError(f"unreadable anomaly maps ({e})", path) from None
+        if maps.ndim != 3 or len(maps) != len(self.rows):
+            raise InputError(f"maps have shape {maps.shape}, expected ({len(self.rows)}, H, W)", path)
+        return maps
+
+
+@dataclass
+class DiagnosisInfo:
+    """A `vaedx diagnose fit` folder and the evaluation JSON files `vaedx evaluate diagnosis` wrote."""
+
+    path: Path
+    evaluations: dict[str, dict[str, Any]]
+
+
+@dataclass
+class Pipeline:
+    """Everything the report can use; absent parts are None/empty."""
+
+    root: Path
+    runs: dict[str, RunInfo]
+    main: str
+    store_path: Path | None
+    detects: list[DetectInfo] = field(default_factory=list)
+    diagnosis: DiagnosisInfo | None = None
+    summary: dict[str, Any] | None = None
+
+    @property
+    def main_run(self) -> RunInfo:
+        return self.runs[self.main]
+
+    @cached_property
+    def store(self) -> TensorStore | None:
+        return TensorStore.open(self.store_path) if self.store_path is not None else None
+
+
+def _is_run(path: Path) -> bool:
+    return path.is_dir() and any((path / p).exists() for p in (METRIC_FILE, "best", "last", "config.json"))
+
+
+def read_run(name: str, path: Path) -> RunInfo:
+    metrics = read_metrics_csv(path / METRIC_FILE) if (path / METRIC_FILE).is_file() else None
+    cfg_path = next((p for p in (path / "config.json", path / "best" / "config.json") if p.is_file()), None)
+    config = read_json_file(cfg_path) if cfg_path is not None else {}
+    return RunInfo(name, path, metrics, config)
+
+
+def read_detect(path: Path, name: str | None = None) -> DetectInfo:
+    """A detect folder; its evaluation.json when `vaedx evaluate anomaly` was run on it."""
+    if not path.is_dir():
+        raise InputError("no such detect output folder", path)
+    rows, scorers = read_scores_csv(path / "scores.csv")
+    meta = read_json_file(path / "detect.json") if (path / "detect.json").is_file() else {}
+    ev_path = path / "evaluation.json"
+    evaluation = read_json_file(ev_path) if ev_path.is_file() else None
+    if evaluation is not None and not isinstance(evaluation.get("scorers"), dict):
+        raise InputError("not an anomaly evaluation (no 'scorers' object)", ev_path)
+    return DetectInfo(name or path.name, path, meta, rows, scorers, evaluation)
+
+
+def read_diagnosis(path: Path) -> DiagnosisInfo:
+    if not (path / "diagnosis.json").is_file():
+        raise InputError("not a diagnosis folder (diagnosis.json missing); see `vaedx diagnose fit`", path)
+    evals = {}
+    for f in sorted(path.glob("evaluation_*.json")):
+        data = read_json_file(f)
+        if not isinstance(data.get("report"), dict):
+            raise InputError("not a diagnosis evaluation (no 'report' object)", f)
+        evals[f.stem.removeprefix("evaluation_")] = data
+    return DiagnosisInfo(path, evals)
+
+
+def _store_from_config(run: RunInfo) -> Path | None:
+    where = run.config.get("train", {}).get("store")
+    return Path(where) if where and (Path(where) / "store.json").is_file() else None
+
+
+def collect(
+    run_dir: Path,
+    *,
+    store: Path | None = None,
+    detect_dirs: list[Path] | None = None,
+    diagnosis_dir: Path | None = None,
+) -> Pipeline:
+    """A pipeline folder (models/<name>/ ...) or one training run; explicit arguments override discovery."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError("no such folder", run_dir)
+    models = run_dir / "models"
+    if models.is_dir() and any(_is_run(p) for p in models.iterdir()):
+        runs = {p.name: read_run(p.name, p) for p in sorted(models.iterdir()) if _is_run(p)}
+        store = store or (run_dir / "store" if (run_dir / "store" / "store.json").is_file() else None)
+        if detect_dirs is None and (run_dir / "detect").is_dir():
+            detect_dirs = [p for p in sorted((run_dir / "detect").iterdir()) if (p / "scores.csv").is_file()]
+        if diagnosis_dir is None and (run_dir / "diagnosis" / "diagnosis.json").is_file():
+            diagnosis_dir = run_dir / "diagnosis"
+    elif _is_run(run_dir):
+        runs = {run_dir.name: read_run(run_dir.name, run_dir)}
+        store = store or _store_from_config(runs[run_dir.name])  # one run: the store it was trained on
+    else:
+        raise InputError(
+            "not a vaedx pipeline folder (models/<name>/) nor a training run (metrics.csv, best/ or last/)",
+            run_dir,
+        )
+    main = MAIN_MODEL if MAIN_MODEL in runs else next(iter(runs))
+    runs = {main: runs[main], **runs}  # the main model first in every section
+    detects = [read_detect(Path(d)) for d in detect_dirs or []]
+    diagnosis = read_diagnosis(Path(diagnosis_dir)) if diagnosis_dir is not None else None
+    summary = read_json_file(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else None
+    return Pipeline(run_dir, runs, main, Path(store) if store else None, detects, diagnosis, summary)

@@ -1,0 +1,28 @@
+"""``vaedx report RUN_DIR -o report.html``: the self-contained HTML report of a pipeline folder or run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def report_command(
+    run_dir: Path = typer.Argument(..., help="Pipeline folder (models/, detect/, ...) or one training run."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="HTML file to write [RUN_DIR/report.html]."),
+    store: Path | None = typer.Option(None, "--store", "-s", help="Tensor store (default: discovered)."),
+    detect: list[Path] | None = typer.Option(None, "--detect", help="`vaedx detect` output folder (repeat)."),
+    diagnosis: Path | None = typer.Option(None, "--diagnosis", help="`vaedx diagnose fit` output folder."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap bands, example picks, t-SNE and prior samples."),
+    n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the ROC/PR bands."),
+) -> None:
+    """Write one HTML file (figures embedded, no network needed) plus the figures as PNG files."""
+    from vaedx.report import build_report
+
+    path = build_report(
+        run_dir, out, store=store, detect_dirs=detect or None, diagnosis_dir=diagnosis, seed=seed, n_boot=n_boot
+    )
+    console.print(f"wrote {path} and {path.stem}_figures/", highlight=False, soft_wrap=True)
