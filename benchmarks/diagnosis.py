@@ -13,8 +13,8 @@ Tables (all test figures are on splits never used for fitting, calibration, thre
 
 Which encoder feeds tables 2 and 3 is chosen by validation AUC in table 1, never by test.
 
-Run: ``.venv/bin/python benchmarks/diagnosis.py [--jobs 2] [--quick] [--out /tmp/vaedx_diag]``.
-``--jobs 2`` runs two independent lanes of sections in parallel (1 torch thread each); the tables are
+Run: ``.venv/bin/python benchmarks/diagnosis.py [--jobs 3] [--quick] [--out /tmp/vaedx_diag]``.
+``--jobs 3`` runs three lanes of sections in parallel (1 torch thread each); the tables are
 printed at the end from the JSON every section writes to ``--out/results``; ``--tables`` only prints them.
 """
 
@@ -43,7 +43,7 @@ from vaedx.evaluate.metrics import binary_report
 from vaedx.paths import find_data_file
 
 ANCHORS = [("ResNet-18 (28) [MedMNIST v2]", 0.944, 0.854), ("ResNet-50 (224) [MedMNIST v2]", 0.962, 0.884)]
-ARCH = {"widths": [32, 64, 128], "latent_dim": 32}  # VAE encoders and the supervised CNN (same encoder)
+ARCH = {"widths": [16, 32, 64], "latent_dim": 32}  # VAE encoders and the supervised CNN (same encoder)
 M2_ARCH = {"widths": [16, 32, 64], "latent_dim": 16}  # smaller: M2 decodes every image once per class
 ENCODERS = {"vae_b1": {"beta": 1.0}, "vae_b0.25": {"beta": 0.25}}
 FEATURES = [  # (name, posterior parts, anomaly scores, classifier candidates)
@@ -52,7 +52,8 @@ FEATURES = [  # (name, posterior parts, anomaly scores, classifier candidates)
     ("mu+logvar+scores / CV all", ("mu", "logvar"), ("residual", "elbo", "kl"), CLASSIFIERS),
 ]
 RULES = ("youden", "fixed:0.5", "sens:0.95", "spec:0.9")
-LANES = [["pneu_encoders", "pneu_study", "lgg"], ["pneu_m2"]]
+LANES = [["pneu_enc_vae_b1", "pneu_study"], ["pneu_enc_vae_b0.25", "lgg"], ["pneu_m2"]]
+SEQUENTIAL = ["pneu_enc_vae_b1", "pneu_enc_vae_b0.25", "pneu_study", "lgg", "pneu_m2"]
 
 
 class Cfg:
@@ -60,13 +61,13 @@ class Cfg:
 
     def __init__(self, quick: bool, seeds: list[int]):
         self.quick, self.seeds = quick, seeds
-        self.vae_epochs = 1 if quick else 10
-        self.lgg_epochs = 1 if quick else 15
-        self.m2_epochs = 1 if quick else 3
+        self.vae_epochs = 1 if quick else 8
+        self.lgg_epochs = 1 if quick else 10
+        self.m2_epochs = 1
         self.cnn_epochs = 1 if quick else 10
-        self.min_steps = 10 if quick else 300
+        self.min_steps = 10 if quick else 100
         self.fractions = [0.05, 1.0] if quick else [0.01, 0.05, 0.1, 1.0]
-        self.n_boot = 50 if quick else 500
+        self.n_boot = 50 if quick else 200
         self.max_images = 600 if quick else None
 
 
@@ -152,22 +153,28 @@ def diagnosis_rows(enc: Any, store: Path, cfg: Cfg, label: str, groups: bool) ->
     return rows
 
 
-def best_encoder(out: Path) -> str:
-    """The encoder whose best feature set has the highest *validation* AUC (test never consulted)."""
-    rows = load(out, "pneu_encoders") or []
-    if not rows:
-        raise SystemExit("section pneu_encoders has not run")
-    best = max(rows, key=lambda r: r["val"]["auc"])
-    return best["encoder"]
+def encoder_rows(out: Path) -> list[dict[str, Any]]:
+    return [r for name in ENCODERS for r in load(out, f"pneu_enc_{name}") or []]
+
+
+def best_encoder(out: Path, wait: float = 7200.0) -> str:
+    """The encoder whose best feature set has the highest *validation* AUC (test never consulted); waits
+    for the encoder sections running in other lanes."""
+    t0 = time.perf_counter()
+    while any(load(out, f"pneu_enc_{n}") is None for n in ENCODERS):
+        if time.perf_counter() - t0 > wait:
+            raise SystemExit("encoder sections did not finish")
+        time.sleep(10)
+    return max(encoder_rows(out), key=lambda r: r["val"]["auc"])["encoder"]
 
 
 # ----------------------------------------------------------------------------------------------- sections
-def sec_pneu_encoders(out: Path, cfg: Cfg, paths: dict[str, Path]) -> None:
-    rows = []
-    for name, opts in ENCODERS.items():
-        enc = train_vae(paths["pneu"], out / "runs" / f"pneu_{name}", cfg, cfg.vae_epochs, **opts)
-        rows += diagnosis_rows(enc, paths["pneu"], cfg, name, groups=False)
-        save(out, "pneu_encoders", rows)
+def sec_pneu_encoder(name: str) -> Any:
+    def run(out: Path, cfg: Cfg, paths: dict[str, Path]) -> None:
+        enc = train_vae(paths["pneu"], out / "runs" / f"pneu_{name}", cfg, cfg.vae_epochs, **ENCODERS[name])
+        save(out, f"pneu_enc_{name}", diagnosis_rows(enc, paths["pneu"], cfg, name, groups=False))
+
+    return run
 
 
 def sec_pneu_study(out: Path, cfg: Cfg, paths: dict[str, Path]) -> None:
@@ -222,8 +229,8 @@ def sec_lgg(out: Path, cfg: Cfg, paths: dict[str, Path]) -> None:
         save(out, "lgg", {"latent": rows, "cnn": cnn})
 
 
-SECTIONS = {"pneu_encoders": sec_pneu_encoders, "pneu_study": sec_pneu_study, "pneu_m2": sec_pneu_m2,
-            "lgg": sec_lgg}  # fmt: skip
+SECTIONS = {f"pneu_enc_{n}": sec_pneu_encoder(n) for n in ENCODERS}
+SECTIONS |= {"pneu_study": sec_pneu_study, "pneu_m2": sec_pneu_m2, "lgg": sec_lgg}
 
 
 # ------------------------------------------------------------------------------------------------- tables
@@ -269,7 +276,7 @@ def print_study(rows: list[dict[str, Any]], title: str) -> None:
 
 
 def print_tables(out: Path) -> None:
-    enc = load(out, "pneu_encoders")
+    enc = encoder_rows(out)
     print("\nPublished anchors (MedMNIST v2, PneumoniaMNIST test): "
           + "; ".join(f"{n}: AUC {a:.3f} / ACC {c:.3f}" for n, a, c in ANCHORS)
           + ". Goal: AUC >= 0.97, ACC >= 0.90.")  # fmt: skip
@@ -298,7 +305,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/vaedx_diag"))
     ap.add_argument("--quick", action="store_true", help="1 epoch, few images: a smoke test")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--jobs", type=int, default=1, choices=(1, 2), help="lanes run in parallel")
+    ap.add_argument("--jobs", type=int, default=1, choices=(1, 3), help="lanes run in parallel")
     ap.add_argument("--section", choices=sorted(SECTIONS), help="run one section only (used by --jobs)")
     ap.add_argument("--tables", action="store_true", help="only print the tables from --out/results")
     args = ap.parse_args()
@@ -315,10 +322,8 @@ def main() -> None:
         return
     base = [sys.executable, __file__, "--out", str(args.out), "--seeds", args.seeds]
     base += ["--quick"] if args.quick else []
-    lanes = [[base + ["--section", s] for s in lane] for lane in LANES]
-    if args.jobs == 1:
-        lanes = [[c for lane in lanes for c in lane]]
-    procs = [subprocess.Popen(["bash", "-c", " && ".join(" ".join(map(str, c)) for c in lane)])
+    lanes = [[base + ["--section", s] for s in lane] for lane in (LANES if args.jobs > 1 else [SEQUENTIAL])]
+    procs = [subprocess.Popen(["bash", "-c", "; ".join(" ".join(map(str, c)) for c in lane)])
              for lane in lanes]  # fmt: skip
     codes = [p.wait() for p in procs]
     print_tables(args.out)

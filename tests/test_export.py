@@ -2,11 +2,15 @@
 
 Tolerances: onnxruntime within atol 1e-4 of PyTorch (different kernels and op fusion), TorchScript within
 atol 1e-5 (the same kernels, so it is in practice exact).
+
+TorchScript is deprecated in torch 2.13: the export's own warning is asserted once (test_torchscript_export_
+warns_once) and filtered elsewhere, as is torch's DeprecationWarning from ``torch.jit.load`` in these tests.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +20,12 @@ import torch
 import vaedx
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import StoreWriter
-from vaedx.export import export_model
+from vaedx.export import TorchScriptDeprecated, export_model
 
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::vaedx.export.TorchScriptDeprecated",
+    "ignore:`torch.jit.load` is deprecated:DeprecationWarning",
+)
 FAST = {"widths": [8, 16], "latent_dim": 4, "batch_size": 16, "lr": 3e-3, "num_threads": 1}
 
 
@@ -101,12 +109,28 @@ def test_sidecar_describes_preprocessing_and_outputs(runs, tmp_path):
     assert not list(tmp_path.glob("**/.*.tmp"))
 
 
-def test_cli_export_and_errors(runs, tmp_path, capsys):
+def test_torchscript_export_warns_once_and_the_cli_says_so(runs, tmp_path, capsys):
+    from vaedx.cli import main
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_model(runs["pca"], "torchscript", tmp_path / "p.pt")
+    assert [w.category for w in caught] == [TorchScriptDeprecated], [str(w.message) for w in caught]
+    assert "prefer --format onnx" in str(caught[0].message)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        args = ["--model", str(runs["pca"]), "--format", "torchscript", "-o", str(tmp_path / "c.pt")]
+        code = main(["export", *args])
+    assert code == 0 and not caught  # a plain line instead of a Python warning
+    assert capsys.readouterr().err.count("TorchScript is deprecated") == 1
+
+
+def test_cli_export_defaults_to_onnx_and_errors(runs, tmp_path, capsys):
     from vaedx.cli import main
 
     target = tmp_path / "cli.onnx"
-    assert main(["export", "--model", str(runs["vae"]), "--format", "onnx", "-o", str(target)]) == 0
-    assert target.is_file() and Path(f"{target}.json").is_file()
+    assert main(["export", "--model", str(runs["vae"]), "-o", str(target)]) == 0
+    assert target.is_file() and json.loads(Path(f"{target}.json").read_text())["format"] == "onnx"
     assert main(["export", "--model", str(runs["vae"]), "--format", "tflite", "-o", str(target)]) == 2
     assert "unknown export format 'tflite'" in capsys.readouterr().err
     broken = tmp_path / "broken"

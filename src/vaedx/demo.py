@@ -130,7 +130,7 @@ def run_demo(
     prepare_out(out, overwrite)
     if threads:
         torch.set_num_threads(threads)
-    st = ds.Stages(console)
+    st, load0 = ds.Stages(console), round(os.getloadavg()[0], 2)  # other jobs on the CPU slow every stage
     store, models, detect_dir = out / "store", out / "models", out / "detect"
     with st.stage("data", "PneumoniaMNIST"):
         npz = find_or_download(data, console)
@@ -185,12 +185,14 @@ def run_demo(
         report = ds.build_report_if_available(out, seed, console)
     summary["report"] = str(report) if report is not None else None
     summary["timings_s"] = st.timings
+    summary["load_average_1min"] = {"start": load0, "end": round(os.getloadavg()[0], 2)}
     summary["total_s"] = round(sum(st.timings.values()), 1)
     ds.write_summary(out, summary)
     ds.print_headline(summary, console)
     where = f"report: {report}" if report is not None else "no report (vaedx.report not available)"
     console.print(
-        f"{where}; figures in {out / 'summary.json'}; total {summary['total_s']:.0f} s", highlight=False
+        f"{where}; headline figures in {out / 'summary.json'}; total {summary['total_s']:.0f} s",
+        highlight=False,
     )
     return summary
 

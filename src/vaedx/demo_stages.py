@@ -195,10 +195,13 @@ def print_headline(summary: dict[str, Any], console: Console) -> None:
     console.print(format_table(rows, title=title))
     d = summary.get("diagnosis")
     if d:
-        names = {"auc": "AUC", "accuracy": "ACC", "sensitivity": "sens", "specificity": "spec"}
-        row = {"encoder": d["encoder"], "classifier": d["classifier"]}
-        row |= {label: _cell(d["test"][k]) for k, label in names.items()}
-        console.print(format_table([row], title=f"diagnosis, {a['dataset']} test ({d['test']['n']} images)"))
+        names = {"auc": "AUC", "accuracy": "ACC", "sensitivity": "sensitivity", "specificity": "specificity"}
+        rows = [{"metric": label, "value [95% CI]": _cell(d["test"][k])} for k, label in names.items()]
+        title = (
+            f"diagnosis, {a['dataset']} test ({d['test']['n']} images): "
+            f"{d['encoder']} latent + {d['classifier']}"
+        )
+        console.print(format_table(rows, title=title))
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> Path:

@@ -8,7 +8,11 @@ two linear maps (project, reconstruct), so the baseline can be deployed beside t
 
 Every export writes ``FILE`` and ``FILE.json`` (preprocessing, image shape, label names, output names and
 the tolerance the export was checked to): a runtime must apply the same preprocessing as training did.
-TorchScript files are for trusted use only: load only files you produced yourself.
+
+ONNX is the default and the recommended format. TorchScript (``torch.jit``) is deprecated in PyTorch 2.13
+and every ``torch.jit`` call warns; the export still works, and says so once with
+:class:`TorchScriptDeprecated` (a FutureWarning, so users see it) while torch's own DeprecationWarnings from
+the export are silenced. TorchScript files are for trusted use only: load only files you produced yourself.
 """
 
 from __future__ import annotations
@@ -33,6 +37,14 @@ OUTPUT_NAMES = ("reconstruction", "mu", "logvar")
 # Tolerances the exports are checked to against PyTorch (tests/test_export.py); recorded in the sidecar.
 TOLERANCE: dict[str, float] = {"onnx": 1e-4, "torchscript": 1e-5}
 OPSET = 18
+TORCHSCRIPT_NOTE = (
+    "TorchScript is deprecated in PyTorch (torch.jit); the file works, but torch.jit.load warns and may be "
+    "removed in a future PyTorch: prefer --format onnx (the default)"
+)
+
+
+class TorchScriptDeprecated(FutureWarning):
+    """Issued once per TorchScript export: the format works today but PyTorch is phasing it out."""
 
 
 class ExportWrapper(nn.Module):
@@ -145,16 +157,24 @@ def export_model(model_dir: str | Path, fmt: Format, out: str | Path) -> Path:
         onnx_log.setLevel(level)
     tmp.replace(out)
     atomic_write_text(Path(f"{out}.json"), json.dumps(sidecar(loaded, fmt, out), indent=2) + "\n")
+    if fmt == "torchscript":
+        warnings.warn(TORCHSCRIPT_NOTE, TorchScriptDeprecated, stacklevel=2)
     return out
 
 
 def export_command(
     model: Path = typer.Option(..., "--model", "-m", help="Run folder or checkpoint folder."),
-    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
+    fmt: str = typer.Option(
+        "onnx", "--format", "-f", help="onnx (default, recommended) or torchscript (deprecated in PyTorch)."
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="File to write; FILE.json is written beside it."),
 ) -> None:
-    """Export a model as x -> (reconstruction, mu, logvar) to ONNX or TorchScript (trusted use only)."""
+    """Export a model as x -> (reconstruction, mu, logvar) to ONNX (default) or TorchScript (deprecated)."""
     if fmt not in TOLERANCE:
         raise ConfigError(f"unknown export format '{fmt}'; choose onnx or torchscript")
-    path = export_model(model, fmt, output)  # type: ignore[arg-type]
+    with warnings.catch_warnings():  # said once, as a plain line, instead of a Python warning
+        warnings.simplefilter("ignore", TorchScriptDeprecated)
+        path = export_model(model, fmt, output)  # type: ignore[arg-type]
+    if fmt == "torchscript":
+        typer.secho(f"note: {TORCHSCRIPT_NOTE}", err=True, fg="yellow")
     typer.echo(f"wrote {path} and {path}.json")

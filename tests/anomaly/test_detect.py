@@ -145,6 +145,7 @@ def test_detect_png_folder_and_dicom(setup: tuple[Path, Path], tmp_path: Path) -
 def test_detect_nifti_volume_and_dicom_series_folder(setup: tuple[Path, Path], tmp_path: Path) -> None:
     """A 3-D NIfTI gives one row per slice; a DICOM series folder one row per file, with no identifier."""
     import nibabel as nib
+
     from dicom_builders import PHI_STRINGS, write_ct_dicom
 
     _, run = setup
@@ -160,7 +161,7 @@ def test_detect_nifti_volume_and_dicom_series_folder(setup: tuple[Path, Path], t
     out = detect(run, tmp_path / "o", inputs=[nii, series], scorers=["residual", "ssim"], quiet=True)
     rows = _read(out / "scores.csv")
     names = [r["path"] for r in rows]
-    assert names == ["vol.nii.gz", "vol.nii.gz#1", "vol.nii.gz#2", "vol.nii.gz#3", "s0.dcm", "s1.dcm", "s2.dcm"]
+    assert names == ["vol.nii.gz", *(f"vol.nii.gz#{k}" for k in (1, 2, 3)), "s0.dcm", "s1.dcm", "s2.dcm"]
     assert all(np.isfinite(float(r[s])) for r in rows for s in ("residual", "ssim"))
     maps = np.load(out / "maps" / "residual.npy")
     assert maps.shape == (7, SIZE, SIZE) and np.isfinite(maps).all()

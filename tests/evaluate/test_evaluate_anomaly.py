@@ -16,8 +16,9 @@ from vaedx.errors import InputError
 from vaedx.evaluate.anomaly import evaluate_anomaly
 
 
-def _toy(tmp: Path) -> tuple[Path, Path]:
+def _toy(tmp: Path, patients: list[str] | None = None) -> tuple[Path, Path]:
     """4 normal + 4 abnormal images; normal 0.6 outranks abnormal 0.5 and 0.55 -> AUROC 14/16."""
+    patients = patients or [f"p{i}" for i in range(8)]
     labels = [0, 0, 0, 0, 1, 1, 1, 1]
     writer = StoreWriter(tmp / "store", 8, (1, 4, 4), with_masks=True)
     for i, lab in enumerate(labels):
@@ -29,7 +30,7 @@ def _toy(tmp: Path) -> tuple[Path, Path]:
             mask=mask,
             split="test",
             path=f"i{i}.png",
-            patient_id=f"p{i}",
+            patient_id=patients[i],
         )
     writer.finish(["normal", "lesion"], PreprocessConfig())
     scores = np.array([0.1, 0.2, 0.3, 0.6, 0.5, 0.55, 0.7, 0.8])
@@ -76,3 +77,43 @@ def test_maps_of_wrong_size_name_the_file(tmp_path: Path) -> None:
     np.save(pred / "maps" / "toy.npy", np.zeros((8, 5, 5), np.float32))
     with pytest.raises(InputError, match=r"toy\.npy.*shape \(8, 5, 5\)"):
         evaluate_anomaly(pred, store, n_boot=10)
+
+
+def test_pixel_cis_under_new_keys_in_json_and_table(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from vaedx.evaluate.anomaly import table_rows
+    from vaedx.evaluate.tables import format_table
+
+    pred, store = _toy(tmp_path)
+    maps = np.load(pred / "maps" / "toy.npy")
+    maps[4, 0, 0] = 0.0  # one lesion pixel scores like the normal ones: pixel AUROC drops below 1
+    np.save(pred / "maps" / "toy.npy", maps)
+    res = evaluate_anomaly(pred, store, n_boot=300)
+    m = res["scorers"]["toy"]["metrics"]
+    assert isinstance(m["pixel_auroc"], float) and isinstance(m["pixel_auprc"], float)  # unchanged keys
+    ci = m["pixel_auroc_ci"]
+    assert ci.point == m["pixel_auroc"] and ci.low < ci.point <= ci.high == 1.0
+    assert res["bootstrap"]["unit"] == "image"
+    assert table_rows(res)[0]["pixel AUROC"] is ci and "pixel_auroc_ci" not in table_rows(res)[0]
+    assert main(["evaluate", "anomaly", "--pred", str(pred), "--truth", str(store), "--n-boot", "50"]) == 0
+    saved = json.loads((pred / "evaluation.json").read_text())["scorers"]["toy"]["metrics"]
+    assert set(saved["pixel_auprc_ci"]) >= {"point", "low", "high"} and saved["pixel_auroc"] == ci.point
+    wide = Console(width=400, record=True)
+    wide.print(format_table(table_rows(res)))
+    assert f"{ci.point:.3f} [{ci.low:.2f}, {ci.high:.2f}]" in wide.export_text()
+
+
+def test_pixel_ci_resamples_patients(tmp_path: Path) -> None:
+    # two patients, each with 2 normal + 2 abnormal images; only patient a's lesions are found
+    pred, store = _toy(tmp_path, patients=["a", "a", "b", "b", "a", "a", "b", "b"])
+    maps = np.load(pred / "maps" / "toy.npy")
+    maps[6:, 0, 0] = 0.0
+    np.save(pred / "maps" / "toy.npy", maps)
+    res = evaluate_anomaly(pred, store, n_boot=400)
+    ci = res["scorers"]["toy"]["metrics"]["pixel_auprc_ci"]
+    assert res["bootstrap"]["unit"] == "patient"
+    # {a,b}: 2 found lesion pixels (precision 1, recall 1/2), then 4 lesions among 128 tied pixels
+    assert ci.point == pytest.approx(0.5 + 0.5 * 4 / 128)
+    # resamples {a,a} -> AP 1; {b,b} -> nothing found, AP = lesion share 2/64
+    assert ci.high == 1.0 and ci.low == pytest.approx(2 / 64)

@@ -46,7 +46,7 @@ def run(argv: list[str]) -> None:
 
 
 def make_pipeline(root: Path) -> Path:
-    """store/, models/{vae,pca}/, detect/{vae,pca}/ (+ evaluation.json), diagnosis/ (+ evaluation_test.json)."""
+    """store/, models/{vae,pca}/, detect/{vae,pca}/ + evaluation.json, diagnosis/ + evaluation_test.json."""
     import vaedx
 
     store = make_store(root / "store")
@@ -55,11 +55,11 @@ def make_pipeline(root: Path) -> Path:
     for m in ("vae", "pca"):
         det = root / "detect" / m
         model = str(root / "models" / m)
-        run(["detect", "-m", model, "-s", str(store), "-o", str(det), "--scorer", "residual", "--scorer", "ssim",
-             "--max-overlays", "0", "-q"])  # fmt: skip
-        run(["evaluate", "anomaly", "--pred", str(det), "--truth", str(store), "--n-boot", "100"])
+        scorers = ["--scorer", "residual", "--scorer", "ssim"]
+        run(["detect", "-m", model, "-s", str(store), "-o", str(det), *scorers, "--max-overlays", "0", "-q"])
+        run(["evaluate", "anomaly", "--pred", str(det), "--truth", str(store), "--n-boot", "20"])
     diag = root / "diagnosis"
     run(["diagnose", "fit", "-m", str(root / "models" / "vae"), "-s", str(store), "-o", str(diag),
          "--classifiers", "logreg"])  # fmt: skip
-    run(["evaluate", "diagnosis", "--model", str(diag), "--truth", str(store), "--n-boot", "100"])
+    run(["evaluate", "diagnosis", "--model", str(diag), "--truth", str(store), "--n-boot", "20"])
     return root

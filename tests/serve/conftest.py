@@ -23,7 +23,9 @@ SIZE = 16
 MAX_UPLOAD = 200_000
 
 
-def make_store(out: Path, n: int = 32, size: int = SIZE) -> Path:
+def make_store(
+    out: Path, n: int = 32, size: int = SIZE, preprocess: PreprocessConfig | None = None
+) -> Path:
     """Gaussian blobs; labels alternate; every fourth pair is validation."""
     rng = np.random.default_rng(0)
     writer = StoreWriter(out, n, (1, size, size), with_masks=False)
@@ -35,7 +37,7 @@ def make_store(out: Path, n: int = 32, size: int = SIZE) -> Path:
         writer.add(
             img[None].astype(np.float32), label=i % 2, split=split, path=f"img{i}.png", patient_id=f"p{i}"
         )
-    writer.finish(["normal", "pneumonia"], PreprocessConfig(size=(size, size)))
+    writer.finish(["normal", "pneumonia"], preprocess or PreprocessConfig(size=(size, size)))
     return out
 
 

@@ -14,13 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 
-from conftest import MAX_UPLOAD, dicom_bytes, nifti_bytes, png_bytes
+from conftest import MAX_UPLOAD, dicom_bytes, make_store, nifti_bytes, png_bytes
 from dicom_builders import PHI_STRINGS
 from vaedx.anomaly import build_scorer
 from vaedx.anomaly.detect import PostSpec
 from vaedx.anomaly.thresholds import Thresholds
 from vaedx.api import load_model
-from vaedx.data.preprocess import apply
+from vaedx.data.preprocess import PreprocessConfig, apply
 from vaedx.io import read_any
 
 
@@ -60,6 +60,28 @@ def test_rgb_png_is_folded_to_the_models_single_channel(client):
     r = post(client, png_bytes(20, 20, mode="RGB"))
     assert r.status_code == 200, r.text
     assert r.json()["image"]["channels"] == 1
+
+
+def test_a_model_that_picks_a_colour_channel_sees_that_channel(tmp_path):
+    """LGG FLAIR is channel 1 of RGB PNGs (preprocess channels [1]): the upload must not be folded to grey."""
+    import vaedx
+    from vaedx.serve import render
+    from vaedx.serve.app import create_app
+
+    pre = PreprocessConfig(size=(16, 16), channels=[1])
+    store = make_store(tmp_path / "store", n=16, preprocess=pre)
+    run = tmp_path / "run"
+    vaedx.train(store, run, epochs=1, widths=[8, 16], latent_dim=4, batch_size=16, num_threads=1)
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[..., 0], rgb[4:12, 4:12, 1], rgb[..., 2] = 255, 200, 30  # luma differs from channel 1
+    buf = io.BytesIO()
+    PILImage.fromarray(rgb).save(buf, format="PNG")
+    with TestClient(create_app(run)) as c:
+        r = post(c, buf.getvalue())
+    assert r.status_code == 200, r.text
+    (tmp_path / "a.png").write_bytes(buf.getvalue())
+    x, _ = apply(read_any(tmp_path / "a.png")[0].array, pre)
+    assert np.array_equal(decode_png(r.json()["input_png"]), render.display_image(x))
 
 
 def test_dicom_phi_never_reaches_response_or_logs(client, tmp_path, caplog, capfd):

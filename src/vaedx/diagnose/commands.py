@@ -153,3 +153,77 @@ def predict_cmd(
         near = ", ".join(f"{Path(n['path']).name} ({n['label']})" for n in r["neighbours"][:3])
         table.add_row(r["image"], r["class"], f"{r['probability']:.3f}", near)
     Console().print(table)
+
+
+def _numbers(text: str, kind: type, option: str) -> list[Any]:
+    try:
+        return [kind(v) for v in _list(text)]
+    except ValueError:
+        raise ConfigError(f"{option} must be a comma-separated list of numbers, got {text!r}") from None
+
+
+@app.command("study")
+def study_cmd(
+    store: Path = typer.Option(..., "--store", "-s", help="Labelled store with train/val/test splits."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for study.json and study.csv."),
+    fractions: str = typer.Option("0.01,0.05,0.1,1", help="Labelled fractions of the training split."),
+    seeds: str = typer.Option("0,1,2", help="Seeds: labelled subset and network initialisation."),
+    methods: str = typer.Option("vae_latent_lr,m2,supervised_cnn", help="Methods compared on each subset."),
+    vae: Path | None = typer.Option(None, help="Trained VAE run to reuse (default: train one, no labels)."),
+    epochs: int = typer.Option(10, help="Epochs of M2 and the supervised CNN."),
+    vae_epochs: int | None = typer.Option(None, help="Epochs of the unsupervised VAE [--epochs]."),
+    latent_dim: int = typer.Option(16, help="Latent size of every network trained here."),
+    widths: str = typer.Option("16,32,64", help="Encoder channels per level, shared by all methods."),
+    min_steps: int = typer.Option(0, help="Least optimiser steps of the CNN however few labels it gets."),
+    batch_size: int = typer.Option(64),
+    threads: int | None = typer.Option(None, help="torch CPU threads."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a study already in --out."),
+) -> None:
+    """Label-fraction study: VAE latent + LR vs M2 vs supervised CNN on the same labelled subsets."""
+    from vaedx.atomic import atomic_write_json
+    from vaedx.diagnose.study import METRICS, label_fraction_study
+
+    if (out / "study.json").exists() and not overwrite:
+        raise ConfigError("output folder already holds a study; use --overwrite", out)
+    model = {"latent_dim": latent_dim, "widths": _numbers(widths, int, "--widths")}
+    res = label_fraction_study(
+        store,
+        _numbers(fractions, float, "--fractions"),
+        _numbers(seeds, int, "--seeds"),
+        _list(methods),
+        epochs,
+        vae=vae,
+        vae_epochs=vae_epochs,
+        model=model,
+        batch_size=batch_size,
+        work_dir=out,
+        num_threads=threads,
+        supervised_min_steps=min_steps,
+        progress=_progress,
+    )
+    atomic_write_json(out / "study.json", {"rows": res.rows, "summary": res.summary, "model": model})
+    _write_rows(res.rows, out / "study.csv")
+    table = Table(title=f"label-fraction study on {store.name} (test split; mean ± sd over seeds)")
+    for col in ("method", "fraction", "labelled", "seeds", *METRICS):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for s in res.summary:
+        cells = [s["method"], f"{s['fraction']:g}", f"{s['n_labelled']:.0f}", str(s["n_seeds"])]
+        table.add_row(*cells, *(s[m] for m in METRICS))
+    Console().print(table)
+    console.print(f"study written to {out / 'study.json'}")
+
+
+def _progress(r: dict[str, Any]) -> None:
+    console.print(f"{r['method']} {r['fraction']:g} seed {r['seed']}: test AUC {_fmt(r['auc'])}")
+
+
+def _write_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    from vaedx.atomic import atomic_write
+
+    def write(p: Path) -> None:
+        with open(p, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else [])
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(path, write)

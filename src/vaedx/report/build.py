@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,7 +66,9 @@ def overview_section(ctx: Context) -> Section:
         role = "main" if run.name == ctx.pipe.main else ""
         rows.append([run.name, run.kind, role, model.get("latent_dim"), epochs, best, filt])
     sec.table(
-        "models", ["model", "kind", "role", "latent dim", "epochs", "best val loss", "trained on labels"], rows
+        "models",
+        ["model", "kind", "role", "latent dim", "epochs", "best val loss", "trained on labels"],
+        rows,
     )
     if ctx.pipe.summary:
         flat = [[k, v] for k, v in _flatten(ctx.pipe.summary).items()]
@@ -90,7 +93,9 @@ def training_section(ctx: Context) -> Section:
             sec.note(f"{run.name}: no metrics.csv rows (train it with `vaedx train --out {run.path}`)")
             continue
         fig = training_curves(run.name, run.metrics)
-        ctx.add_figure(sec, fig, f"training_{run.name}", f"{run.name}: loss terms per epoch, train vs validation")
+        ctx.add_figure(
+            sec, fig, f"training_{run.name}", f"{run.name}: loss terms per epoch, train vs validation"
+        )
     return sec
 
 
@@ -179,10 +184,12 @@ def build_report(
     diagnosis_dir: str | Path | None = None,
     seed: int = 0,
     n_boot: int = 200,
+    timings: dict[str, float] | None = None,
 ) -> Path:
     """Write the HTML report of a pipeline folder (or one training run) and its PNG figures; return the HTML.
 
-    Figures go to ``<out stem>_figures/`` beside ``out`` (default ``run_dir/report.html``).
+    Figures go to ``<out stem>_figures/`` beside ``out`` (default ``run_dir/report.html``). ``timings``, when
+    given, receives the seconds each section took (for the benchmark).
     """
     if n_boot < 1:
         raise ConfigError(f"n_boot must be >= 1, got {n_boot}")
@@ -198,9 +205,16 @@ def build_report(
     for old in figure_dir.glob("[0-9][0-9]_*.png"):  # figures of an earlier build of this report
         old.unlink()
     ctx = Context(pipe, figure_dir, seed=seed, n_boot=n_boot)
-    sections = [make(ctx) for make in _sections()]
+    sections = []
+    for make in _sections():
+        t0 = time.perf_counter()
+        sections.append(make(ctx))
+        if timings is not None:
+            timings[make.__name__.removesuffix("_section")] = time.perf_counter() - t0
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     subtitle = f"{pipe.root.name}: main model {pipe.main}, {len(pipe.runs)} model(s); built {when}"
-    footer = f"vaedx report; figures also saved in {figure_dir.name}/ - research use only, not for clinical use"
+    footer = (
+        f"vaedx report; figures also saved in {figure_dir.name}/ - research use only, not for clinical use"
+    )
     atomic_write_text(html_path, render_page("vaedx report", subtitle, sections, footer))
     return html_path

@@ -225,7 +225,7 @@ def collect(
         )
     main = MAIN_MODEL if MAIN_MODEL in runs else next(iter(runs))
     runs = {main: runs[main], **runs}  # the main model first in every section
-    detects = [read_detect(Path(d)) for d in detect_dirs or []]
+    detects = sorted((read_detect(Path(d)) for d in detect_dirs or []), key=lambda d: d.name != main)
     diagnosis = read_diagnosis(Path(diagnosis_dir)) if diagnosis_dir is not None else None
     summary = read_json_file(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else None
     return Pipeline(run_dir, runs, main, Path(store) if store else None, detects, diagnosis, summary)

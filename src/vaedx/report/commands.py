@@ -23,6 +23,12 @@ def report_command(
     from vaedx.report import build_report
 
     path = build_report(
-        run_dir, out, store=store, detect_dirs=detect or None, diagnosis_dir=diagnosis, seed=seed, n_boot=n_boot
+        run_dir,
+        out,
+        store=store,
+        detect_dirs=detect or None,
+        diagnosis_dir=diagnosis,
+        seed=seed,
+        n_boot=n_boot,
     )
     console.print(f"wrote {path} and {path.stem}_figures/", highlight=False, soft_wrap=True)

@@ -28,7 +28,9 @@ def _metrics_tables(sec: Section, detects: list[DetectInfo]) -> None:
     for d in detects:
         ev = d.evaluation
         if ev is None:
-            sec.note(f"{d.name}: no evaluation.json: run `vaedx evaluate anomaly --pred {d.path} --truth STORE`")
+            sec.note(
+                f"{d.name}: no evaluation.json: run `vaedx evaluate anomaly --pred {d.path} --truth STORE`"
+            )
             continue
         rows = table_rows(ev, {"model": d.name})
         header = list(dict.fromkeys(k for r in rows for k in r))
@@ -74,7 +76,8 @@ def _overlays(ctx: Context, sec: Section, d: DetectInfo) -> None:
         sec.note("no tensor store: pass --store to draw heatmap overlays on the images")
         return
     idx = d.index
-    if idx.max() >= len(store) or [file_name(str(store.paths[i])) for i in idx] != [r["path"] for r in d.rows]:
+    paths = [r["path"] for r in d.rows]
+    if idx.max() >= len(store) or [file_name(str(store.paths[i])) for i in idx] != paths:
         sec.note(f"{d.name}: scores.csv does not match the store {store.root.name}: no overlays")
         return
     truth = d.truth
@@ -115,8 +118,13 @@ def detection_section(ctx: Context) -> Section:
         y = detects[0].truth
         prevalence = float((y == 1).sum() / max(1, (y >= 0).sum()))
         n = next(iter(roc.values())).n_boot
-        ctx.add_figure(sec, curve_figure("roc", roc), "roc", f"ROC of every model/scorer; bands: {n} resamples")
-        ctx.add_figure(sec, curve_figure("pr", pr, prevalence), "pr", "precision-recall; dotted: prevalence")
+        unit = "patient" if any(d.groups is not None for d in detects) else "image"
+        listed = ", ".join(f"{k} {b.area:.3f}" for k, b in roc.items())
+        caption = f"ROC; bands: pointwise 95 % over {n} {unit} bootstrap resamples. AUROC: {listed}"
+        ctx.add_figure(sec, curve_figure("roc", roc), "roc", caption)
+        listed = ", ".join(f"{k} {b.area:.3f}" for k, b in pr.items())
+        caption = f"precision-recall; dotted: prevalence {prevalence:.2f}. Average precision: {listed}"
+        ctx.add_figure(sec, curve_figure("pr", pr, prevalence), "pr", caption)
     else:
         sec.note("no detect output has both normal and abnormal labelled images: no ROC/PR curves")
     main = next((d for d in detects if d.name == ctx.pipe.main), detects[0])
@@ -171,7 +179,11 @@ def diagnosis_section(ctx: Context) -> Section:
         table = ev.get("table") or []
         header = list(dict.fromkeys(k for r in table for k in r))
         unit = (ev.get("bootstrap") or {}).get("unit", "image")
-        sec.table(f"diagnosis on {split} (95 % CI, {unit} bootstrap)", header, [[r.get(k) for k in header] for r in table])
+        sec.table(
+            f"diagnosis on {split} (95 % CI, {unit} bootstrap)",
+            header,
+            [[r.get(k) for k in header] for r in table],
+        )
     got = _probabilities(ctx, diag, split, sec)
     report = ev["report"] if ev is not None else (evaluation_report(diag, *got) if got else None)
     if report is not None and report.get("confusion_matrix") is not None:

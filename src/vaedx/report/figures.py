@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -18,7 +19,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 from vaedx.report.curves import CurveBand
 
 CASE_ROWS = ("true positives", "false positives", "false negatives")
-LOSS_TERMS = (("loss", "loss (neg. ELBO)"), ("recon", "reconstruction"), ("kl", "KL"))
+LOSS_TERMS = (("loss", "loss"), ("recon", "reconstruction term"), ("kl", "KL term"))
 
 
 def to_png(fig: Figure, dpi: int = 100) -> bytes:
@@ -34,9 +35,22 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return a.mean(axis=0) if a.ndim == 3 else a
 
 
+def _informative(metrics: Mapping[str, np.ndarray], term: str) -> bool:
+    """A logged term worth a panel: some finite value, not all zero (AE/PCA KL), not a copy of the loss."""
+    v = metrics.get(f"train_{term}")
+    if v is None or not np.isfinite(v).any():
+        return False
+    if term == "loss":
+        return True
+    return bool(np.nanmax(np.abs(v)) > 0) and not np.allclose(v, metrics["train_loss"], equal_nan=True)
+
+
 def training_curves(name: str, metrics: Mapping[str, np.ndarray]) -> Figure:
-    """Loss terms per epoch, train (solid) vs validation (dashed), one panel per term that was logged."""
-    terms = [(k, t) for k, t in LOSS_TERMS if np.isfinite(metrics.get(f"train_{k}", np.array([np.nan]))).any()]
+    """Loss terms per epoch, train (solid) vs validation (dashed), one panel per informative term.
+
+    For a VAE the loss is the negative ELBO (reconstruction NLL + beta * KL); AE and PCA log only a loss.
+    """
+    terms = [(k, t) for k, t in LOSS_TERMS if _informative(metrics, k)]
     fig = Figure(figsize=(4 * max(1, len(terms)), 3.2), layout="constrained")
     axes = fig.subplots(1, max(1, len(terms)), squeeze=False)[0]
     epoch = metrics["epoch"]
@@ -53,23 +67,49 @@ def training_curves(name: str, metrics: Mapping[str, np.ndarray]) -> Figure:
     return fig
 
 
+def tile(images: np.ndarray | Sequence[np.ndarray], n: int | None = None) -> np.ndarray:
+    """(H, n*(W+1)-1) mosaic of (H, W) or (C, H, W) images side by side, NaN in the gaps and empty slots.
+
+    Why mosaics: one axes per row instead of one per image makes the image grids ~10x faster to draw.
+    """
+    arrays = [_grey(a) for a in images]
+    n = max(n or len(arrays), 1)
+    h, w = arrays[0].shape if arrays else (1, 1)
+    out = np.full((h, n * (w + 1) - 1), np.nan, dtype=np.float32)
+    for k, a in enumerate(arrays[:n]):
+        out[:, k * (w + 1) : k * (w + 1) + w] = a
+    return out
+
+
+def _row_axes(fig: Figure, rows: int) -> list[Any]:
+    axes = list(fig.subplots(rows, 1, squeeze=False)[:, 0])
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    return axes
+
+
+def _column_titles(ax: Any, titles: Sequence[str], width: int) -> None:
+    for k, t in enumerate(titles):
+        ax.text(k * (width + 1) + (width - 1) / 2, -1, t, ha="center", va="bottom", fontsize=7)
+
+
 def reconstruction_grid(images: np.ndarray, recons: np.ndarray, titles: Sequence[str], name: str) -> Figure:
     """Rows input / reconstruction / |residual|, one column per image."""
     n = len(images)
-    fig = Figure(figsize=(1.3 * n + 1, 4.3), layout="constrained")
-    axes = fig.subplots(3, n, squeeze=False)
+    w = images.shape[-1]
+    fig = Figure(figsize=(1.2 * n + 0.8, 4.4), layout="constrained")
+    axes = _row_axes(fig, 3)
     resid = np.abs(images - recons)
     vmax = float(np.percentile(resid, 99.5)) or 1.0
-    for j in range(n):
-        axes[0, j].imshow(_grey(images[j]), cmap="gray", vmin=0, vmax=1)
-        axes[1, j].imshow(_grey(recons[j]), cmap="gray", vmin=0, vmax=1)
-        axes[2, j].imshow(_grey(resid[j]), cmap="magma", vmin=0, vmax=vmax)
-        axes[0, j].set_title(titles[j], fontsize=8)
-    for i, label in enumerate(("input", "reconstruction", "|residual|")):
-        axes[i, 0].set_ylabel(label, fontsize=8)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
+    axes[0].imshow(tile(images), cmap="gray", vmin=0, vmax=1)
+    axes[1].imshow(tile(recons), cmap="gray", vmin=0, vmax=1)
+    axes[2].imshow(tile(resid), cmap="magma", vmin=0, vmax=vmax)
+    _column_titles(axes[0], titles, w)
+    for ax, label in zip(axes, ("input", "reconstruction", "|residual|"), strict=True):
+        ax.set_ylabel(label, fontsize=8)
     fig.suptitle(f"reconstructions: {name}")
     return fig
 
@@ -85,30 +125,27 @@ def overlay_grid(
 ) -> Figure:
     """Heatmap over the image, cyan contour at the calibrated pixel threshold, green ground-truth outline.
 
-    ``cases`` maps a row name (true positives, ...) to positions in ``images``/``maps``.
+    ``cases`` maps a row name (true positives, ...) to positions in ``images``/``maps``; one row each.
     """
-    fig = Figure(figsize=(1.6 * per_row + 1.2, 1.75 * len(cases) + 0.6), layout="constrained")
-    axes = fig.subplots(len(cases), per_row, squeeze=False)
-    lo, hi = np.percentile(np.asarray(maps), [1, 99.5])
-    for r, (row_name, picks) in enumerate(cases.items()):
-        axes[r, 0].set_ylabel(row_name, fontsize=8)
-        for c in range(per_row):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c >= len(picks):
-                ax.set_frame_on(False)
-                if c == 0:
-                    ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
-                continue
-            i = picks[c]
-            m = np.asarray(maps[i], dtype=np.float32)
-            ax.imshow(_grey(images[i]), cmap="gray")
-            ax.imshow(m, cmap="inferno", alpha=0.45, vmin=lo, vmax=max(hi, lo + 1e-8))
-            if pixel_threshold is not None and (m > pixel_threshold).any() and not (m > pixel_threshold).all():
-                ax.contour(m > pixel_threshold, levels=[0.5], colors="cyan", linewidths=0.9)
-            if masks is not None and masks[i].any():
-                ax.contour(np.asarray(masks[i]) > 0, levels=[0.5], colors="lime", linewidths=0.9)
+    fig = Figure(figsize=(1.7 * per_row + 0.8, 1.8 * len(cases) + 0.5), layout="constrained")
+    axes = _row_axes(fig, len(cases))
+    maps = np.asarray(maps, dtype=np.float32)
+    lo, hi = np.percentile(maps, [1, 99.5])
+    for ax, (row_name, picks) in zip(axes, cases.items(), strict=True):
+        ax.set_ylabel(row_name, fontsize=8)
+        if not picks:
+            ax.imshow(np.full_like(tile(images[:1], per_row), np.nan))  # keeps the row's size
+            ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
+            continue
+        m = tile([maps[i] for i in picks], per_row)
+        ax.imshow(tile([images[i] for i in picks], per_row), cmap="gray")
+        ax.imshow(m, cmap="inferno", alpha=0.45, vmin=lo, vmax=max(hi, lo + 1e-8))
+        above = np.nan_to_num(m, nan=-np.inf) > pixel_threshold if pixel_threshold is not None else None
+        if above is not None and above.any() and not above[np.isfinite(m)].all():
+            ax.contour(above, levels=[0.5], colors="cyan", linewidths=0.9)
+        if masks is not None and any(masks[i].any() for i in picks):
+            outline = np.nan_to_num(tile([masks[i] for i in picks], per_row), nan=0.0) > 0
+            ax.contour(outline, levels=[0.5], colors="lime", linewidths=0.9)
     fig.suptitle(f"{title}  (cyan: calibrated pixel threshold, green: ground-truth mask)", fontsize=9)
     return fig
 
@@ -139,7 +176,9 @@ def curve_figure(kind: str, bands: Mapping[str, CurveBand], prevalence: float | 
     return fig
 
 
-def confusion_figure(cm: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str], title: str) -> Figure:
+def confusion_figure(
+    cm: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str], title: str
+) -> Figure:
     """Confusion matrix (rows true, columns predicted) via sklearn's ConfusionMatrixDisplay."""
     fig = Figure(figsize=(3.8, 3.4), layout="constrained")
     ax = fig.subplots()
@@ -151,7 +190,7 @@ def confusion_figure(cm: np.ndarray | Sequence[Sequence[int]], class_names: Sequ
 
 
 def reliability_figure(y: np.ndarray, prob: np.ndarray, title: str, n_bins: int = 10) -> Figure:
-    """Reliability curve (sklearn ``calibration_curve``, quantile bins) with the histogram of probabilities."""
+    """Reliability curve (sklearn ``calibration_curve``, quantile bins) over a histogram of probabilities."""
     fig = Figure(figsize=(4.2, 4.4), layout="constrained")
     ax, hist = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     bins = max(2, min(n_bins, len(np.unique(prob))))
@@ -188,16 +227,15 @@ def latent_figure(embeddings: Mapping[str, np.ndarray], labels: Sequence[str], t
 
 
 def image_strip(images: np.ndarray, titles: Sequence[str], title: str, per_row: int = 8) -> Figure:
-    """A grid of grey images (prior samples, an interpolation), ``per_row`` per row."""
+    """A grid of grey images (prior samples, an interpolation), ``per_row`` per row, one axes per row."""
     n = len(images)
     rows = -(-n // per_row)
-    fig = Figure(figsize=(1.2 * per_row, 1.35 * rows + 0.4), layout="constrained")
-    axes = fig.subplots(rows, per_row, squeeze=False)
-    for k, ax in enumerate(axes.ravel()):
-        ax.set_axis_off()
-        if k < n:
-            ax.imshow(_grey(images[k]), cmap="gray", vmin=0, vmax=1)
-            if titles:
-                ax.set_title(titles[k], fontsize=7)
+    w = images.shape[-1]
+    fig = Figure(figsize=(1.1 * per_row + 0.4, 1.25 * rows + 0.5), layout="constrained")
+    axes = _row_axes(fig, rows)
+    for r, ax in enumerate(axes):
+        ax.imshow(tile(images[r * per_row : (r + 1) * per_row], per_row), cmap="gray", vmin=0, vmax=1)
+        if titles:
+            _column_titles(ax, titles[r * per_row : (r + 1) * per_row], w)
     fig.suptitle(title)
     return fig

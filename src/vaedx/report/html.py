@@ -14,7 +14,8 @@ from html import escape
 from typing import Any
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2430;
+background:#f6f7f9}
 header{background:#1f3a5f;color:#fff;padding:18px 32px}
 header h1{margin:0;font-size:1.6em} header p{margin:4px 0 0;opacity:.85}
 nav{background:#fff;border-bottom:1px solid #dde1e6;padding:8px 32px;font-size:.9em}
@@ -73,7 +74,7 @@ class Section:
 def cell(v: Any) -> str:
     """A table cell: floats to 3 decimals, (point, low, high) or {point, low, high} as 'p [l, h]', n/a."""
     if isinstance(v, dict) and "point" in v:
-        v = (v["point"], v.get("low"), v.get("high"))
+        v = (v["point"], v.get("low"), v.get("high")) if v.get("low") is not None else v["point"]
     if isinstance(v, list | tuple) and len(v) == 3 and all(isinstance(x, int | float) for x in v):
         return f'{v[0]:.3f} <span class="ci">[{v[1]:.3f}, {v[2]:.3f}]</span>'
     if v is None:

@@ -56,7 +56,9 @@ def reconstruct(model: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.reconstruct(x), dtype=np.float32)
 
 
-def pick_examples(store: TensorStore, rows: np.ndarray, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+def pick_examples(
+    store: TensorStore, rows: np.ndarray, rng: np.random.Generator
+) -> tuple[list[int], list[int]]:
     """Up to PER_CLASS normal and PER_CLASS abnormal rows (seeded draw, in store order)."""
     normal = store.label_index(default_normal_label(store.label_names))
     labels = store.labels[rows]
@@ -87,7 +89,9 @@ def reconstruction_section(ctx: Context) -> Section:
         if loaded is None:
             continue
         fig = reconstruction_grid(x, reconstruct(loaded.model, x), titles, f"{run.name} ({split} split)")
-        caption = f"{run.name}: input / reconstruction / absolute residual, normal then abnormal {split} images"
+        caption = (
+            f"{run.name}: input / reconstruction / absolute residual, normal then abnormal {split} images"
+        )
         ctx.add_figure(sec, fig, f"reconstructions_{run.name}", caption)
     if not abnormal:
         sec.note(f"the {split} split has no abnormal images: only normal ones are shown")
@@ -108,7 +112,8 @@ def embeddings(z: np.ndarray, seed: int) -> dict[str, np.ndarray]:
         out["latent dim 1 (vs index)"] = np.column_stack([z[:, 0], np.arange(len(z))])
     if len(z) > 5:
         perplexity = float(min(30.0, (len(z) - 1) / 3))
-        out["t-SNE"] = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
+        tsne = TSNE(2, perplexity=perplexity, init="pca", max_iter=500, random_state=seed)
+        out["t-SNE"] = tsne.fit_transform(z)
     try:
         import umap  # type: ignore[import-not-found]
     except ImportError:
@@ -135,8 +140,12 @@ def latent_section(ctx: Context) -> Section:
         if loaded is None:
             continue
         z = latent_features(loaded, store.images[rows], include=("mu",))
-        fig = latent_figure(embeddings(z, ctx.seed), labels, f"latent means: {run.name}, {len(rows)} {split} images")
-        ctx.add_figure(sec, fig, f"latent_{run.name}", f"{run.name}: posterior means in 2-D, coloured by label")
+        fig = latent_figure(
+            embeddings(z, ctx.seed), labels, f"latent means: {run.name}, {len(rows)} {split} images"
+        )
+        ctx.add_figure(
+            sec, fig, f"latent_{run.name}", f"{run.name}: posterior means in 2-D, coloured by label"
+        )
     try:
         import umap  # type: ignore[import-not-found]  # noqa: F401
     except ImportError:

@@ -84,8 +84,11 @@ def _window(value: str | None) -> str | tuple[float, float] | None:
     return value.strip()
 
 
-def read_upload(path: Path, opts: UploadOptions, model_channels: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """Decode the upload by content -> (C, H, W) float32 and non-identifying facts about it."""
+def read_upload(path: Path, opts: UploadOptions, fold_rgb: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode the upload by content -> (C, H, W) float32 and non-identifying facts about it.
+
+    ``fold_rgb``: read colour rasters as grey (see ``Predictor.fold_rgb``).
+    """
     try:
         fmt = detect_format(path)
     except InputError:
@@ -97,7 +100,7 @@ def read_upload(path: Path, opts: UploadOptions, model_channels: int) -> tuple[n
             gz = f.read(2) == b"\x1f\x8b"
         path = path.rename(path.with_name(path.name + (".nii.gz" if gz else ".nii")))
     reader_opts: dict[str, Any] = {}
-    if fmt in ("png", "jpeg", "tiff") and model_channels == 1:
+    if fmt in ("png", "jpeg", "tiff") and fold_rgb:
         reader_opts["rgb"] = "grey"  # an RGB export of a grey X-ray is common; the model needs one channel
     if fmt == "dicom" and opts.window is not None:
         reader_opts["window"] = _window(opts.window)
@@ -137,7 +140,8 @@ class Predictor:
         # the scorer, options, post-processing and thresholds exactly as `vaedx detect` would apply them
         self.calibration: Calibration = resolve_scoring(self.loaded.path, offered, scorer)
         self.scorer_name = self.calibration.scorer
-        # the picture of the reconstruction comes from the plain model, whatever the scorer
+        # the picture of the reconstruction comes from the plain model, whatever the scorer; it costs one more
+        # forward pass per request, because run_scorers (shared with detect) returns maps and scores only
         self.recon_scorer = (
             build_scorer("residual", self.loaded.model, keep_reconstructions=True) if "residual" in offered
             else None
@@ -152,6 +156,9 @@ class Predictor:
         c, h, w = self.loaded.image_shape
         # a model trained without a fixed size still needs one: resize uploads to its training size
         self.preprocess = pre if pre.size is not None else pre.model_copy(update={"size": (h, w)})
+        # a one-channel model that does not pick or fold channels itself gets RGB uploads folded to grey; one
+        # that picks a channel (LGG FLAIR: channels [1] of an RGB PNG) must see the colour image as trained
+        self.fold_rgb = c == 1 and pre.channels is None and not pre.grey
         self._lock = threading.Lock()
         self.tmp_root = Path(tempfile.mkdtemp(prefix="vaedx-serve-"))  # 0700, removed by close()
 
@@ -275,7 +282,7 @@ class Predictor:
         folder = self.private_dir()
         try:
             path = save_upload(stream, folder, limit)
-            array, facts = read_upload(path, opts, self.loaded.image_shape[0])
+            array, facts = read_upload(path, opts, self.fold_rgb)
             return self.predict_array(array, facts)
         except VaedxError as e:  # anything the library raises about the data is the client's problem
             raise ServeError(422, e.problem) from None

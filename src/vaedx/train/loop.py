@@ -37,6 +37,20 @@ from vaedx.train.progress import MetricsLog, Reporter, log
 BatchHook = Callable[[int, np.ndarray], None]
 
 
+
+CHANNELS_LAST_MIN_SIDE = 96
+
+
+def use_channels_last(asked: bool | None, cuda: bool, image_size: tuple[int, int] | None) -> bool:
+    """channels_last memory format: as asked; by default on CUDA, and on CPU for images >= 96 px a side.
+
+    Why the CPU rule: through this engine a 128x128 ConvVAE trained 1.33x faster in channels_last on one
+    CPU thread (2.4 vs 1.8 img/s, two interleaved rounds on a loaded machine); small images gain nothing.
+    """
+    if asked is not None:
+        return asked
+    return cuda or (image_size is not None and min(image_size) >= CHANNELS_LAST_MIN_SIDE)
+
 class TrainingDivergedError(VaedxError):
     """The loss or the weights became NaN/inf; the last good checkpoint is left untouched."""
 
@@ -68,8 +82,7 @@ class TorchTrainer:
         self.reporter, self.on_batch = reporter, on_batch
         cuda = rt.device.type == "cuda"
         self.amp = cuda and cfg.amp is not False
-        # CPU: only when asked (True); CUDA: unless refused. See benchmarks/train_speed.py for the CPU figures.
-        self.channels_last = cfg.channels_last is True or (cuda and cfg.channels_last is None)
+        self.channels_last = use_channels_last(cfg.channels_last, cuda, cfg.model.image_size)
         drop = cfg.model.norm == "batch"
         kw = {"seed": cfg.seed, "rank": rt.rank, "world_size": rt.world_size}
         self.train_reader = BatchReader(store.images, train_idx, cfg.batch_size, drop_single=drop, **kw)

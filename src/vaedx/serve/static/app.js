@@ -21,6 +21,33 @@
     return x === null || x === undefined ? "–" : Number(x).toPrecision(4);
   }
 
+  let model = null; // GET /v1/model, for plain-language explanations of the threshold
+
+  function percent(p) {
+    const v = 100 * p;
+    return v >= 99.95 ? "> 99.9%" : v < 0.05 ? "< 0.1%" : v.toFixed(1) + "%";
+  }
+
+  function describeModel(m) {
+    const shape = m.image_shape.slice(1).join("×");
+    const n = m.training_data && m.training_data.n_train;
+    const labels = m.training_data && m.training_data.train_labels;
+    const what = labels ? Object.keys(labels).join(", ") : "unlabelled";
+    return "Model: " + m.kind.toUpperCase() + " on " + shape + " images" +
+      (n ? ", trained on " + n + " " + what + " images" : "") + "; anomaly scorer " + m.scorer + "." +
+      (m.calibration.problem ? " " + m.calibration.problem + "." : "");
+  }
+
+  function flagHelp(r) {
+    if (r.flag === null) return "This model has no calibrated threshold, so the score cannot be called high or low.";
+    const d = (model && model.calibration.details) || {};
+    const spec = d.target_specificity ? Math.round(100 * d.target_specificity) + "% of " : "most ";
+    const ref = d.n_calibration ? " (" + d.n_calibration + " " + (d.normal_label || "normal") +
+      " images of the " + (d.split || "validation") + " split)" : "";
+    return "The threshold was set so that " + spec + "normal reference images" + ref + " score at or below it. " +
+      (r.flag ? "This image scores higher: it looks unlike them." : "This image does not.");
+  }
+
   function applyOpacity() {
     const v = Number($("opacity").value);
     $("heatmap-img").style.opacity = String(v / 100);
@@ -34,9 +61,13 @@
     const flag = $("flag");
     flag.textContent = r.flag === null ? "no calibrated threshold" : r.flag ? "above threshold (unusual)" : "below threshold";
     flag.classList.toggle("abnormal", r.flag === true);
+    $("flag-help").textContent = flagHelp(r);
     $("diagnosis").textContent = r.diagnosis
-      ? r.diagnosis["class"] + " (probability " + (100 * r.diagnosis.probability).toFixed(1) + "%)"
+      ? r.diagnosis["class"] + " (probability " + percent(r.diagnosis.probability) + ")"
       : "not available (no diagnosis model attached)";
+    $("diagnosis-help").textContent = r.diagnosis
+      ? "Calibrated probability from a classifier on the model's latent features; it can be confidently wrong."
+      : "";
     $("input-img").src = png(r.input_png);
     $("heatmap-img").src = png(r.heatmap_png);
     $("contour-img").src = png(r.contour.png);
@@ -44,10 +75,17 @@
     const [h, w] = r.image.model_size;
     $("stack").style.aspectRatio = w + " / " + h;
     const c = r.contour;
+    const calibrated = c.source.startsWith("calibrated");
     $("contour-info").textContent =
-      "Contour at " + fmt(c.level) + " (" + c.source + "): " + c.n_pixels + " pixels, " +
-      c.regions.length + " region(s). Image " + r.image.format.toUpperCase() + " " +
-      r.image.original_size.join("×") + ", shown at the model's " + h + "×" + w + ".";
+      (calibrated ? "Cyan outline: pixels above the calibrated pixel threshold (" + fmt(c.level) + ")"
+        : "Cyan outline: the most anomalous 1% of this image's pixels (no calibrated pixel threshold)") +
+      ", " + c.n_pixels + " pixels in " + c.regions.length + " region(s). Image " +
+      r.image.format.toUpperCase() + " " + r.image.original_size.join("×") + ", shown as the model saw it (" +
+      h + "×" + w + ").";
+    $("legend-min").textContent = fmt(r.heatmap_scale.min);
+    $("legend-max").textContent = fmt(r.heatmap_scale.max);
+    $("legend-text").textContent = "Heatmap colour scale from " + fmt(r.heatmap_scale.min) +
+      " (transparent, normal) to " + fmt(r.heatmap_scale.max) + " (yellow, most anomalous).";
     applyOpacity();
     $("results").hidden = false;
   }
@@ -69,7 +107,9 @@
         return;
       }
       showResult(data);
-      setStatus("Done. Score " + fmt(data.score) + ".", false);
+      const flagWord = data.flag === null ? "" : data.flag ? ", above the threshold" : ", below the threshold";
+      const diag = data.diagnosis ? "; diagnosis " + data.diagnosis["class"] : "";
+      setStatus("Done. Score " + fmt(data.score) + flagWord + diag + ".", false);
     } catch (err) {
       setStatus("The server could not be reached: " + err, true);
     } finally {
@@ -91,6 +131,9 @@
     const f = e.dataTransfer && e.dataTransfer.files[0];
     if (f) upload(f);
   });
+  fetch("/v1/model").then((resp) => (resp.ok ? resp.json() : null)).then((m) => {
+    if (m) { model = m; $("model-info").textContent = describeModel(m); }
+  }).catch(() => {});
   $("opacity").addEventListener("input", applyOpacity);
   $("show-contour").addEventListener("change", (e) => { $("contour-img").hidden = !e.target.checked; });
 })();

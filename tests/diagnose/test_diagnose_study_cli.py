@@ -1,0 +1,47 @@
+"""``vaedx diagnose study``: the label-fraction table from the command line, on the tiny shared store."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from vaedx.diagnose.commands import app
+from vaedx.errors import ConfigError
+
+runner = CliRunner()
+
+
+def test_study_command_prints_one_table_and_writes_rows(store, vae, tmp_path):
+    out = tmp_path / "study"
+    args = ["study", "--store", str(store.root), "--out", str(out), "--fractions", "0.5,1", "--seeds", "0,1"]
+    args += ["--vae", str(vae.path), "--epochs", "1", "--latent-dim", "4", "--widths", "8,16"]
+    args += ["--batch-size", "16", "--threads", "1"]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})  # wide enough for unwrapped cells
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "study.json").read_text())
+    assert len(doc["rows"]) == 3 * 2 * 2 and len(doc["summary"]) == 3 * 2
+    assert {r["method"] for r in doc["rows"]} == {"vae_latent_lr", "m2", "supervised_cnn"}
+    with open(out / "study.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 12
+    assert "label-fraction study" in result.output and result.output.count("±") >= 6 * 4
+    for s in doc["summary"]:  # every summary row is printed with its mean ± sd text
+        assert s["auc"] in result.output
+    again = runner.invoke(app, args)
+    assert isinstance(again.exception, ConfigError) and "--overwrite" in str(again.exception)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--fractions", "0.1,abc"], "--fractions must be a comma-separated list"),
+        (["--methods", "svm"], "unknown method"),
+        (["--fractions", "0.01"], "labelled subset has only class"),
+    ],
+)
+def test_study_command_bad_input(store, tmp_path, extra, match):
+    args = ["study", "--store", str(store.root), "--out", str(tmp_path / "s"), "--seeds", "0", *extra]
+    result = runner.invoke(app, args)
+    assert isinstance(result.exception, ConfigError) and match in str(result.exception)
