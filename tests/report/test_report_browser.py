@@ -6,36 +6,16 @@ green CI means the page was really opened. Browsers are never downloaded (no `pl
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]  # fmt: skip
-
-
-def _require_browser():
-    problem = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        problem, sync_playwright = "playwright is not installed", None
-    if problem is None and not CHROMIUM.exists():
-        problem = f"{CHROMIUM} is absent (apt-get install -y chromium)"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
-    return sync_playwright
+from browser_helpers import ARGS, CHROMIUM, require_browser
 
 
 @pytest.mark.slow
 def test_report_renders_figures_and_tables_offline(report: Path, tmp_path: Path):
-    sync_playwright = _require_browser()
+    sync_playwright = require_browser()
     requests: list[str] = []
     console_errors: list[str] = []
     with sync_playwright() as p:

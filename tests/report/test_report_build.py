@@ -112,3 +112,25 @@ def test_bad_inputs_name_the_file(pipeline: Path, tmp_path: Path, capsys):
     assert e.value.path.endswith("evaluation.json")
     with pytest.raises(ConfigError):
         build_report(pipeline, tmp_path / "x.html", n_boot=0)
+
+
+def test_moved_pipeline_finds_the_diagnosis_encoder_by_its_hash(pipeline: Path, tmp_path: Path):
+    """The diagnosis records its encoder's absolute path; after a move the report finds the run by sha256."""
+    import json
+
+    from vaedx.report.build import Context
+    from vaedx.report.collect import collect
+    from vaedx.report.eval_sections import diagnosis_section
+
+    moved = tmp_path / "moved"
+    for part in ("store", "models", "diagnosis"):
+        shutil.copytree(pipeline / part, moved / part)
+    meta_path = moved / "diagnosis" / "diagnosis.json"
+    meta = json.loads(meta_path.read_text())
+    meta["encoder"]["path"] = str(tmp_path / "gone" / "best")
+    meta_path.write_text(json.dumps(meta))
+    (tmp_path / "figs").mkdir()
+    ctx = Context(collect(moved), tmp_path / "figs")
+    html = "".join(diagnosis_section(ctx).blocks)
+    assert "unavailable" not in html
+    assert [p.name for p in ctx.written] == ["01_confusion_matrix.png", "02_reliability.png"]

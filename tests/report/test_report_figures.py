@@ -103,11 +103,12 @@ def test_overlay_grid_draws_threshold_contour_and_mask_outline():
 
 def test_latent_figure_colours_each_label_in_each_panel():
     xy = np.random.default_rng(0).normal(size=(20, 2))
-    labels = ["normal", "lesion"] * 10
-    fig = latent_figure({"PCA": xy, "t-SNE": xy}, labels, "latent")
+    labels = ["lesion", "normal"] * 10
+    fig = latent_figure({"PCA": xy, "t-SNE": xy}, labels, "latent", order=["normal", "lesion"])
     assert len(fig.axes) == 2
     for ax in fig.axes:
         assert sum(isinstance(c, PathCollection) for c in ax.collections) == 2
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["normal", "lesion"]
 
 
 def test_confusion_reliability_and_image_figures():

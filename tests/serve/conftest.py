@@ -1,4 +1,4 @@
-"""Fixtures for the service tests: one tiny trained model per session and files in every upload format.
+"""Fixtures for the service tests: one tiny trained model per session, and a client of the real app.
 
 The model is trained for one epoch on 16x16 blobs (about a second on two cores); the tests check the
 service's behaviour, not the model's quality.
@@ -6,39 +6,11 @@ service's behaviour, not the model's quality.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image as PILImage
-
-from dicom_builders import write_ct_dicom
-from vaedx.data.preprocess import PreprocessConfig
-from vaedx.data.store import StoreWriter
-
-SIZE = 16
-MAX_UPLOAD = 200_000
-
-
-def make_store(
-    out: Path, n: int = 32, size: int = SIZE, preprocess: PreprocessConfig | None = None
-) -> Path:
-    """Gaussian blobs; labels alternate; every fourth pair is validation."""
-    rng = np.random.default_rng(0)
-    writer = StoreWriter(out, n, (1, size, size), with_masks=False)
-    yy, xx = np.mgrid[:size, :size]
-    for i in range(n):
-        cy, cx = rng.uniform(size / 4, 3 * size / 4, 2)
-        img = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (size / 2)) * (0.6 + 0.4 * (i % 2))
-        split = "val" if (i // 2) % 4 == 3 else "train"
-        writer.add(
-            img[None].astype(np.float32), label=i % 2, split=split, path=f"img{i}.png", patient_id=f"p{i}"
-        )
-    writer.finish(["normal", "pneumonia"], preprocess or PreprocessConfig(size=(size, size)))
-    return out
+from serve_helpers import MAX_UPLOAD, make_store
 
 
 @pytest.fixture(scope="session")
@@ -58,29 +30,3 @@ def client(run_dir: Path):
 
     with TestClient(create_app(run_dir, max_upload_bytes=MAX_UPLOAD)) as c:
         yield c
-
-
-def png_bytes(h: int = 40, w: int = 30, mode: str = "L", seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    shape = (h, w) if mode == "L" else (h, w, 3)
-    buf = io.BytesIO()
-    PILImage.fromarray((rng.random(shape) * 255).astype(np.uint8), mode=mode).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def dicom_bytes(tmp: Path) -> bytes:
-    """A CT DICOM carrying a name, ID, birth date and more (tests/dicom_builders.py), in HU after rescale."""
-    yy, xx = np.mgrid[:24, :24]
-    pixels = (1000 + 400 * np.exp(-((yy - 12) ** 2 + (xx - 10) ** 2) / 20)).astype(np.uint16)
-    path = write_ct_dicom(tmp / "Doe^Jane_PID-12345.dcm", pixels, slope=1, intercept=-1024)
-    return path.read_bytes()
-
-
-def nifti_bytes(tmp: Path, gz: bool = True) -> tuple[bytes, np.ndarray]:
-    """A 20x20x5 volume with a blob that moves from slice to slice (so slices are distinguishable)."""
-    yy, xx = np.mgrid[:20, :20]
-    blobs = [np.exp(-((yy - 10) ** 2 + (xx - 4 - 3 * k) ** 2) / 10) for k in range(5)]
-    vol = (np.stack(blobs, axis=-1) * 100).astype(np.float32)
-    path = tmp / ("vol.nii.gz" if gz else "vol.nii")
-    nib.save(nib.Nifti1Image(vol, np.eye(4)), path)
-    return path.read_bytes(), vol

@@ -6,7 +6,6 @@ green CI means the page was really exercised. Browsers are never downloaded (no 
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import threading
@@ -17,27 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-CHROMIUM = Path("/usr/bin/chromium")
+from browser_helpers import ARGS, CHROMIUM, require_browser
+
 DIAGNOSIS = r"(normal|pneumonia) \(probability [<>]? ?\d+\.\d%\)"  # the page prints > 99.9% at the extremes
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]  # fmt: skip
-
-
-def _require_browser():
-    problem = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        problem, sync_playwright = "playwright is not installed", None
-    if problem is None and not CHROMIUM.exists():
-        problem = f"{CHROMIUM} is absent (apt-get install -y chromium)"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
-    return sync_playwright
 
 
 def _open_chooser_by_keyboard(page):
@@ -94,7 +75,7 @@ def server_url(run_dir: Path, diagnosis_dir: Path):
 
 @pytest.mark.slow
 def test_upload_shows_score_overlay_and_caveat(server_url, pneumonia_npz, tmp_path):
-    sync_playwright = _require_browser()
+    sync_playwright = require_browser()
     image = np.load(pneumonia_npz)["test_images"][0]
     png = tmp_path / "pneumoniamnist_test0.png"
     PILImage.fromarray(image).save(png)
@@ -139,7 +120,7 @@ def test_upload_shows_score_overlay_and_caveat(server_url, pneumonia_npz, tmp_pa
 @pytest.mark.slow
 def test_upload_of_a_real_lgg_slice_shows_diagnosis_and_overlay(server_url, lgg_dir, tmp_path):
     """A 256x256 RGB FLAIR slice with a tumour: the service converts and resizes it for the model."""
-    sync_playwright = _require_browser()
+    sync_playwright = require_browser()
     png = lgg_dir / "TCGA_CS_4941_19960909" / "TCGA_CS_4941_19960909_12.png"
     console_errors: list[str] = []
     with sync_playwright() as p:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-
-from conftest import MAX_UPLOAD
+from serve_helpers import MAX_UPLOAD
 
 
 def test_no_server_errors_on_any_documented_operation(run_dir) -> None:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
+from serve_helpers import MAX_UPLOAD, dicom_bytes, make_store, nifti_bytes, png_bytes
 
-from conftest import MAX_UPLOAD, dicom_bytes, make_store, nifti_bytes, png_bytes
 from dicom_builders import PHI_STRINGS
 from vaedx.anomaly import build_scorer
 from vaedx.anomaly.detect import PostSpec

@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaedx.atomic import atomic_write, atomic_write_json
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import TensorStore
 from vaedx.diagnose.labels import subset_rows
@@ -29,6 +28,8 @@ from vaedx.diagnose.torchfit import (
     fit_epochs,
     load_rows,
     model_config_for,
+    read_net_json,
+    save_net,
     torch_threads,
     val_rows,
 )
@@ -193,25 +194,14 @@ def save_supervised(
     **meta: Any,
 ) -> Path:
     """``model.safetensors`` (weights) + ``supervised.json`` (architecture, classes, preprocessing, hash)."""
-    from vaedx.train import checkpoint as ck
-
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    atomic_write(
-        d / SUPERVISED_WEIGHTS,
-        lambda p: ck.save_tensors(p, model.state_dict(), {"format": SUPERVISED_FORMAT}),
-    )
     doc = {
-        "format": SUPERVISED_FORMAT,
         "model": model.cfg.model_dump(mode="json"),
         "classes": [int(c) for c in classes],
         "label_names": [str(n) for n in label_names],
         "preprocess": preprocess.model_dump(mode="json"),
-        "sha256": ck.sha256(d / SUPERVISED_WEIGHTS),
         **meta,
     }
-    atomic_write_json(d / SUPERVISED_JSON, doc)
-    return d
+    return save_net(Path(directory), model, SUPERVISED_FORMAT, (SUPERVISED_JSON, SUPERVISED_WEIGHTS), doc)
 
 
 def load_supervised(directory: str | Path, device: str | torch.device = "cpu") -> LoadedSupervised:
@@ -221,12 +211,7 @@ def load_supervised(directory: str | Path, device: str | torch.device = "cpu") -
     from vaedx.train import checkpoint as ck
 
     d = Path(directory)
-    doc = ck.read_json(d / SUPERVISED_JSON)
-    if doc.get("format") != SUPERVISED_FORMAT:
-        found = doc.get("format")
-        raise InputError(
-            f"not a supervised CNN of format {SUPERVISED_FORMAT} (found {found!r})", d / SUPERVISED_JSON
-        )
+    doc = read_net_json(d / SUPERVISED_JSON, SUPERVISED_FORMAT, "supervised CNN")
     try:
         cfg = ModelConfig.model_validate(doc["model"])
         pre = PreprocessConfig.model_validate(doc["preprocess"])
@@ -239,6 +224,6 @@ def load_supervised(directory: str | Path, device: str | torch.device = "cpu") -
         raise InputError("a supervised CNN needs at least two classes", d / SUPERVISED_JSON)
     model = SupervisedCNN(cfg, len(classes))
     ck.load_weights(model, d / SUPERVISED_WEIGHTS, doc.get("sha256"))
-    known = ("format", "model", "classes", "label_names", "preprocess")
+    known = ("format", "model", "classes", "label_names", "preprocess", "sha256")
     meta = {k: v for k, v in doc.items() if k not in known}
     return LoadedSupervised(model.to(device).eval(), classes, names, pre, d, meta)

@@ -132,16 +132,30 @@ def detection_section(ctx: Context) -> Section:
     return sec
 
 
+def _encoder(ctx: Context, diag: Any) -> Any:
+    """The encoder recorded in the diagnosis, else the pipeline's run with the same weights (folder moved)."""
+    from vaedx.diagnose.predict import load_encoder
+
+    try:
+        return load_encoder(diag)
+    except VaedxError:
+        for run in ctx.pipe.runs.values():
+            try:
+                return load_encoder(diag, run.path)  # checks the recorded sha256 of the weights
+            except VaedxError:
+                continue
+        raise
+
+
 def _probabilities(ctx: Context, diag: Any, split: str, sec: Section) -> tuple[np.ndarray, np.ndarray] | None:
     """(labels, probabilities) of ``split`` with the project's own predict path, or None with a note."""
     from vaedx.diagnose.fit import split_probabilities
-    from vaedx.diagnose.predict import load_encoder
 
     if ctx.pipe.store is None:
         sec.note("no tensor store: pass --store to compute per-image probabilities (reliability curve)")
         return None
     try:
-        _, y, proba, _ = split_probabilities(diag, load_encoder(diag), ctx.pipe.store, split)
+        _, y, proba, _ = split_probabilities(diag, _encoder(ctx, diag), ctx.pipe.store, split)
     except VaedxError as e:
         sec.note(f"per-image probabilities unavailable ({e})")
         return None

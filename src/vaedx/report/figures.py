@@ -146,7 +146,10 @@ def overlay_grid(
         if masks is not None and any(masks[i].any() for i in picks):
             outline = np.nan_to_num(tile([masks[i] for i in picks], per_row), nan=0.0) > 0
             ax.contour(outline, levels=[0.5], colors="lime", linewidths=0.9)
-    fig.suptitle(f"{title}  (cyan: calibrated pixel threshold, green: ground-truth mask)", fontsize=9)
+    calibrated = pixel_threshold is not None
+    keys = ["cyan: calibrated pixel threshold" if calibrated else "no pixel threshold calibrated"]
+    keys += ["green: ground-truth mask"] if masks is not None else []
+    fig.suptitle(f"{title}  ({', '.join(keys)})", fontsize=9)
     return fig
 
 
@@ -208,11 +211,17 @@ def reliability_figure(y: np.ndarray, prob: np.ndarray, title: str, n_bins: int 
     return fig
 
 
-def latent_figure(embeddings: Mapping[str, np.ndarray], labels: Sequence[str], title: str) -> Figure:
-    """One scatter panel per 2-D embedding (PCA, t-SNE, UMAP), points coloured by label name."""
+def latent_figure(
+    embeddings: Mapping[str, np.ndarray], labels: Sequence[str], title: str, order: Sequence[str] = ()
+) -> Figure:
+    """One scatter panel per 2-D embedding (PCA, t-SNE, UMAP), points coloured by label name.
+
+    ``order`` (e.g. the store's label names) fixes the colours: the first label is always C0.
+    """
     fig = Figure(figsize=(3.8 * len(embeddings) + 0.4, 3.8), layout="constrained")
     axes = fig.subplots(1, len(embeddings), squeeze=False)[0]
-    names = list(dict.fromkeys(labels))
+    present = set(labels)
+    names = [n for n in order if n in present] + sorted(present - set(order))
     lab = np.asarray(labels)
     for ax, (method, xy) in zip(axes, embeddings.items(), strict=True):
         for k, name in enumerate(names):

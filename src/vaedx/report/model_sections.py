@@ -140,9 +140,9 @@ def latent_section(ctx: Context) -> Section:
         if loaded is None:
             continue
         z = latent_features(loaded, store.images[rows], include=("mu",))
-        fig = latent_figure(
-            embeddings(z, ctx.seed), labels, f"latent means: {run.name}, {len(rows)} {split} images"
-        )
+        title = f"latent means: {run.name}, {len(rows)} {split} images"
+        order = [*store.label_names, "unlabelled"]
+        fig = latent_figure(embeddings(z, ctx.seed), labels, title, order)
         ctx.add_figure(
             sec, fig, f"latent_{run.name}", f"{run.name}: posterior means in 2-D, coloured by label"
         )
