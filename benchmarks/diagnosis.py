@@ -59,12 +59,12 @@ SEQUENTIAL = ["pneu_enc_vae_b1", "pneu_enc_vae_b0.25", "pneu_study", "lgg", "pne
 class Cfg:
     """Run sizes; ``--quick`` shrinks everything to a smoke test of the code path."""
 
-    def __init__(self, quick: bool, seeds: list[int]):
-        self.quick, self.seeds = quick, seeds
+    def __init__(self, quick: bool, seeds: list[int], study_encoder: str | None = None):
+        self.quick, self.seeds, self.study_encoder = quick, seeds, study_encoder
         self.vae_epochs = 1 if quick else 8
         self.lgg_epochs = 1 if quick else 10
         self.m2_epochs = 1
-        self.cnn_epochs = 1 if quick else 10
+        self.cnn_epochs = 1 if quick else 5
         self.min_steps = 10 if quick else 100
         self.fractions = [0.05, 1.0] if quick else [0.01, 0.05, 0.1, 1.0]
         self.n_boot = 50 if quick else 200
@@ -179,7 +179,7 @@ def sec_pneu_encoder(name: str) -> Any:
 
 def sec_pneu_study(out: Path, cfg: Cfg, paths: dict[str, Path]) -> None:
     """VAE latent + LR and the supervised CNN (same encoder architecture) on the same subsets."""
-    name = best_encoder(out)
+    name = cfg.study_encoder or best_encoder(out)
     rows: list[dict[str, Any]] = []
 
     def keep(r: dict[str, Any]) -> None:
@@ -307,10 +307,12 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--jobs", type=int, default=1, choices=(1, 3), help="lanes run in parallel")
     ap.add_argument("--section", choices=sorted(SECTIONS), help="run one section only (used by --jobs)")
+    ap.add_argument("--study-encoder", choices=sorted(ENCODERS), default=None,
+                    help="encoder for the study's vae_latent_lr (default: best validation AUC of table 1)")
     ap.add_argument("--tables", action="store_true", help="only print the tables from --out/results")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = Cfg(args.quick, [int(s) for s in args.seeds.split(",")])
+    cfg = Cfg(args.quick, [int(s) for s in args.seeds.split(",")], args.study_encoder)
     if args.tables:
         print_tables(args.out)
         return
@@ -322,6 +324,7 @@ def main() -> None:
         return
     base = [sys.executable, __file__, "--out", str(args.out), "--seeds", args.seeds]
     base += ["--quick"] if args.quick else []
+    base += ["--study-encoder", args.study_encoder] if args.study_encoder else []
     lanes = [[base + ["--section", s] for s in lane] for lane in (LANES if args.jobs > 1 else [SEQUENTIAL])]
     procs = [subprocess.Popen(["bash", "-c", "; ".join(" ".join(map(str, c)) for c in lane)])
              for lane in lanes]  # fmt: skip

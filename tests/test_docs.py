@@ -106,7 +106,8 @@ def test_page_commands_run(page: Path, env: dict[str, str]) -> None:
             text=True,
             timeout=300,
         )
-        assert proc.returncode == 0, f"{page.name} block failed:\n{code}\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+        log = f"{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, f"{page.name} block failed:\n{code}\n{log}"
         for path in claimed_outputs(code):
             target = cwd / path
             assert target.exists(), f"{page.name}: {path} was not written by\n{code}"

@@ -128,8 +128,19 @@ def run_demo(
     console = console or Console()
     s = ds.Settings.make(quick, epochs, seed, threads)
     prepare_out(out, overwrite)
+    before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    try:
+        summary = _pipeline(out, data, quick, s, console)
+    finally:
+        torch.set_num_threads(before)
+    return summary
+
+
+def _pipeline(out: Path, data: Path | None, quick: bool, s: Any, console: Console) -> dict[str, Any]:
+    from vaedx import demo_stages as ds
+
     st, load0 = ds.Stages(console), round(os.getloadavg()[0], 2)  # other jobs on the CPU slow every stage
     store, models, detect_dir = out / "store", out / "models", out / "detect"
     with st.stage("data", "PneumoniaMNIST"):
@@ -182,7 +193,7 @@ def run_demo(
         },
     }
     with st.stage("report"):
-        report = ds.build_report_if_available(out, seed, console)
+        report = ds.build_report_if_available(out, s.seed, console)
     summary["report"] = str(report) if report is not None else None
     summary["timings_s"] = st.timings
     summary["load_average_1min"] = {"start": load0, "end": round(os.getloadavg()[0], 2)}
@@ -205,12 +216,14 @@ def demo(
         "runs/demo"
     ),
     quick: Annotated[
-        bool, typer.Option("--quick", help="About 1 minute: 3 epochs, at most 600 images per split.")
+        bool, typer.Option("--quick", help="Smoke run: 3 epochs, at most 600 images per split.")
     ] = False,
     epochs: Annotated[
         int | None, typer.Option(help="Epochs of every trained network (default 30/15).")
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's).")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (default: torch's). On a busy CPU 1 is faster.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of training, classifier folds and bootstrap.")] = 0,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier demo run in --out.")

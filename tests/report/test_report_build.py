@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import shutil
 from pathlib import Path
@@ -78,7 +79,12 @@ def test_single_run_with_explicit_parts_via_cli(pipeline: Path, tmp_path: Path):
 def test_missing_parts_become_notes_not_crashes(pipeline: Path, tmp_path: Path):
     root = tmp_path / "bare"
     shutil.copytree(pipeline / "models" / "vae", root / "models" / "vae")
+    rows = [{"model": "vae", "scorer": "ssim", "auroc": {"point": 0.81, "low": 0.77, "high": 0.85}}]
+    summary = {"settings": {"widths": [32, 64, 128]}, "anomaly": {"rows": rows}}
+    (root / "summary.json").write_text(json.dumps(summary))
     html = build_report(root, n_boot=10).read_text(encoding="utf-8")
+    assert "32, 64, 128" in html  # a list of three numbers is not shown as an interval
+    assert "summary.json: anomaly.rows" in html and '0.810 <span class="ci">[0.770, 0.850]</span>' in html
     assert "no detect output: run `vaedx detect" in html
     assert "no diagnosis: run `vaedx diagnose fit" in html
     assert "no tensor store: pass --store" in html
@@ -116,8 +122,6 @@ def test_bad_inputs_name_the_file(pipeline: Path, tmp_path: Path, capsys):
 
 def test_moved_pipeline_finds_the_diagnosis_encoder_by_its_hash(pipeline: Path, tmp_path: Path):
     """The diagnosis records its encoder's absolute path; after a move the report finds the run by sha256."""
-    import json
-
     from vaedx.report.build import Context
     from vaedx.report.collect import collect
     from vaedx.report.eval_sections import diagnosis_section

@@ -71,18 +71,30 @@ def overview_section(ctx: Context) -> Section:
         rows,
     )
     if ctx.pipe.summary:
-        flat = [[k, v] for k, v in _flatten(ctx.pipe.summary).items()]
-        sec.table("summary.json (headline figures of the run)", ["figure", "value"], flat)
+        flat = _flatten(ctx.pipe.summary)
+        facts = [[k, v] for k, v in flat.items() if not _is_records(v)]
+        sec.table("summary.json (headline figures of the run)", ["figure", "value"], facts)
+        for key, records in flat.items():
+            if _is_records(records):
+                header = list(dict.fromkeys(k for r in records for k in r))
+                sec.table(f"summary.json: {key}", header, [[r.get(k) for k in header] for r in records])
     return sec
 
 
+def _is_records(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(r, dict) for r in v)
+
+
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted keys; {point, low, high} dicts and lists of records are kept whole."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict) and not {"point", "low", "high"} <= set(v):
             out.update(_flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, list) and not _is_records(v):  # e.g. widths: never shown as an interval
+            out[f"{prefix}{k}"] = ", ".join(map(str, v))
         else:
-            out[f"{prefix}{k}"] = v if not isinstance(v, list) or len(v) == 3 else ", ".join(map(str, v))
+            out[f"{prefix}{k}"] = v
     return out
 
 
