@@ -112,7 +112,7 @@ def main() -> None:
             for k in ("vae", "ae", "pca")
         }
         scorers = ["residual", "ssim", "ssim_l1", "elbo", "kl", "grad_elbo", "combi", "intensity"]
-        opts: dict = {"elbo": {"k": 16}}
+        opts: dict = {}
         if restoration:
             scorers.insert(-1, "restoration")
             opts["restoration"] = restoration
