@@ -50,7 +50,7 @@ class TrainConfig(BaseModel):
     max_images: int | None = Field(default=None, ge=1, description="Cap per split, for quick runs.")
     device: str = "auto"
     amp: bool | None = Field(default=None, description="Mixed precision; None = on for CUDA.")
-    channels_last: bool | None = Field(default=None, description="None = on for CUDA and CPU images >= 96 px.")
+    channels_last: bool | None = Field(default=None, description="None = on for CUDA and CPU images >= 96px.")
     num_threads: int | None = Field(default=None, ge=1)
     compile: bool = False
     log_every: int = Field(default=50, ge=1)
