@@ -18,8 +18,8 @@ from pathlib import Path
 from rich.console import Console
 
 import vaedx
-from vaedx.anomaly.commands import detect
 from vaedx.anomaly.registry import available_scorers
+from vaedx.anomaly.run import detect
 from vaedx.api import load_model
 from vaedx.data.index import index_source
 from vaedx.data.manifest import write_manifest

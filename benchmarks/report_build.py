@@ -25,7 +25,7 @@ from vaedx.paths import find_data_file
 
 def build_pipeline(out: Path, threads: int) -> Path:
     import vaedx
-    from vaedx.anomaly.commands import detect
+    from vaedx.anomaly.run import detect
     from vaedx.atomic import atomic_write_json
     from vaedx.cli import main
     from vaedx.data.prepare import build_config, prepare

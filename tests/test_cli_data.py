@@ -88,16 +88,6 @@ def test_inspect_pneumonia_store_prints_the_official_counts(
 
 
 @pytest.mark.realdata
-def test_demo_prepares_and_summarises(
-    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["demo", "--data", str(data_dir), "--out", str(tmp_path / "demo"), "--quick"]) == 0
-    out = capsys.readouterr().out
-    assert "5856 images" in out and "3494" in out
-    assert (tmp_path / "demo" / "store" / "store.json").is_file()
-
-
-@pytest.mark.realdata
 def test_lgg_csv_with_column_options(
     lgg_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -31,7 +31,7 @@ def _register() -> None:
     from vaedx.demo import demo
     from vaedx.diagnose.commands import app as diagnose_app
     from vaedx.evaluate.commands import app as evaluate_app
-    from vaedx.export import export_command
+    from vaedx.export_command import export_command
     from vaedx.report.commands import report_command
     from vaedx.serve.commands import serve_command
     from vaedx.train.commands import train_command
@@ -50,7 +50,7 @@ def _register() -> None:
 _register()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
     if version:
         from vaedx import __version__

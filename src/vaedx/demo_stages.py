@@ -105,7 +105,7 @@ def train_model(
 
 def detect_and_evaluate(model_dir: Path, store: Path, out: Path, kind: str, s: Settings) -> dict[str, Any]:
     """``vaedx detect`` on the test split, then ``vaedx evaluate anomaly`` into out/evaluation.json."""
-    from vaedx.anomaly.commands import detect
+    from vaedx.anomaly.run import detect
     from vaedx.evaluate.anomaly import evaluate_anomaly, to_json
 
     detect(model_dir, out, store=store, split="test", scorers=SCORERS[kind], max_overlays=20, quiet=True)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import typer
 from torch import nn
 
 from vaedx.api import LoadedModel, load_model
@@ -160,21 +159,3 @@ def export_model(model_dir: str | Path, fmt: Format, out: str | Path) -> Path:
     if fmt == "torchscript":
         warnings.warn(TORCHSCRIPT_NOTE, TorchScriptDeprecated, stacklevel=2)
     return out
-
-
-def export_command(
-    model: Path = typer.Option(..., "--model", "-m", help="Run folder or checkpoint folder."),
-    fmt: str = typer.Option(
-        "onnx", "--format", "-f", help="onnx (default, recommended) or torchscript (deprecated in PyTorch)."
-    ),
-    output: Path = typer.Option(..., "--output", "-o", help="File to write; FILE.json is written beside it."),
-) -> None:
-    """Export a model as x -> (reconstruction, mu, logvar) to ONNX (default) or TorchScript (deprecated)."""
-    if fmt not in TOLERANCE:
-        raise ConfigError(f"unknown export format '{fmt}'; choose onnx or torchscript")
-    with warnings.catch_warnings():  # said once, as a plain line, instead of a Python warning
-        warnings.simplefilter("ignore", TorchScriptDeprecated)
-        path = export_model(model, fmt, output)  # type: ignore[arg-type]
-    if fmt == "torchscript":
-        typer.secho(f"note: {TORCHSCRIPT_NOTE}", err=True, fg="yellow")
-    typer.echo(f"wrote {path} and {path}.json")

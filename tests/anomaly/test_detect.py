@@ -15,8 +15,8 @@ import pytest
 from PIL import Image as PILImage
 
 from vaedx.anomaly.calibrate import CalibrationFile, calibrate
-from vaedx.anomaly.commands import detect
 from vaedx.anomaly.detect import PostSpec, Scored, merge_shards, run_scorers, save_shard, shard_slice
+from vaedx.anomaly.run import detect
 from vaedx.cli import main
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import StoreWriter, TensorStore

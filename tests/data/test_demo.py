@@ -83,13 +83,17 @@ def _finite_ci(v: dict, lo: float = 0.0, hi: float = 1.0) -> bool:
 
 
 @pytest.mark.slow
-def test_quick_demo_end_to_end(pneumonia_npz: Path, tmp_path: Path) -> None:
+def test_quick_demo_end_to_end(
+    pneumonia_npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`vaedx demo --quick` through the CLI: the pipeline-folder layout, real figures, the report."""
     from vaedx.cli import main
 
     out = tmp_path / "demo"
     data = pneumonia_npz.parents[1]
     assert main(["demo", "--quick", "--data", str(data), "--out", str(out), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "5856 images" in printed and "3494" in printed  # the data summary of the full store
     for part in ("store/store.json", "models/vae/best", "models/ae", "models/pca", "models/vae_all/best"):
         assert (out / part).exists(), part
     for kind in ("vae", "ae", "pca"):

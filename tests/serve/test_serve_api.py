@@ -266,7 +266,7 @@ def test_service_scores_and_flags_exactly_like_vaedx_detect(run_dir, tmp_path, s
     """Scorer, options, post-processing and threshold all come from thresholds.json, as in `vaedx detect`."""
     import csv
 
-    from vaedx.anomaly.commands import detect
+    from vaedx.anomaly.run import detect
     from vaedx.data.store import TensorStore
     from vaedx.serve.app import create_app
 

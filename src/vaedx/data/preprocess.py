@@ -7,14 +7,15 @@ data that was prepared differently.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vaedx.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where resizing runs, so the CLI and the data commands start fast
+    import torch
 
 
 class PreprocessConfig(BaseModel):
@@ -108,6 +109,8 @@ def _target_hw(h: int, w: int, cfg: PreprocessConfig) -> tuple[int, int]:
 
 
 def _pad_to(t: torch.Tensor, size: tuple[int, int], value: float) -> torch.Tensor:
+    import torch.nn.functional as F
+
     th, tw = size
     h, w = t.shape[-2:]
     top, left = (th - h) // 2, (tw - w) // 2
@@ -119,6 +122,9 @@ def resize(x: np.ndarray, cfg: PreprocessConfig, *, is_mask: bool = False) -> np
     if cfg.size is None or tuple(x.shape[-2:]) == tuple(cfg.size):
         return x
     h, w = x.shape[-2:]
+    import torch
+    import torch.nn.functional as F
+
     th, tw = _target_hw(h, w, cfg)
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
     if (th, tw) != (h, w):
