@@ -42,6 +42,16 @@ class LoadedModel:
     def image_shape(self) -> tuple[int, int, int]:
         return self.config.model.require_shape()
 
+    def require_decoder(self) -> None:
+        """Anomaly scores need a decoder matching the encoder; a run fine-tuned for diagnosis has none."""
+        tuned = self.meta.get("finetune")
+        if tuned:
+            raise InputError(
+                "this run's encoder was fine-tuned for diagnosis, so its decoder no longer matches it; "
+                f"score anomalies with the VAE it came from ({tuned.get('source')})",
+                self.path,
+            )
+
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a run folder (its best/ checkpoint, else last/) or one checkpoint folder."""

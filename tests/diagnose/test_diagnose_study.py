@@ -21,7 +21,8 @@ def test_study_compares_all_methods_on_the_same_subsets(store, vae):
         batch_size=16,
         progress=seen.append,
     )
-    assert len(res.rows) == 3 * 2 * 2 and seen == res.rows
+    assert len(res.rows) == len(METHODS) * 2 * 2 and seen == res.rows
+    assert {r["method"] for r in res.rows} == {"vae_latent_lr", "m2", "vae_finetune", "supervised_cnn"}
     for r in res.rows:
         assert set(r) == {"method", "fraction", "n_labelled", "seed", "auc", "acc", "sens", "spec"}
         assert r["n_labelled"] == {0.5: 20, 1.0: 40}[r["fraction"]]
@@ -29,7 +30,7 @@ def test_study_compares_all_methods_on_the_same_subsets(store, vae):
     # the pre-trained VAE + logistic regression is the strong method on this toy
     lr = [r["auc"] for r in res.rows if r["method"] == "vae_latent_lr"]
     assert min(lr) > 0.9
-    assert len(res.summary) == 3 * 2
+    assert len(res.summary) == len(METHODS) * 2
     s = next(r for r in res.summary if r["method"] == "vae_latent_lr" and r["fraction"] == 1.0)
     assert s["n_seeds"] == 2 and s["auc"].count("±") == 1 and s["auc_sd"] >= 0
 

@@ -356,6 +356,31 @@ def test_diagnosis_for_another_encoder_is_refused_at_start_up(run_dir, tmp_path)
         create_app(run_dir, diagnosis_dir=tmp_path / "diag")
 
 
+def test_diagnosis_on_an_encoder_finetuned_from_the_served_model(run_dir, tmp_path):
+    from vaedx.api import load_model
+    from vaedx.data.preprocess import apply
+    from vaedx.diagnose.finetune import finetune_encoder
+    from vaedx.diagnose.fit import fit_diagnosis
+    from vaedx.diagnose.predict import diagnose_images
+    from vaedx.errors import InputError
+    from vaedx.io.dispatch import read_any
+    from vaedx.serve.app import create_app
+
+    store = run_dir.parent / "store"
+    tuned = finetune_encoder(run_dir, store, tmp_path / "tuned", epochs=1, min_steps=3, num_threads=1)
+    diag = fit_diagnosis(tuned, store, include=("mu",), out=tmp_path / "diag", candidates=("logreg",),
+                         n_splits=2)  # fmt: skip
+    data = png_bytes()
+    with TestClient(create_app(run_dir, diagnosis_dir=tmp_path / "diag")) as c:
+        got = post(c, data).json()["diagnosis"]
+    (tmp_path / "a.png").write_bytes(data)
+    x, _ = apply(read_any(tmp_path / "a.png")[0].array, load_model(run_dir).preprocess)
+    want = diagnose_images(diag, tuned, x[None], k=0)[0]  # features from the fine-tuned encoder
+    assert got["class"] == want["class"] and got["probability"] == pytest.approx(want["probability"])
+    with pytest.raises(InputError, match="fine-tuned for diagnosis"):
+        create_app(tmp_path / "tuned")  # its decoder does not match: not an anomaly model
+
+
 class _FakeClassifier:
     label_names = ["normal", "pneumonia"]
 

@@ -94,6 +94,7 @@ def detect(
     rt = setup_runtime("cpu")
     try:
         loaded = load_model(model_dir)
+        loaded.require_decoder()
         ts = TensorStore.open(store) if store is not None else None
         data: Inputs = (
             store_inputs(ts, loaded.preprocess, loaded.image_shape, split)

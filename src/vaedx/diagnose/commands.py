@@ -110,6 +110,37 @@ def _write(rows: list[dict[str, Any]], path: Path) -> None:
     atomic_write(path, write)
 
 
+@app.command("finetune")
+def finetune_cmd(
+    model: Path = typer.Option(..., "--model", "-m", help="Unsupervised VAE run (vaedx train)."),
+    store: Path = typer.Option(..., "--store", "-s", help="Labelled tensor store prepared like the model's."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the fine-tuned encoder run."),
+    labelled_fraction: float = typer.Option(1.0, help="Stratified share of the training labels to use."),
+    epochs: int = typer.Option(20, help="Passes over the labelled images (one-cycle schedule)."),
+    min_steps: int = typer.Option(300, help="Least optimiser steps however few images are labelled."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate."),
+    augment: bool = typer.Option(True, help="Random rotation/zoom/shift of the labelled batches."),
+    seed: int = typer.Option(0, help="Seed of the labelled subset and the training."),
+    threads: int | None = typer.Option(None, help="torch CPU threads."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
+) -> None:
+    """Fine-tune a VAE's encoder on the labels; then `vaedx diagnose fit --model OUT --features mu`."""
+    from vaedx.diagnose.finetune import finetune_encoder
+
+    tuned = finetune_encoder(
+        model, store, out, labelled_fraction=labelled_fraction, seed=seed, epochs=epochs, lr=lr,
+        augment=augment, min_steps=min_steps, overwrite=overwrite, num_threads=threads,
+    )  # fmt: skip
+    info = tuned.meta["finetune"]
+    auc = info.get("final_val_auc")
+    console.print(
+        f"fine-tuned encoder written to {out} ({info['n_labelled']} labelled images, "
+        f"{info['epochs']} epochs, val AUC of its head {'n/a' if auc is None else f'{auc:.3f}'}); "
+        f"next: vaedx diagnose fit "
+        f"--model {out} --store {store} --features mu --out DIAG"
+    )
+
+
 @app.command("predict")
 def predict_cmd(
     files: list[Path] | None = typer.Argument(None, help="Image files (any format vaedx reads)."),
@@ -168,18 +199,24 @@ def study_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for study.json and study.csv."),
     fractions: str = typer.Option("0.01,0.05,0.1,1", help="Labelled fractions of the training split."),
     seeds: str = typer.Option("0,1,2", help="Seeds: labelled subset and network initialisation."),
-    methods: str = typer.Option("vae_latent_lr,m2,supervised_cnn", help="Methods compared on each subset."),
+    methods: str = typer.Option(
+        "vae_latent_lr,m2,vae_finetune,supervised_cnn", help="Methods compared on each subset."
+    ),
     vae: Path | None = typer.Option(None, help="Trained VAE run to reuse (default: train one, no labels)."),
     epochs: int = typer.Option(10, help="Epochs of M2 and the supervised CNN."),
     vae_epochs: int | None = typer.Option(None, help="Epochs of the unsupervised VAE [--epochs]."),
     latent_dim: int = typer.Option(16, help="Latent size of every network trained here."),
     widths: str = typer.Option("16,32,64", help="Encoder channels per level, shared by all methods."),
     min_steps: int = typer.Option(0, help="Least optimiser steps of the CNN however few labels it gets."),
+    augment: bool = typer.Option(True, help="Random rotation/zoom/shift for every trained network."),
+    schedule: str = typer.Option("onecycle", help="onecycle (final weights) | none (best val epoch)."),
+    lr: float = typer.Option(2e-3, help="(Peak) learning rate of every trained network."),
     batch_size: int = typer.Option(64),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a study already in --out."),
 ) -> None:
-    """Label-fraction study: VAE latent + LR vs M2 vs supervised CNN on the same labelled subsets."""
+    """Label-fraction study: VAE latent + LR, M2, fine-tuned VAE encoder and supervised CNN on the same
+    labelled subsets."""
     from vaedx.atomic import atomic_write_json
     from vaedx.diagnose.study import METRICS, label_fraction_study
 
@@ -199,9 +236,14 @@ def study_cmd(
         work_dir=out,
         num_threads=threads,
         supervised_min_steps=min_steps,
+        augment=augment,
+        schedule=schedule,
+        lr=lr,
         progress=_progress,
     )
-    atomic_write_json(out / "study.json", {"rows": res.rows, "summary": res.summary, "model": model})
+    recipe = {"augment": augment, "schedule": schedule, "lr": lr, "epochs": epochs, "min_steps": min_steps}
+    doc = {"rows": res.rows, "summary": res.summary, "model": model, "recipe": recipe}
+    atomic_write_json(out / "study.json", doc)
     _write_rows(res.rows, out / "study.csv")
     table = Table(title=f"label-fraction study on {store.name} (test split; mean ± sd over seeds)")
     for col in ("method", "fraction", "labelled", "seeds", *METRICS):

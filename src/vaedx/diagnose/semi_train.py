@@ -4,6 +4,8 @@ Every step takes one batch of unlabelled images (the training split minus the la
 with label -1 count as unlabelled) and one batch of labelled ones, cycling the small labelled set, so both
 terms of the objective are estimated at every step. The labelled subset is the same seeded, stratified
 one the other methods of the label-fraction study use. The best epoch by validation AUC of q(y|x) is kept.
+With ``augment`` both batches are randomly rotated, zoomed and shifted (the same transform family as the
+supervised CNN's, so the study compares objectives, not augmentation recipes).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaedx.data.augment import AugmentConfig, as_augment, random_affine
 from vaedx.data.store import TensorStore
 from vaedx.diagnose.labels import subset_rows
 from vaedx.diagnose.torchfit import (
@@ -23,6 +26,7 @@ from vaedx.diagnose.torchfit import (
     cycle,
     fit_epochs,
     load_rows,
+    make_schedule,
     model_config_for,
     torch_threads,
     val_rows,
@@ -61,6 +65,8 @@ def train_semi(
     lr: float = 1e-3,
     alpha: float | None = None,
     patience: int = 0,
+    augment: AugmentConfig | dict[str, Any] | bool | None = None,
+    schedule: str = "none",
     train_split: str = "train",
     val_split: str | None = "val",
     out: str | Path | None = None,
@@ -70,11 +76,13 @@ def train_semi(
     """Train M2 with ``labelled_fraction`` of the training labels (stratified, seeded by ``seed``).
 
     ``alpha`` defaults to 0.1 * N / N_l (Kingma et al. 2014); ``labelled_batch_size`` to
-    min(N_l, max(8, batch_size // 4)). Saved to ``out`` (safetensors + JSON) when given.
+    min(N_l, max(8, batch_size // 4)). ``augment`` and ``schedule`` ("none" | "onecycle") as for
+    :func:`vaedx.diagnose.supervised.train_supervised`. Saved to ``out`` (safetensors + JSON) when given.
     """
     st = store if isinstance(store, TensorStore) else TensorStore.open(store)
     if epochs < 1 or batch_size < 1:
         raise ConfigError("epochs and batch_size must be >= 1")
+    aug = as_augment(augment)
     lab, all_rows = subset_rows(st, train_split, labelled_fraction, seed)
     unl = np.setdiff1d(all_rows, lab)
     classes = np.unique(st.labels[lab])
@@ -93,9 +101,10 @@ def train_semi(
     with torch_threads(num_threads):
         val = val_rows(st, val_split, classes)
         _fit(result, st, unl, val, epochs=epochs, batch_size=batch_size, b_l=b_l, lr=lr, patience=patience,
-             seed=seed, device=device)  # fmt: skip
+             seed=seed, device=device, aug=aug, schedule=schedule)  # fmt: skip
     if out is not None:
         info = {"labelled_fraction": labelled_fraction, "seed": seed, "n_labelled": n_l, "n_unlabelled": n_u}
+        info |= {"augment": aug.model_dump() if aug else None, "schedule": schedule, "lr": lr}
         save_semi(net, cfg, st.preprocess, out, history=result.history, best_epoch=result.best_epoch, **info)
     return result
 
@@ -113,6 +122,8 @@ def _fit(
     patience: int,
     seed: int,
     device: str,
+    aug: AugmentConfig | None = None,
+    schedule: str = "none",
 ) -> None:
     """The epochs: mixed batches, validation AUC of q(y|x), best epoch restored into ``result.model``."""
     net, lab, classes, alpha = result.model, result.labelled_rows, result.classes, result.config.alpha
@@ -121,21 +132,29 @@ def _fit(
     rng = np.random.default_rng(derive_seed(seed, 0xBA7C))
     lab_batches = cycle(lab, b_l, rng)
     steps = math.ceil(n_u / batch_size) if n_u else math.ceil(n_l / b_l)
+    sched = make_schedule(opt, schedule, epochs * steps)
+    gen = torch.Generator().manual_seed(derive_seed(seed, 0xBA7D))
+
+    def augmented(x: torch.Tensor) -> torch.Tensor:
+        return random_affine(x, aug, gen) if aug is not None else x
 
     def train_epoch(epoch: int) -> dict[str, Any]:
         order = rng.permutation(unl)
         sums: dict[str, float] = {}
         for s in range(steps):
             rows_l = np.sort(next(lab_batches))
-            x_l = load_rows(st.images, rows_l, device)
+            x_l = augmented(load_rows(st.images, rows_l, device))
             y_l = torch.from_numpy(class_index(st.labels[rows_l], classes)).to(device)
-            x_u = load_rows(st.images, order[s * batch_size : (s + 1) * batch_size], device) if n_u else None
+            rows_u = order[s * batch_size : (s + 1) * batch_size]
+            x_u = augmented(load_rows(st.images, rows_u, device)) if n_u else None
             loss, logs = net.loss(x_l, y_l, x_u, alpha=alpha)
             if not torch.isfinite(loss):
                 raise ConfigError(f"M2 training diverged (non-finite loss) in epoch {epoch}; lower lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             result.step_losses.append(logs["loss"])
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v / steps
@@ -143,5 +162,5 @@ def _fit(
 
     result.best_epoch = fit_epochs(
         net, st, val, classes, epochs=epochs, patience=patience, train_epoch=train_epoch,
-        history=result.history,
+        history=result.history, keep_last=schedule == "onecycle",
     )  # fmt: skip

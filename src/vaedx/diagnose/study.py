@@ -6,7 +6,11 @@ training split and is scored on the whole labelled test split:
 * ``vae_latent_lr``: a VAE trained once without labels on all training images (or a given one), then a
   logistic regression (C chosen by CV when each class has >= 2 images) on the latent features of the subset;
 * ``m2``: the semi-supervised VAE of Kingma et al. (2014) on subset + the rest as unlabelled images;
+* ``vae_finetune``: that VAE's encoder + a linear head fine-tuned with cross-entropy on the subset;
 * ``supervised_cnn``: the same encoder architecture trained with cross-entropy on the subset only.
+
+``augment``/``schedule`` apply to every trained network alike (M2, fine-tuning, CNN), so a difference
+in the table comes from the objective and the pre-training, not from the recipe.
 
 Accuracy, sensitivity and specificity use each method's argmax decision (binary: P(positive) > 0.5), the
 same rule for all, so they compare methods rather than threshold choices; AUC is threshold-free.
@@ -34,7 +38,7 @@ from vaedx.errors import ConfigError
 from vaedx.evaluate.metrics import auroc, multiclass_report, sensitivity_specificity
 from vaedx.train.data import RowView
 
-METHODS = ("vae_latent_lr", "m2", "supervised_cnn")
+METHODS = ("vae_latent_lr", "m2", "vae_finetune", "supervised_cnn")
 METRICS = ("auc", "acc", "sens", "spec")
 
 
@@ -116,6 +120,9 @@ def label_fraction_study(
     work_dir: str | Path | None = None,
     num_threads: int | None = None,
     supervised_min_steps: int = 0,
+    augment: Any = None,
+    schedule: str = "none",
+    lr: float = 1e-3,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> StudyResult:
     """Rows {method, fraction, n_labelled, seed, auc, acc, sens, spec} and their mean ± sd over seeds.
@@ -124,7 +131,8 @@ def label_fraction_study(
     for ``vae_epochs`` (default ``epochs``) in ``work_dir`` (default: a temporary folder) and reused for
     every fraction. ``model`` holds ModelConfig options for every trained network. Every labelled subset
     is drawn before any training, so an infeasible fraction fails at once. ``supervised_min_steps`` lets
-    the CNN take at least that many optimiser steps however few images are labelled (see train_supervised).
+    the CNN take at least that many optimiser steps however few images are labelled (see train_supervised);
+    it applies to ``vae_finetune`` too. ``augment``, ``schedule`` and ``lr`` go to every trained network.
     """
     st = store if isinstance(store, TensorStore) else TensorStore.open(store)
     bad = [m for m in methods if m not in METHODS]
@@ -143,10 +151,12 @@ def label_fraction_study(
     with tempfile.TemporaryDirectory(prefix="vaedx-study-") as tmp:
         work = Path(work_dir) if work_dir is not None else Path(tmp)
         feats: dict[str, np.ndarray] = {}
-        if "vae_latent_lr" in methods:
+        loaded = None
+        if "vae_latent_lr" in methods or "vae_finetune" in methods:
             loaded = _pretrained_vae(
                 st, vae, arch, vae_epochs or epochs, work, min(seeds, default=0), num_threads
             )
+        if "vae_latent_lr" in methods:
             feats = {
                 "train": latent_features(loaded, RowView(st.images, train_rows)),
                 "test": latent_features(loaded, RowView(st.images, test)),
@@ -159,7 +169,11 @@ def label_fraction_study(
                     proba = sel.estimator.predict_proba(feats["test"])
                 else:
                     train = train_semi if method == "m2" else train_supervised
-                    extra = {} if method == "m2" else {"min_steps": supervised_min_steps}
+                    extra: dict[str, Any] = {"augment": augment, "schedule": schedule, "lr": lr}
+                    if method != "m2":
+                        extra["min_steps"] = supervised_min_steps
+                    if method == "vae_finetune":
+                        extra["init_from"] = loaded
                     res = train(
                         st,
                         fraction,

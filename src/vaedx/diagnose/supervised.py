@@ -1,10 +1,16 @@
-"""Supervised baseline: the VAE's encoder architecture plus a linear head, trained end-to-end on labels only.
+"""Supervised CNN: the VAE's encoder architecture plus a linear head, trained end-to-end on labels.
 
-Why: a latent classifier or M2 "at 1 % labels" means little unless a plain CNN given the same labelled
-images is in the same table. The encoder is built by the same code as ConvVAE's (a ConvAE's encoder and
-latent projection), so only the training signal differs; early stopping uses validation AUC, as for M2.
-Saved like M2 (``model.safetensors`` + ``supervised.json`` with architecture, classes, preprocessing and
-checksum), never pickled.
+Two uses, one trainer:
+
+* the baseline: a latent classifier or M2 "at 1 % labels" means little unless a plain CNN given the same
+  labelled images is in the same table. The encoder is built by the same code as ConvVAE's (a ConvAE's
+  encoder and latent projection), so only the training signal differs;
+* ``init_from=`` a trained VAE run: its encoder and the mean half of its latent projection start the
+  network, which is then fine-tuned on the labels (the "pretrain without labels, fine-tune with few"
+  recipe; method ``vae_finetune`` of the label-fraction study).
+
+Early stopping uses validation AUC, as for M2. Saved like M2 (``model.safetensors`` + ``supervised.json``
+with architecture, classes, preprocessing, training recipe and checksum), never pickled.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaedx.data.augment import AugmentConfig, as_augment, random_affine
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import TensorStore
 from vaedx.diagnose.labels import subset_rows
@@ -27,6 +34,7 @@ from vaedx.diagnose.torchfit import (
     cycle,
     fit_epochs,
     load_rows,
+    make_schedule,
     model_config_for,
     read_net_json,
     save_net,
@@ -38,6 +46,7 @@ from vaedx.models.config import ModelConfig
 from vaedx.models.vae import ConvAE
 from vaedx.train.data import derive_seed
 
+SCHEDULES = ("none", "onecycle")
 SUPERVISED_FORMAT = "vaedx-supervised-1"
 SUPERVISED_JSON, SUPERVISED_WEIGHTS = "supervised.json", "model.safetensors"
 
@@ -51,6 +60,14 @@ class SupervisedCNN(nn.Module):
         self.encoder, self.to_latent, self._pad, self._check = ae.encoder, ae.to_latent, ae._pad, ae._check
         self.head = nn.Linear(cfg.latent_dim, n_classes)
         self.cfg, self.n_classes = cfg, n_classes
+
+    def load_encoder(self, vae: nn.Module) -> None:
+        """Copy a ConvVAE's encoder and the posterior-mean rows of its latent projection."""
+        self.encoder.load_state_dict(vae.encoder.state_dict())
+        d = self.cfg.latent_dim
+        with torch.no_grad():
+            self.to_latent.weight.copy_(vae.to_latent.weight[:d])
+            self.to_latent.bias.copy_(vae.to_latent.bias[:d])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
@@ -92,6 +109,9 @@ def train_supervised(
     weight_decay: float = 1e-4,
     patience: int = 5,
     min_steps: int = 0,
+    augment: AugmentConfig | dict[str, Any] | bool | None = None,
+    schedule: str = "none",
+    init_from: Any = None,
     train_split: str = "train",
     val_split: str | None = "val",
     out: str | Path | None = None,
@@ -103,27 +123,53 @@ def train_supervised(
     An epoch is one pass over the labelled images (at least one batch); the best epoch by validation AUC
     is kept and training stops after ``patience`` epochs without improvement (0 = never). ``min_steps``
     raises the epoch count so that at least that many optimiser steps are allowed: at 1 % labels an epoch
-    is one or two batches, and a fixed epoch count would leave the baseline untrained. Saved to ``out``
-    (safetensors + JSON) when given.
+    is one or two batches, and a fixed epoch count would leave the baseline untrained.
+
+    ``augment`` (True, a dict or an AugmentConfig) randomly rotates, zooms and shifts every labelled
+    batch; ``schedule="onecycle"`` warms the learning rate up to ``lr``, anneals it to ~0 over ``epochs``
+    and keeps the final weights (no early stopping; see ``fit_epochs``). ``init_from`` (a VAE run folder or
+    LoadedModel, whose architecture then replaces ``model``) starts from that VAE's encoder. Saved to
+    ``out`` (safetensors + JSON) when given.
     """
     st = store if isinstance(store, TensorStore) else TensorStore.open(store)
     if epochs < 1 or batch_size < 1:
         raise ConfigError("epochs and batch_size must be >= 1")
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+    aug = as_augment(augment)
     lab, _ = subset_rows(st, train_split, labelled_fraction, seed)
     classes = np.unique(st.labels[lab])
-    cfg = model_config_for(st, model)
+    vae = _pretrained(init_from, st) if init_from is not None else None
+    cfg = model_config_for(st, vae.config.model if vae is not None else model)
     torch.manual_seed(derive_seed(seed, 0xC44))
-    result = SupervisedResult(SupervisedCNN(cfg, len(classes)).to(device), classes, lab)
+    net = SupervisedCNN(cfg, len(classes))
+    if vae is not None:
+        net.load_encoder(vae.model)
+    result = SupervisedResult(net.to(device), classes, lab)
     opts = {"lr": lr, "weight_decay": weight_decay}
     steps = math.ceil(len(lab) / min(batch_size, len(lab)))
     epochs = max(epochs, math.ceil(min_steps / steps))
+    recipe = {"augment": aug.model_dump() if aug else None, "schedule": schedule, "lr": lr}
+    recipe |= {"init_from": str(vae.path) if vae is not None else None}
     with torch_threads(num_threads):
-        _fit(result, st, val_rows(st, val_split, classes), epochs, batch_size, opts, patience, seed, device)
+        val = val_rows(st, val_split, classes)
+        _fit(result, st, val, epochs, batch_size, opts, patience, seed, device, aug, schedule)
     if out is not None:
-        info = {"labelled_fraction": labelled_fraction, "seed": seed, "n_labelled": len(lab)}
+        info = {"labelled_fraction": labelled_fraction, "seed": seed, "n_labelled": len(lab), **recipe}
         info |= {"best_epoch": result.best_epoch, "history": result.history}
         save_supervised(result.model, classes, st.label_names, st.preprocess, out, **info)
     return result
+
+
+def _pretrained(init_from: Any, st: TensorStore) -> Any:
+    """The VAE to start from, checked against the store; an AE/PCA run cannot seed a VAE encoder."""
+    from vaedx.diagnose.fit import as_loaded
+
+    loaded = as_loaded(init_from)
+    if loaded.kind != "vae":
+        raise ConfigError(f"init_from needs a VAE run, {loaded.path} holds a {loaded.kind}")
+    st.check_compatible(loaded.preprocess, loaded.image_shape)
+    return loaded
 
 
 def _fit(
@@ -136,20 +182,25 @@ def _fit(
     patience: int,
     seed: int,
     device: str,
+    aug: AugmentConfig | None = None,
+    schedule: str = "none",
 ) -> None:
     """The epochs: cross-entropy on cycled labelled batches, best validation epoch restored."""
     net, lab, classes = result.model, result.labelled_rows, result.classes
     opt = torch.optim.AdamW(net.parameters(), **opts)
     rng = np.random.default_rng(derive_seed(seed, 0xC45))
+    gen = torch.Generator().manual_seed(derive_seed(seed, 0xC46))
     b = min(batch_size, len(lab))
     batches, steps = cycle(lab, b, rng), math.ceil(len(lab) / b)
+    sched = make_schedule(opt, schedule, epochs * steps)
 
     def train_epoch(epoch: int) -> dict[str, Any]:
         total = 0.0
         for _ in range(steps):
             rows = np.sort(next(batches))
             y = torch.from_numpy(class_index(st.labels[rows], classes)).to(device)
-            loss = F.cross_entropy(net(load_rows(st.images, rows, device)), y)
+            x = load_rows(st.images, rows, device)
+            loss = F.cross_entropy(net(random_affine(x, aug, gen) if aug else x), y)
             if not torch.isfinite(loss):
                 raise ConfigError(
                     f"supervised training diverged (non-finite loss) in epoch {epoch}; lower lr"
@@ -157,12 +208,14 @@ def _fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             total += float(loss.detach()) / steps
         return {"loss": total}
 
     result.best_epoch = fit_epochs(
         net, st, val, classes, epochs=epochs, patience=patience, train_epoch=train_epoch,
-        history=result.history,
+        history=result.history, keep_last=schedule == "onecycle",
     )  # fmt: skip
 
 

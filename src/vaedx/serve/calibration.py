@@ -91,6 +91,37 @@ def resolve_scoring(model_path: Any, offered: list[str], requested: str | None =
 
 
 # --------------------------------------------------------------------------------------------- diagnosis
+def _diagnosis_encoder(diag: Any, loaded: Any, check_encoder: Any) -> Any:
+    """The encoder whose features the diagnosis reads: the served model itself, or an encoder fine-tuned
+    from it (``vaedx diagnose finetune``), loaded from the path the diagnosis records and hash-checked.
+
+    Any other encoder is refused: its latent space has nothing to do with the model's anomaly maps.
+    """
+    from vaedx.diagnose.predict import load_encoder
+    from vaedx.errors import ModelMismatchError
+    from vaedx.train import checkpoint as ck
+
+    try:
+        check_encoder(diag, loaded)
+        return loaded
+    except ModelMismatchError:
+        path = diag.encoder.get("path")
+        meta = (
+            ck.read_run_config(Path(path) / ck.CONFIG_FILE)
+            if path and Path(path, ck.CONFIG_FILE).is_file()
+            else {}
+        )
+        source = (meta.get("finetune") or {}).get("source_sha256")
+        if source != ck.sha256(Path(loaded.path) / ck.MODEL_FILE):
+            raise
+    tuned = load_encoder(diag)
+    if tuned.image_shape != loaded.image_shape:
+        raise ModelMismatchError(
+            f"fine-tuned encoder takes {tuned.image_shape}, the model {loaded.image_shape}"
+        )
+    return tuned
+
+
 _GENERIC_LOADERS = ("load_diagnosis", "load_classifier", "load_diagnoser")
 
 
@@ -121,10 +152,10 @@ class DiagnosisAdapter:
             log.info("vaedx.diagnose API unavailable (%s); trying a generic loader", e.__class__.__name__)
             return cls._generic(folder, loaded)
         diag = DiagnosisModel.load(folder)
-        check_encoder(diag, loaded)
+        encoder = _diagnosis_encoder(diag, loaded, check_encoder)
 
         def predict(x: np.ndarray) -> dict[str, Any]:
-            row = diagnose_images(diag, loaded, x, k=0)[0]
+            row = diagnose_images(diag, encoder, x, k=0)[0]
             return {k: row[k] for k in ("class", "probability", "probabilities")}
 
         info = {

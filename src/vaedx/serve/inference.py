@@ -135,6 +135,7 @@ class Predictor:
     ):
         self.model_dir = Path(model_dir)
         self.loaded: LoadedModel = load_model(self.model_dir)
+        self.loaded.require_decoder()  # the anomaly model; a fine-tuned encoder belongs to --diagnosis
         self.run_dir = self.loaded.path.parent if self.loaded.path != self.model_dir else self.model_dir
         offered = available_scorers(self.loaded.model)
         # the scorer, options, post-processing and thresholds exactly as `vaedx detect` would apply them

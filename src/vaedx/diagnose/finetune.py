@@ -1,0 +1,103 @@
+"""Fine-tune a trained VAE's encoder on labels and save it as an encoder run for ``vaedx diagnose fit``.
+
+Why an encoder run and not a new model kind: the latent classifiers, calibration, thresholds, nearest
+neighbour explanations, ``diagnose predict`` and the service all read features from a VAE run's encoder.
+Fine-tuning (pretrain the VAE without labels, then train encoder + linear head on the labelled images,
+with augmentation and a one-cycle schedule) makes the posterior mean linearly separable by class, so a
+logistic regression on ``mu`` fitted by the usual pipeline reproduces the head and gets calibrated and
+thresholded on validation exactly like any other diagnosis. This recipe is what lifted PneumoniaMNIST
+test AUC from 0.94 (frozen latents) to the 0.97-0.98 range (benchmarks/diagnosis.py).
+
+The run's decoder is left as the VAE trained it and no longer matches the encoder, so the run records
+``finetune`` in its config, and ``vaedx detect`` and ``vaedx serve`` refuse it as an anomaly model
+(``LoadedModel.require_decoder``).
+
+Layout of the output folder::
+
+    best/config.json         the VAE's run config + "finetune": recipe, source run and sha256, labelled count
+    best/model.safetensors   the VAE's weights with the fine-tuned encoder and posterior-mean projection
+    best/state.json          run state with the weights' sha256 (checked on load)
+    finetune.json            per-epoch history (loss, validation AUC) of the fine-tuning
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vaedx.data.store import TensorStore
+from vaedx.errors import ConfigError, InputError
+from vaedx.train import checkpoint as ck
+
+
+def finetune_encoder(
+    vae: Any,
+    store: TensorStore | str | Path,
+    out: str | Path,
+    *,
+    labelled_fraction: float = 1.0,
+    seed: int = 0,
+    epochs: int = 20,
+    lr: float = 2e-3,
+    augment: Any = True,
+    batch_size: int = 64,
+    min_steps: int = 300,
+    overwrite: bool = False,
+    num_threads: int | None = None,
+    device: str = "cpu",
+) -> Any:
+    """Fine-tune ``vae`` (run folder or LoadedModel) on ``store``'s labels; returns the new run, loaded.
+
+    The training is :func:`vaedx.diagnose.supervised.train_supervised` with ``init_from=vae`` and a
+    one-cycle schedule (final weights kept), on the seeded stratified ``labelled_fraction`` subset.
+    """
+    from vaedx.api import load_model
+    from vaedx.atomic import atomic_write_json
+    from vaedx.diagnose.fit import as_loaded
+    from vaedx.diagnose.supervised import train_supervised
+
+    out = Path(out)
+    if (out / "best").exists() and not overwrite:
+        raise ConfigError(f"{out} already holds a run; pass overwrite=True (--overwrite) to replace it")
+    loaded = as_loaded(vae)
+    if loaded.meta.get("finetune"):
+        raise InputError("this run is already fine-tuned; start from the unsupervised VAE", loaded.path)
+    res = train_supervised(
+        store, labelled_fraction, seed, epochs, batch_size=batch_size, lr=lr, augment=augment,
+        schedule="onecycle", init_from=loaded, min_steps=min_steps, num_threads=num_threads, device=device,
+    )  # fmt: skip
+    net = loaded.model
+    weights = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    d = net.latent_dim
+    for k, v in res.model.encoder.state_dict().items():
+        weights[f"encoder.{k}"] = v.detach().cpu().clone()
+    weights["to_latent.weight"][:d] = res.model.to_latent.weight.detach().cpu()
+    weights["to_latent.bias"][:d] = res.model.to_latent.bias.detach().cpu()
+    source = Path(loaded.path)
+    recipe = {
+        "source": str(source),
+        "source_sha256": ck.sha256(source / ck.MODEL_FILE),
+        "labelled_fraction": labelled_fraction,
+        "n_labelled": int(len(res.labelled_rows)),
+        "seed": seed,
+        "epochs": len(res.history),
+        "lr": lr,
+        "augment": bool(augment),
+        "schedule": "onecycle",
+        "classes": [int(c) for c in res.classes],
+        "final_val_auc": res.history[-1].get("val_auc") if res.history else None,
+    }
+    config = {**ck.read_run_config(source / ck.CONFIG_FILE), "finetune": recipe}
+
+    def write(tmp: Path) -> None:
+        ck.save_tensors(tmp / ck.MODEL_FILE, weights, {"format": "vaedx-finetuned-encoder"})
+        ck.write_json(tmp / ck.CONFIG_FILE, config)
+        state = {"format": "vaedx-state", "format_version": 1}
+        state["run"] = {"epoch": recipe["epochs"], "finetuned": True}
+        state["sha256"] = {ck.MODEL_FILE: ck.sha256(tmp / ck.MODEL_FILE)}
+        ck.write_json(tmp / ck.STATE_FILE, state)
+
+    out.mkdir(parents=True, exist_ok=True)
+    ck.write_folder(out / "best", write)
+    atomic_write_json(out / "finetune.json", {**recipe, "history": res.history})
+    return load_model(out, device=device)
