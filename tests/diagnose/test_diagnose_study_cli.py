@@ -22,11 +22,12 @@ def test_study_command_prints_one_table_and_writes_rows(store, vae, tmp_path):
     result = runner.invoke(app, args, env={"COLUMNS": "200"})  # wide enough for unwrapped cells
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "study.json").read_text())
-    assert len(doc["rows"]) == 3 * 2 * 2 and len(doc["summary"]) == 3 * 2
-    assert {r["method"] for r in doc["rows"]} == {"vae_latent_lr", "m2", "supervised_cnn"}
+    assert len(doc["rows"]) == 4 * 2 * 2 and len(doc["summary"]) == 4 * 2
+    assert {r["method"] for r in doc["rows"]} == {"vae_latent_lr", "m2", "vae_finetune", "supervised_cnn"}
+    assert doc["recipe"] == {"augment": True, "schedule": "onecycle", "lr": 2e-3, "epochs": 1, "min_steps": 0}
     with open(out / "study.csv") as fh:
-        assert len(list(csv.DictReader(fh))) == 12
-    assert "label-fraction study" in result.output and result.output.count("±") >= 6 * 4
+        assert len(list(csv.DictReader(fh))) == 16
+    assert "label-fraction study" in result.output and result.output.count("±") >= 8 * 4
     for s in doc["summary"]:  # every summary row is printed with its mean ± sd text
         assert s["auc"] in result.output
     again = runner.invoke(app, args)
