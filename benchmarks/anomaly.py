@@ -26,6 +26,7 @@ from vaedx.data.manifest import write_manifest
 from vaedx.data.prepare import build_config, prepare
 from vaedx.data.store import TensorStore
 from vaedx.evaluate.anomaly import evaluate_anomaly, table_rows, undefined_notes
+from vaedx.evaluate.compare import Side, compare_scorers, comparison_row
 from vaedx.evaluate.tables import format_table, to_markdown
 from vaedx.paths import find_data_file
 
@@ -82,6 +83,23 @@ def _run(
     return rows
 
 
+def _paired(name: str, store: Path, out: Path, split: str, rows: list[dict]) -> None:
+    """VAE minus AE and VAE minus PCA for every scorer they share, and every VAE scorer minus the
+    intensity baseline: paired bootstrap on the same resampled patients (p = P(VAE not better))."""
+    det = {k: out / f"det_{name}_{split}_{k}" for k in ("vae", "ae", "pca")}
+    have = {k: {r["scorer"] for r in rows if r["model"] == k} for k in det}
+    pairs = [(s, k, s) for k in ("ae", "pca") for s in sorted(have["vae"] & have[k])]
+    if any(r["scorer"] == "intensity" for r in rows):
+        pairs += [(s, "vae", "intensity") for s in sorted(have["vae"])]
+    results = [
+        compare_scorers(Side(det["vae"], sa, f"vae:{sa}"), Side(det[kb], sb, f"{kb}:{sb}"), store)
+        for sa, kb, sb in pairs
+    ]
+    picked = [comparison_row(r) for r in results]
+    unit = results[0]["unit"] if results else "image"
+    _print(picked, tuple(picked[0]) if picked else (), f"{name} {split}: paired differences (by {unit})")
+
+
 def _print(rows: list[dict], cols: tuple[str, ...], title: str) -> None:
     picked = [{c: r[c] for c in cols if c in r} for r in rows]
     console.print(format_table(picked, title=title))
@@ -118,6 +136,7 @@ def main() -> None:
             opts["restoration"] = restoration
         rows = _run("pneu", out / "pneu_store", runs, out, scorers, args.split, options=opts, max_overlays=20)
         _print(rows, IMAGE_COLS, f"PneumoniaMNIST {args.split} (image level), {ep_p} epochs")
+        _paired("pneu", out / "pneu_store", out, args.split, rows)
 
     if args.only in (None, "lgg"):
         lgg = find_data_file("brain_lgg/manifest.csv", args.data)
@@ -154,6 +173,7 @@ def main() -> None:
         title = f"LGG FLAIR {size}x{size} {args.split} patients ({LGG_POST}, top-1% image score)"
         title += f", {ep_l} epochs"
         _print(rows, PIXEL_COLS, title)
+        _paired(name, out / f"{name}_store", out, args.split, rows)
 
 
 if __name__ == "__main__":

@@ -166,6 +166,8 @@ def _pipeline(out: Path, data: Path | None, quick: bool, s: Any, console: Consol
     for kind in ("vae", "ae", "pca"):
         with st.stage(f"detect + evaluate {kind}", ", ".join(ds.SCORERS[kind]) + " on the test split"):
             anomaly[kind] = ds.detect_and_evaluate(models / kind, store, detect_dir / kind, kind, s)
+    with st.stage("compare", "VAE minus AE and PCA, paired bootstrap"):
+        paired = ds.paired_rows(detect_dir, store, s)
     with st.stage("train vae_all", f"{s.epochs_all} epochs, all training images, no labels") as update:
         ds.train_model(
             store, models / "vae_all", "vae", s, update, epochs=s.epochs_all, latent_dim=s.latent_dim_all
@@ -184,6 +186,7 @@ def _pipeline(out: Path, data: Path | None, quick: bool, s: Any, console: Consol
             "n_abnormal": first["n_abnormal"],
             "ci_unit": first["bootstrap"]["unit"],
             "rows": ds.anomaly_rows(anomaly),
+            "paired": paired,
         },
         "diagnosis": {
             "encoder": "vae_all",

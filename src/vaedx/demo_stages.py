@@ -171,6 +171,23 @@ def anomaly_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def paired_rows(detect_dir: Path, store: Path, s: Settings) -> list[dict[str, Any]]:
+    """VAE minus AE and minus PCA in image AUROC for every scorer they share, by paired bootstrap: two
+    overlapping marginal CIs cannot say which model is ahead, the interval of the difference can."""
+    from vaedx.evaluate.compare import Side, compare_scorers
+
+    rows = []
+    for other in ("ae", "pca"):
+        for scorer in (x for x in SCORERS["vae"] if x in SCORERS[other]):
+            a = Side(detect_dir / "vae", scorer, f"vae:{scorer}")
+            b = Side(detect_dir / other, scorer, f"{other}:{scorer}")
+            d = compare_scorers(a, b, store, n_boot=s.n_boot, seed=s.seed)["differences"]["auroc"]
+            diff = None if d is None else {"point": d.point, "low": d.low, "high": d.high}
+            rows.append({"a": a.label, "b": b.label, "auroc_diff": diff,
+                         "p_not_better": None if d is None else d.p_not_better})  # fmt: skip
+    return rows
+
+
 def diagnosis_row(result: dict[str, Any]) -> dict[str, Any]:
     ci = result["ci"]
     keys = ("auc", "accuracy", "sensitivity", "specificity", "f1", "ece")
@@ -194,6 +211,10 @@ def print_headline(summary: dict[str, Any], console: Console) -> None:
     ]
     title = f"anomaly detection, {a['dataset']} test ({a['n_test']} images, {a['n_abnormal']} abnormal)"
     console.print(format_table(rows, title=title))
+    if a.get("paired"):
+        rows = [{"A": r["a"], "B": r["b"], "Δ AUROC [95% CI]": _cell(r["auroc_diff"]),
+                 "p (A not better)": r["p_not_better"]} for r in a["paired"]]  # fmt: skip
+        console.print(format_table(rows, title="VAE minus baselines, paired bootstrap on the same images"))
     d = summary.get("diagnosis")
     if d:
         names = {"auc": "AUC", "accuracy": "ACC", "sensitivity": "sensitivity", "specificity": "specificity"}

@@ -107,6 +107,17 @@ def test_quick_demo_end_to_end(
     assert summary["anomaly"]["n_test"] == 624 and summary["anomaly"]["n_abnormal"] == 390
     for r in rows:
         assert _finite_ci(r["auroc"]) and _finite_ci(r["auprc"]), r
+    # paired differences: one per scorer VAE shares with AE and PCA, point = difference of the AUROCs
+    auc = {(r["model"], r["scorer"]): r["auroc"]["point"] for r in rows}
+    paired = summary["anomaly"]["paired"]
+    want = [(f"vae:{s}", f"{b}:{s}") for b in ("ae", "pca") for s in ("ssim", "residual")]
+    assert [(p["a"], p["b"]) for p in paired] == want
+    for p in paired:
+        other, scorer = p["b"].split(":")
+        assert p["auroc_diff"]["point"] == pytest.approx(auc[("vae", scorer)] - auc[(other, scorer)])
+        assert p["auroc_diff"]["low"] <= p["auroc_diff"]["point"] <= p["auroc_diff"]["high"]
+        assert 0 <= p["p_not_better"] <= 1
+    assert "paired bootstrap" in printed
     # even 3 epochs of an SSIM-scored reconstruction model must beat chance on pneumonia vs normal
     assert max(r["auroc"]["point"] for r in rows if r["scorer"] == "ssim") > 0.6
     test = summary["diagnosis"]["test"]

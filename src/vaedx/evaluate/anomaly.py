@@ -9,6 +9,7 @@ honest one is Dice at the pixel threshold calibrated on the validation split.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,16 +104,46 @@ def pixel_metrics(
     return out, reasons
 
 
-def evaluate_anomaly(
-    pred: str | Path, truth: str | Path, n_boot: int = 1000, seed: int = 0
-) -> dict[str, Any]:
-    """Metrics per scorer from a detect folder ``pred`` and the store ``truth`` it was run on."""
+@dataclass
+class Prediction:
+    """A ``vaedx detect`` folder lined up with the store it was run on (labelled rows only for ``y``)."""
+
+    path: Path
+    store: TensorStore
+    rows: list[dict[str, str]]
+    scorers: list[str]
+    index: np.ndarray  # store row of each scores.csv row
+    labelled: np.ndarray  # bool per row: has a label
+    y: np.ndarray  # 1 = abnormal, per labelled row
+    groups: np.ndarray | None  # patient id per row, when patients have several images
+    normal: str
+    meta: dict[str, Any]
+
+    def scores(self, name: str) -> np.ndarray:
+        """Image scores of one scorer for the labelled rows."""
+        if name not in self.scorers:
+            raise InputError(f"no scorer '{name}' in scores.csv (has {', '.join(self.scorers)})", self.path)
+        return np.array([float(r[name]) for r in self.rows])[self.labelled]
+
+    def maps(self, name: str) -> np.ndarray:
+        path = self.path / "maps" / f"{name}.npy"
+        if not path.is_file():
+            raise InputError(f"maps for scorer '{name}' missing", path)
+        return np.load(path).astype(np.float32)
+
+    def valid(self) -> np.ndarray | None:
+        path = self.path / "maps" / "valid.npy"
+        return np.load(path) if path.is_file() else None
+
+
+def read_prediction(pred: str | Path, truth: str | Path | TensorStore) -> Prediction:
+    """Read scores.csv and detect.json of ``pred`` and check they belong to the store ``truth``."""
     pred = Path(pred)
     rows, names = read_scores_csv(pred / "scores.csv")
     meta = json.loads((pred / "detect.json").read_text()) if (pred / "detect.json").is_file() else {}
     if meta.get("source") == "files":
         raise InputError("predictions were made on files, not a store; evaluation needs a store", pred)
-    store = TensorStore.open(truth)
+    store = truth if isinstance(truth, TensorStore) else TensorStore.open(truth)
     idx = np.array([int(r["index"]) for r in rows])
     if idx.size == 0 or idx.max() >= len(store) or idx.min() < 0:
         raise InputError("scores.csv row indices do not fit the store; was it run on this store?", pred)
@@ -124,13 +155,21 @@ def evaluate_anomaly(
     y = (codes[labelled] != store.label_index(normal)).astype(np.int64)
     pids = store.patient_ids[idx]
     groups = pids if all(str(p) for p in pids) and len(set(pids)) < len(pids) else None
-    thresholds = meta.get("thresholds") or {}
+    return Prediction(pred, store, rows, names, idx, labelled, y, groups, normal, meta)
+
+
+def evaluate_anomaly(
+    pred: str | Path, truth: str | Path, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Metrics per scorer from a detect folder ``pred`` and the store ``truth`` it was run on."""
+    p = read_prediction(pred, truth)
+    store, idx, labelled, y, groups, normal = p.store, p.index, p.labelled, p.y, p.groups, p.normal
+    thresholds = p.meta.get("thresholds") or {}
     has_masks = store.masks is not None
     masks = np.asarray(store.masks[idx, 0]) if has_masks else None
-    valid_path = pred / "maps" / "valid.npy"
-    valid = np.load(valid_path) if valid_path.is_file() else None
+    valid = p.valid()
     result: dict[str, Any] = {
-        "pred": str(pred),
+        "pred": str(p.path),
         "truth": str(store.root),
         "n_images": int(idx.size),
         "n_labelled": int(labelled.sum()),
@@ -139,17 +178,14 @@ def evaluate_anomaly(
         "bootstrap": {"n_boot": n_boot, "unit": "patient" if groups is not None else "image"},
         "scorers": {},
     }
-    for name in names:
-        s = np.array([float(r[name]) for r in rows])[labelled]
+    for name in p.scorers:
         g = groups[labelled] if groups is not None else None
-        values, reasons = image_metrics(y, s, g, n_boot, seed)
+        values, reasons = image_metrics(y, p.scores(name), g, n_boot, seed)
         if has_masks:
-            maps_path = pred / "maps" / f"{name}.npy"
-            if not maps_path.is_file():
-                raise InputError(f"maps for scorer '{name}' missing", maps_path)
-            maps = np.load(maps_path).astype(np.float32)
+            maps = p.maps(name)
             if maps.shape != masks.shape:
-                raise InputError(f"maps have shape {maps.shape} but the masks {masks.shape}", maps_path)
+                where = p.path / "maps" / f"{name}.npy"
+                raise InputError(f"maps have shape {maps.shape} but the masks {masks.shape}", where)
             pixel_thr = (thresholds.get(name) or {}).get("pixel_threshold")
             pv, pr = pixel_metrics(maps, masks, valid, pixel_thr, groups, n_boot, seed)
             values, reasons = {**values, **pv}, {**reasons, **pr}

@@ -40,6 +40,32 @@ def anomaly_command(
     console.print(f"wrote {pred / 'evaluation.json'}")
 
 
+@app.command("compare")
+def compare_command(
+    a: str = typer.Option(..., "--a", help="FOLDER:SCORER of a `vaedx detect` output (the challenger)."),
+    b: list[str] = typer.Option(..., "--b", help="FOLDER:SCORER to compare A with (repeatable)."),
+    truth: Path = typer.Option(..., "--truth", "-t", help="Tensor store both detections were run on."),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="JSON file for the differences."),
+) -> None:
+    """Paired bootstrap of A minus B (image and pixel AUROC/AUPRC) on the same resampled patients."""
+    from vaedx.evaluate.compare import Side, compare_scorers, comparison_row, to_json
+    from vaedx.evaluate.tables import format_table
+
+    side_a = Side.parse(a)
+    results = [compare_scorers(side_a, Side.parse(x), truth, n_boot=n_boot, seed=seed) for x in b]
+    unit = results[0]["unit"]
+    title = f"A minus B on {results[0]['n_images']} images (paired bootstrap by {unit}; p = P(A not better))"
+    console.print(format_table([comparison_row(r) for r in results], title=title))
+    for r in results:
+        for k, why in r["undefined"].items():
+            console.print(f"[dim]{r['b']}: {k} n/a - {why}[/]")
+    if out is not None:
+        atomic_write_json(out, [to_json(r) for r in results])
+        console.print(f"wrote {out}")
+
+
 @app.command("diagnosis")
 def diagnosis_command(
     model: Path = typer.Option(..., "--model", "-m", help="Folder written by `vaedx diagnose fit`."),
