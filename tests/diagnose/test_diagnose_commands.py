@@ -115,3 +115,34 @@ def test_predict_needs_files_or_a_store(cli_fit, store, tmp_path):
     assert isinstance(both.exception, ConfigError)
     missing = runner.invoke(app, ["predict", "--model", str(tmp_path), "--store", str(store.root)])
     assert isinstance(missing.exception, InputError)
+
+
+def test_predict_attaches_the_anomaly_score_flag_and_heatmap_of_vaedx_detect(cli_fit, vae, store, tmp_path):
+    import shutil
+
+    from vaedx.anomaly.detect import read_scores_csv
+    from vaedx.anomaly.run import detect
+
+    out, _, _ = cli_fit
+    anomaly_run = shutil.copytree(vae.path.parent, tmp_path / "anomaly_run")  # detect writes thresholds here
+    det = detect(anomaly_run, tmp_path / "det", store=store.root, split="test", scorers=["residual"],
+                 quiet=True)  # fmt: skip
+    want, _ = read_scores_csv(det / "scores.csv")
+    maps = np.load(det / "maps" / "residual.npy")
+    dest, heat = tmp_path / "pred.json", tmp_path / "heat"
+    args = ["predict", "--model", str(out), "--store", str(store.root), "--split", "test", "-k", "0",
+            "--anomaly-model", str(anomaly_run), "--heatmaps", str(heat), "--out", str(dest)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(dest.read_text())
+    assert len(rows) == len(want) == 24
+    for i, (r, w) in enumerate(zip(rows, want, strict=True)):
+        a = r["anomaly"]
+        assert a["scorer"] == "residual" and a["score"] == pytest.approx(float(w["residual"]), rel=1e-5)
+        assert a["flag"] == (a["score"] > a["threshold"]) == (w["residual_flag"] == "1")
+        np.testing.assert_allclose(np.load(a["heatmap"]), maps[i], rtol=1e-5, atol=1e-7)
+    csv_dest = tmp_path / "pred.csv"
+    assert runner.invoke(app, [*args[:-2], "--out", str(csv_dest)]).exit_code == 0
+    assert {"anomaly_score", "anomaly_flag", "heatmap"} <= set(next(csv.DictReader(csv_dest.open())))
+    bad = runner.invoke(app, ["predict", "--model", str(out), "--store", str(store.root), "--heatmaps", "h"])
+    assert isinstance(bad.exception, ConfigError) and "--anomaly-model" in str(bad.exception)

@@ -94,9 +94,12 @@ def _write(rows: list[dict[str, Any]], path: Path) -> None:
         with open(p, "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
             names = list(rows[0]["probabilities"]) if rows else []
-            w.writerow(["image", "class", "probability", *[f"p_{n}" for n in names], "neighbours"])
+            anomaly = ["anomaly_score", "anomaly_flag", "heatmap"] if rows and "anomaly" in rows[0] else []
+            w.writerow(["image", "class", "probability", *[f"p_{n}" for n in names], "neighbours", *anomaly])
             for r in rows:
                 near = "; ".join(f"{n['path']} ({n['label']}, {n['distance']:.3f})" for n in r["neighbours"])
+                a = r.get("anomaly") or {}
+                extra = [f"{a['score']:.6g}", a["flag"], a["heatmap"] or ""] if anomaly else []
                 w.writerow(
                     [
                         r["image"],
@@ -104,6 +107,7 @@ def _write(rows: list[dict[str, Any]], path: Path) -> None:
                         f"{r['probability']:.6f}",
                         *[f"{r['probabilities'][n]:.6f}" for n in names],
                         near,
+                        *extra,
                     ]
                 )
 
@@ -152,11 +156,17 @@ def predict_cmd(
         5, "--neighbours", "-k", help="Nearest training images to list (0: none)."
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write all results to .json or .csv."),
+    anomaly_model: Path | None = typer.Option(
+        None, "--anomaly-model", help="Run trained on healthy images (vaedx train + detect): adds its score."
+    ),
+    scorer: str | None = typer.Option(None, help="Scorer of --anomaly-model [its calibrated one]."),
+    heatmaps: Path | None = typer.Option(None, help="Folder for one anomaly heatmap .npy per image."),
 ) -> None:
-    """Class, calibrated probability and nearest training images for new images."""
+    """Class, calibrated probability, nearest training images and (with --anomaly-model) the anomaly score,
+    flag and heatmap for new images."""
     from vaedx.data.store import TensorStore
     from vaedx.diagnose.model import DiagnosisModel
-    from vaedx.diagnose.predict import diagnose_images, load_encoder, read_image_files
+    from vaedx.diagnose.predict import attach_anomaly, diagnose_images, load_encoder, read_image_files
     from vaedx.train.data import RowView
 
     if bool(files) == (store is not None):
@@ -171,6 +181,12 @@ def predict_cmd(
     else:
         images, refs = read_image_files(files or [], loaded.preprocess)
     results = diagnose_images(diag, loaded, images, refs, k=neighbours)
+    if anomaly_model is not None:
+        info = attach_anomaly(results, images, anomaly_model, loaded, scorer, heatmaps)
+        if info["problem"]:
+            console.print(f"[yellow]anomaly flags unavailable: {info['problem']}[/]")
+    elif heatmaps is not None or scorer is not None:
+        raise ConfigError("--scorer and --heatmaps need --anomaly-model")
     if out is not None:
         _write(results, out)
         console.print(f"{len(results)} predictions written to {out}")
@@ -180,9 +196,16 @@ def predict_cmd(
     table.add_column("class")
     table.add_column("probability", justify="right")
     table.add_column("nearest training images")
+    if anomaly_model is not None:
+        table.add_column(f"{results[0]['anomaly']['scorer']} score", justify="right")
+        table.add_column("flag")
     for r in results:
         near = ", ".join(f"{Path(n['path']).name} ({n['label']})" for n in r["neighbours"][:3])
-        table.add_row(r["image"], r["class"], f"{r['probability']:.3f}", near)
+        cells = [r["image"], r["class"], f"{r['probability']:.3f}", near]
+        if "anomaly" in r:
+            a = r["anomaly"]
+            cells += [f"{a['score']:.4g}", "n/a" if a["flag"] is None else ("yes" if a["flag"] else "no")]
+        table.add_row(*cells)
     Console().print(table)
 
 

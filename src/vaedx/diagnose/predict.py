@@ -98,3 +98,56 @@ def diagnose_images(
             }
         )
     return rows
+
+
+def attach_anomaly(
+    rows: list[dict[str, Any]],
+    images: Any,
+    anomaly_model: str | Path,
+    encoder: Any,
+    scorer: str | None = None,
+    heatmaps: str | Path | None = None,
+    chunk: int = 1024,
+) -> dict[str, Any]:
+    """Add ``row["anomaly"] = {scorer, score, threshold, flag, heatmap}`` to every row of diagnose_images.
+
+    The anomaly model (a VAE/AE/PCA run trained on healthy images) scores with the scorer, options and
+    post-processing its ``thresholds.json`` was calibrated with (as ``vaedx detect`` and the service do),
+    so the flag means the same everywhere. It must take images prepared exactly like the diagnosis
+    encoder's. Heatmaps are written as ``<heatmaps>/<row>.npy`` when a folder is given. Returns the set-up.
+    """
+    from vaedx.anomaly.calibrated import resolve_scoring
+    from vaedx.anomaly.detect import run_scorers
+    from vaedx.anomaly.registry import available_scorers
+    from vaedx.api import load_model
+
+    model = load_model(anomaly_model)
+    model.require_decoder()
+    diffs = model.preprocess.describe_difference(encoder.preprocess)
+    if diffs or model.image_shape != encoder.image_shape:
+        why = "; ".join(diffs) or f"image shape {model.image_shape} vs {encoder.image_shape}"
+        raise ModelMismatchError(f"the anomaly model was trained on other inputs than the encoder: {why}",
+                                 model.path)  # fmt: skip
+    cal = resolve_scoring(model.path, available_scorers(model.model), scorer)
+    folder = Path(heatmaps) if heatmaps is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    thr = cal.image_threshold
+    for start in range(0, len(rows), chunk):
+        xb = np.array(images[start : start + chunk], dtype=np.float32)
+        scored = run_scorers(model.model, xb, [cal.scorer], {cal.scorer: cal.options}, cal.post)
+        maps, scores = scored.maps[cal.scorer], scored.scores[cal.scorer]
+        for j, (amap, score) in enumerate(zip(maps, scores, strict=True)):
+            i = start + j
+            path = None
+            if folder is not None:
+                path = folder / f"{i:05d}.npy"
+                np.save(path, np.asarray(amap, dtype=np.float32))
+            rows[i]["anomaly"] = {
+                "scorer": cal.scorer,
+                "score": float(score),
+                "threshold": thr,
+                "flag": None if thr is None else bool(score > thr),
+                "heatmap": None if path is None else str(path),
+            }
+    return {"scorer": cal.scorer, "threshold": thr, "problem": cal.problem, "model": str(model.path)}
