@@ -35,15 +35,16 @@ class AugmentConfig(BaseModel):
 
 
 def random_affine(
-    x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None
+    x: torch.Tensor, cfg: AugmentConfig | None, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """A randomly rotated, zoomed and shifted copy of each image of ``x`` (N, C, H, W).
+    """A randomly rotated, zoomed and shifted copy of each image of ``x`` (N, C, H, W); ``x`` itself when
+    ``cfg`` is None (no augmentation), so trainers can call it unconditionally.
 
     Border pixels are repeated outside the image (``padding_mode="border"``) so a shift does not paint a
     black band that a classifier could learn as a cue. The random numbers are drawn on the generator's
     device (CPU when none is given) and moved, so runs repeat with a seeded CPU generator on any device.
     """
-    if cfg.is_identity or x.shape[0] == 0:
+    if cfg is None or cfg.is_identity or x.shape[0] == 0:
         return x
     n = x.shape[0]
 

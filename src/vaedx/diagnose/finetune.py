@@ -66,13 +66,7 @@ def finetune_encoder(
         store, labelled_fraction, seed, epochs, batch_size=batch_size, lr=lr, augment=augment,
         schedule="onecycle", init_from=loaded, min_steps=min_steps, num_threads=num_threads, device=device,
     )  # fmt: skip
-    net = loaded.model
-    weights = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-    d = net.latent_dim
-    for k, v in res.model.encoder.state_dict().items():
-        weights[f"encoder.{k}"] = v.detach().cpu().clone()
-    weights["to_latent.weight"][:d] = res.model.to_latent.weight.detach().cpu()
-    weights["to_latent.bias"][:d] = res.model.to_latent.bias.detach().cpu()
+    weights = res.model.encoder_into(loaded.model.state_dict())
     source = Path(loaded.path)
     recipe = {
         "source": str(source),

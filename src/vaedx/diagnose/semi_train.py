@@ -22,6 +22,7 @@ from vaedx.data.augment import AugmentConfig, as_augment, random_affine
 from vaedx.data.store import TensorStore
 from vaedx.diagnose.labels import subset_rows
 from vaedx.diagnose.torchfit import (
+    check_schedule,
     class_index,
     cycle,
     fit_epochs,
@@ -82,6 +83,7 @@ def train_semi(
     st = store if isinstance(store, TensorStore) else TensorStore.open(store)
     if epochs < 1 or batch_size < 1:
         raise ConfigError("epochs and batch_size must be >= 1")
+    check_schedule(schedule)
     aug = as_augment(augment)
     lab, all_rows = subset_rows(st, train_split, labelled_fraction, seed)
     unl = np.setdiff1d(all_rows, lab)
@@ -135,18 +137,15 @@ def _fit(
     sched = make_schedule(opt, schedule, epochs * steps)
     gen = torch.Generator().manual_seed(derive_seed(seed, 0xBA7D))
 
-    def augmented(x: torch.Tensor) -> torch.Tensor:
-        return random_affine(x, aug, gen) if aug is not None else x
-
     def train_epoch(epoch: int) -> dict[str, Any]:
         order = rng.permutation(unl)
         sums: dict[str, float] = {}
         for s in range(steps):
             rows_l = np.sort(next(lab_batches))
-            x_l = augmented(load_rows(st.images, rows_l, device))
+            x_l = random_affine(load_rows(st.images, rows_l, device), aug, gen)
             y_l = torch.from_numpy(class_index(st.labels[rows_l], classes)).to(device)
             rows_u = order[s * batch_size : (s + 1) * batch_size]
-            x_u = augmented(load_rows(st.images, rows_u, device)) if n_u else None
+            x_u = random_affine(load_rows(st.images, rows_u, device), aug, gen) if n_u else None
             loss, logs = net.loss(x_l, y_l, x_u, alpha=alpha)
             if not torch.isfinite(loss):
                 raise ConfigError(f"M2 training diverged (non-finite loss) in epoch {epoch}; lower lr")

@@ -30,6 +30,7 @@ from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import TensorStore
 from vaedx.diagnose.labels import subset_rows
 from vaedx.diagnose.torchfit import (
+    check_schedule,
     class_index,
     cycle,
     fit_epochs,
@@ -46,7 +47,6 @@ from vaedx.models.config import ModelConfig
 from vaedx.models.vae import ConvAE
 from vaedx.train.data import derive_seed
 
-SCHEDULES = ("none", "onecycle")
 SUPERVISED_FORMAT = "vaedx-supervised-1"
 SUPERVISED_JSON, SUPERVISED_WEIGHTS = "supervised.json", "model.safetensors"
 
@@ -68,6 +68,17 @@ class SupervisedCNN(nn.Module):
         with torch.no_grad():
             self.to_latent.weight.copy_(vae.to_latent.weight[:d])
             self.to_latent.bias.copy_(vae.to_latent.bias[:d])
+
+    def encoder_into(self, vae_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The inverse of :meth:`load_encoder`: a ConvVAE state dict with this network's encoder and
+        posterior-mean projection written in (decoder and log-variance rows left as they were)."""
+        out = {k: v.detach().cpu().clone() for k, v in vae_state.items()}
+        for k, v in self.encoder.state_dict().items():
+            out[f"encoder.{k}"] = v.detach().cpu().clone()
+        d = self.cfg.latent_dim
+        out["to_latent.weight"][:d] = self.to_latent.weight.detach().cpu()
+        out["to_latent.bias"][:d] = self.to_latent.bias.detach().cpu()
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
@@ -134,8 +145,7 @@ def train_supervised(
     st = store if isinstance(store, TensorStore) else TensorStore.open(store)
     if epochs < 1 or batch_size < 1:
         raise ConfigError("epochs and batch_size must be >= 1")
-    if schedule not in SCHEDULES:
-        raise ConfigError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+    check_schedule(schedule)
     aug = as_augment(augment)
     lab, _ = subset_rows(st, train_split, labelled_fraction, seed)
     classes = np.unique(st.labels[lab])
@@ -200,7 +210,7 @@ def _fit(
             rows = np.sort(next(batches))
             y = torch.from_numpy(class_index(st.labels[rows], classes)).to(device)
             x = load_rows(st.images, rows, device)
-            loss = F.cross_entropy(net(random_affine(x, aug, gen) if aug else x), y)
+            loss = F.cross_entropy(net(random_affine(x, aug, gen)), y)
             if not torch.isfinite(loss):
                 raise ConfigError(
                     f"supervised training diverged (non-finite loss) in epoch {epoch}; lower lr"

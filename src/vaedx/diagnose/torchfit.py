@@ -76,16 +76,24 @@ def cycle(rows: np.ndarray, batch: int, rng: np.random.Generator) -> Iterator[np
             yield perm[s : s + batch]
 
 
+SCHEDULES = ("none", "onecycle")
+
+
+def check_schedule(schedule: str) -> None:
+    """Fail before any training when the schedule name is not one of :data:`SCHEDULES`."""
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+
+
 def make_schedule(opt: torch.optim.Optimizer, schedule: str, total_steps: int) -> Any:
     """None for "none"; "onecycle": warm up to the optimiser's lr over 30 % of the steps, then anneal.
 
     Why one-cycle: with a fixed lr the small diagnosis networks ended on a noisy validation AUC; annealing
     to ~0 by the last step made the best epoch (and so the test figure) depend far less on the seed.
     """
+    check_schedule(schedule)
     if schedule == "none":
         return None
-    if schedule != "onecycle":
-        raise ConfigError(f"unknown schedule {schedule!r}; choose none or onecycle")
     lr = opt.param_groups[0]["lr"]
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total_steps, 1))
 

@@ -85,12 +85,11 @@ def _pixel(
     ma, mb = pa.maps(a.scorer), pb.maps(b.scorer)
     if ma.shape != masks.shape or mb.shape != masks.shape:
         raise InputError(f"maps {ma.shape} / {mb.shape} do not match the masks {masks.shape}")
+    va, vb = pa.valid(), pb.valid()
     for metric in ("auroc", "auprc"):
         key = f"pixel_{metric}"
         try:
-            diffs[key] = bootstrap_pixel_paired(
-                metric, ma, mb, masks, pa.valid(), pb.valid(), pa.groups, n_boot, seed=seed
-            )
+            diffs[key] = bootstrap_pixel_paired(metric, ma, mb, masks, va, vb, pa.groups, n_boot, seed=seed)
         except InputError as e:
             diffs[key], undefined[key] = None, e.problem
 

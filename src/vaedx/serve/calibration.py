@@ -30,23 +30,20 @@ def _diagnosis_encoder(diag: Any, loaded: Any, check_encoder: Any) -> Any:
     Any other encoder is refused: its latent space has nothing to do with the model's anomaly maps.
     """
     from vaedx.diagnose.predict import load_encoder
-    from vaedx.errors import ModelMismatchError
+    from vaedx.errors import ModelMismatchError, VaedxError
     from vaedx.train import checkpoint as ck
 
     try:
         check_encoder(diag, loaded)
         return loaded
-    except ModelMismatchError:
-        path = diag.encoder.get("path")
-        meta = (
-            ck.read_run_config(Path(path) / ck.CONFIG_FILE)
-            if path and Path(path, ck.CONFIG_FILE).is_file()
-            else {}
-        )
-        source = (meta.get("finetune") or {}).get("source_sha256")
+    except ModelMismatchError as mismatch:
+        try:
+            tuned = load_encoder(diag)  # checks its hash and preprocessing against the diagnosis
+        except VaedxError:
+            raise mismatch from None
+        source = (tuned.meta.get("finetune") or {}).get("source_sha256")
         if source != ck.sha256(Path(loaded.path) / ck.MODEL_FILE):
             raise
-    tuned = load_encoder(diag)
     if tuned.image_shape != loaded.image_shape:
         raise ModelMismatchError(
             f"fine-tuned encoder takes {tuned.image_shape}, the model {loaded.image_shape}"
