@@ -14,40 +14,19 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from lesion_stores import make_lesion_store
 from vaedx.anomaly.calibrate import CalibrationFile, calibrate
 from vaedx.anomaly.detect import PostSpec, Scored, merge_shards, run_scorers, save_shard, shard_slice
 from vaedx.anomaly.run import detect
 from vaedx.cli import main
-from vaedx.data.preprocess import PreprocessConfig
-from vaedx.data.store import StoreWriter, TensorStore
+from vaedx.data.store import TensorStore
 from vaedx.errors import ModelMismatchError
 
 SIZE = 16
 
 
 def make_store(out: Path, size: int = SIZE, n: int = 36) -> Path:
-    """Blobs; odd rows get a bright square 'lesion' with its mask; splits train/val/test by row."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:size, :size]
-    writer = StoreWriter(out, n, (1, size, size), with_masks=True)
-    for i in range(n):
-        cy, cx = rng.uniform(size / 3, 2 * size / 3, 2)
-        img = 0.6 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / size)
-        mask = np.zeros((size, size), np.uint8)
-        if i % 2:
-            mask[4:8, 4:8] = 1
-            img = np.where(mask, 1.0, img)
-        split = ("train", "train", "val", "test")[(i // 2) % 4]
-        writer.add(
-            img[None].astype(np.float32),
-            label=i % 2,
-            mask=mask,
-            split=split,
-            path=f"patient{i}/img{i}.png",
-            patient_id=f"p{i // 4}",
-        )
-    writer.finish(["normal", "lesion"], PreprocessConfig(size=(size, size)))
-    return out
+    return make_lesion_store(out, n, size)
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ def test_cli_overrides_yaml(tiny_store, tmp_path):
     cmd = [sys.executable, "-m", cli_module(), "train", "--store", str(tiny_store), "--config", str(f),
            "--out", str(out), "--epochs", "1", "--latent-dim", "5", "--kind", "ae",
            "--label-filter", "normal", "--likelihood", "bernoulli", "--widths", "4,8",
-           "--val-split", "none", "--no-amp", "-q"]  # fmt: skip
+           "--val-split", "none", "--no-amp", "--augment", "-q"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     saved = json.loads((out / "config.json").read_text())["train"]
@@ -56,6 +56,7 @@ def test_cli_overrides_yaml(tiny_store, tmp_path):
     assert saved["model"]["latent_dim"] == 5 and saved["model"]["kind"] == "ae"
     assert saved["model"]["widths"] == [4, 8] and saved["model"]["likelihood"] == "bernoulli"
     assert saved["label_filter"] == ["normal"] and saved["val_split"] is None and saved["amp"] is False
+    assert saved["augment"]["rotate_deg"] == 10.0
 
 
 def test_cli_errors_are_one_line(tiny_store, tmp_path):

@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL and resumed ends bit-identical to one that was never interrupted (CPU)."""
+"""A run killed with SIGKILL and resumed ends bit-identical to one that was never interrupted (CPU),
+augmented batches included (their random draws are derived from seed and epoch, not from a running stream)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ from vaedx.train.engine import run_training
 
 EPOCHS = 4
 OPTS = {**FAST, "batch_size": 8, "epochs": EPOCHS, "kl_anneal": "linear", "anneal_epochs": 2,
-        "scheduler": "cosine", "seed": 3}  # fmt: skip
+        "scheduler": "cosine", "seed": 3, "augment": True}  # fmt: skip
 
 
 def _cli_args(store, out) -> list[str]:
     args = [sys.executable, "-m", cli_module(), "train", "--store", str(store), "--out", str(out), "-q"]
     for k, v in OPTS.items():
         flag = "--" + k.replace("_", "-")
+        if v is True:
+            args.append(flag)
+            continue
         args += [flag, ",".join(map(str, v)) if isinstance(v, list) else str(v)]
     return args
 

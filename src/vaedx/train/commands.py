@@ -67,6 +67,9 @@ def train_command(
     val_split: str | None = typer.Option(None, help="Split for validation ('none' = no validation)."),
     label_filter: list[str] | None = typer.Option(None, help="Only these labels (repeat or comma-separate)."),
     max_images: int | None = typer.Option(None, help="Cap on images per split."),
+    augment: bool | None = typer.Option(
+        None, "--augment/--no-augment", help="Random rotation, zoom and shift of training batches."
+    ),
     # runtime
     device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:N"),
     amp: bool | None = typer.Option(None, "--amp/--no-amp", help="Mixed precision (default: on for CUDA)."),

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vaedx.data.augment import AugmentConfig, as_augment
 from vaedx.errors import ConfigError
 from vaedx.models.config import ModelConfig
 
@@ -48,12 +49,26 @@ class TrainConfig(BaseModel):
         default=None, description="Train and validate only on these labels, e.g. ['normal']."
     )
     max_images: int | None = Field(default=None, ge=1, description="Cap per split, for quick runs.")
+    augment: AugmentConfig | None = Field(
+        default=None, description="Random rotation/zoom/shift of training batches (true = defaults)."
+    )
     device: str = "auto"
     amp: bool | None = Field(default=None, description="Mixed precision; None = on for CUDA.")
     channels_last: bool | None = Field(default=None, description="None = on for CUDA and CPU images >= 96px.")
     num_threads: int | None = Field(default=None, ge=1)
     compile: bool = False
     log_every: int = Field(default=50, ge=1)
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment(cls, v: Any) -> AugmentConfig | None:
+        return as_augment(v)
+
+    @model_validator(mode="after")
+    def _augment_needs_gradient_training(self) -> TrainConfig:
+        if self.augment is not None and self.model.kind == "pca":
+            raise ValueError("augment applies to vae/ae training; PCA is fitted once on the images as stored")
+        return self
 
     @field_validator("device")
     @classmethod

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vaedx.data.augment import random_affine
 from vaedx.data.store import TensorStore
 from vaedx.errors import InputError, VaedxError
 from vaedx.models.registry import build_model
@@ -170,12 +171,13 @@ class TorchTrainer:
         cfg, dev, rt = self.cfg, self.rt.device, self.rt
         self.model.train()
         torch.manual_seed(derive_seed(cfg.seed, epoch, rt.rank, 0x5EED))
+        aug_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, rt.rank, 0xA06))
         self.reporter.start_epoch(epoch, cfg.epochs, self.steps_per_epoch)
         sums, seen, lr = np.zeros(3), 0, self.opt.param_groups[0]["lr"]
         t0 = time.perf_counter()
         beta = 0.0
         for step, (rows, xb) in enumerate(self.train_reader.epoch(epoch, pin=dev.type == "cuda"), start=1):
-            x = xb.to(dev, non_blocking=True)
+            x = random_affine(xb.to(dev, non_blocking=True), cfg.augment, aug_gen)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             beta = self._beta()
