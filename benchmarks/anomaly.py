@@ -1,6 +1,8 @@
 """Reproduce the anomaly-detection tables: PneumoniaMNIST (image level) and LGG FLAIR (pixel level).
 
 Run: ``.venv/bin/python benchmarks/anomaly.py --out /tmp/vaedx_bench [--quick] [--restoration-steps 30]``.
+LGG VAE and AE train with the same recipe: 300 epochs, cosine schedule, training-time augmentation
+(``--lgg-epochs``, ``--no-augment`` change it; the run folders are named after the recipe).
 Models (VAE, AE of the same size, PCA) are trained on normal training images only (LGG: tumour-free slices
 of the training patients); thresholds are calibrated on validation normals (pixel threshold: best Dice on
 val); ``--split test`` (default) is scored and evaluated with patient-level bootstrap CIs. The LGG patient
@@ -115,10 +117,14 @@ def main() -> None:
     ap.add_argument("--only", choices=("pneumonia", "lgg"), default=None)
     ap.add_argument("--split", choices=("test", "val"), default="test", help="Split to evaluate.")
     ap.add_argument("--lgg-size", type=int, default=64, help="LGG slice size (64: chosen for CPU time).")
+    ap.add_argument("--lgg-epochs", type=int, default=300, help="LGG VAE/AE epochs.")
+    ap.add_argument(
+        "--no-augment", action="store_true", help="LGG VAE/AE without training-time augmentation."
+    )
     args = ap.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    ep_p, ep_l = (2, 1) if args.quick else (30, 50)
+    ep_p, ep_l = (2, 1) if args.quick else (30, args.lgg_epochs)
     restoration = {"steps": args.restoration_steps, "batch_size": 16} if args.restoration_steps else None
 
     if args.only in (None, "pneumonia"):
@@ -149,18 +155,23 @@ def main() -> None:
             pats = sorted(set(ts.patient_ids[ts.select(split=split)]))
             console.print(f"LGG {split} patients ({len(pats)}): {', '.join(map(str, pats))}")
         m = {"latent_dim": 64, "widths": [16, 32, 64, 128], "scheduler": "cosine"}
+        aug = not args.no_augment
+        recipe = f"e{ep_l}{'a' if aug else ''}"  # the run folder names the recipe, so runs are not mixed up
         runs = {
-            k: _train(out / f"{name}_store", out / f"{name}_{k}", k, "no_tumour", ep_l, **m)
+            k: _train(
+                out / f"{name}_store", out / f"{name}_{k}_{recipe}", k, "no_tumour", ep_l,
+                **m, **({"augment": True} if aug and k != "pca" else {}),
+            )  # fmt: skip
             for k in ("pca", "ae", "vae")
         }
-        scorers = ["residual", "residual_signed", "ssim", "ssim_l1", "elbo", "grad_elbo", "combi"]
-        scorers.append("intensity")
+        scorers = ["residual", "residual_signed", "residual_intensity", "ssim", "ssim_l1", "elbo"]
+        scorers += ["grad_elbo", "combi", "intensity"]
         opts = {s: dict(LGG_IMAGE) for s in scorers if s != "elbo"}
         if restoration:
             scorers.insert(-1, "restoration")
             opts["restoration"] = {**restoration, **LGG_IMAGE}
         rows = _run(
-            name,
+            f"{name}_{recipe}",
             out / f"{name}_store",
             runs,
             out,
@@ -171,9 +182,9 @@ def main() -> None:
             max_overlays=20,
         )
         title = f"LGG FLAIR {size}x{size} {args.split} patients ({LGG_POST}, top-1% image score)"
-        title += f", {ep_l} epochs"
+        title += f", {ep_l} epochs{' with augmentation' if aug else ''}"
         _print(rows, PIXEL_COLS, title)
-        _paired(name, out / f"{name}_store", out, args.split, rows)
+        _paired(f"{name}_{recipe}", out / f"{name}_store", out, args.split, rows)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,19 @@ def test_signed_residual_ignores_a_dark_square(ae, batch):
     assert signed[:, mask].max() == 0.0
 
 
+def test_intensity_weighted_residual_is_signed_residual_times_the_image(ae, batch):
+    x, mask = with_square(batch, 0.95)
+    signed = sc.build_scorer("residual_signed", ae).score(x).maps
+    weighted = sc.build_scorer("residual_intensity", ae).score(x).maps
+    np.testing.assert_allclose(weighted, signed * x[:, 0].numpy(), rtol=1e-5, atol=1e-7)
+    # a dark lesion scores nothing; a bright one keeps most of its signed residual
+    dark, dmask = with_square(batch, 0.0)
+    assert sc.build_scorer("residual_intensity", ae).score(dark).maps[:, dmask].max() == 0.0
+    assert weighted[:, mask].mean() > 0.9 * signed[:, mask].mean()
+    with pytest.raises(ConfigError, match="fixes"):
+        sc.build_scorer("residual_intensity", ae, intensity_weight=False)
+
+
 def test_l2_residual_is_square_of_l1(ae, batch):
     l1 = sc.ResidualScorer(ae, norm="l1").score(batch).maps
     l2 = sc.ResidualScorer(ae, norm="l2").score(batch).maps
@@ -370,7 +383,8 @@ def test_uncertainty_variance_is_nonnegative_and_zero_for_a_deterministic_model(
 # ---------------------------------------------------------------------------------------- registry, errors
 def test_registry_and_available_scorers(vae, ae, pca):
     assert sc.available_scorers(vae) == list(sc.SCORER_NAMES)
-    assert sc.available_scorers(pca) == ["residual", "residual_signed", "ssim", "ssim_l1", "intensity"]
+    recon = ["residual", "residual_signed", "residual_intensity", "ssim", "ssim_l1", "intensity"]
+    assert sc.available_scorers(pca) == recon
     assert sc.available_scorers(ae) == sc.available_scorers(pca)
     assert sc.available_scorers(None) == ["intensity"]
     for name in sc.SCORER_NAMES:

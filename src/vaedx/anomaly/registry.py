@@ -32,6 +32,7 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {
     "residual": _Entry(ResidualScorer, {"signed": False}, {}, "recon"),
     "residual_signed": _Entry(ResidualScorer, {"signed": True}, {}, "recon"),
+    "residual_intensity": _Entry(ResidualScorer, {"signed": True, "intensity_weight": True}, {}, "recon"),
     "ssim": _Entry(SSIMScorer, {"l1_weight": 0.0}, {}, "recon"),
     "ssim_l1": _Entry(SSIMScorer, {}, {"l1_weight": 0.5}, "recon"),
     "elbo": _Entry(ELBOScorer, {}, {}, "vae"),

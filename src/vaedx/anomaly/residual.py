@@ -16,22 +16,38 @@ class ResidualScorer(BaseScorer):
 
     ``signed=True`` keeps only x - x_hat > 0: lesions that are hyper-intense (e.g. in FLAIR) are brighter than
     the healthy reconstruction, while dark residuals there are mostly blurred edges and CSF.
+    ``intensity_weight=True`` multiplies the residual by the image itself: a pixel scores high only when it is
+    both bright and not explained by the healthy model. Why: on FLAIR the intensity alone is a strong
+    detector whose false positives are healthy bright tissue (cortex, CSF artefacts) that the model does
+    reconstruct, while the residual's false positives are dark, blurred edges; the product keeps what the two
+    agree on. It is a hybrid of the model and the intensity baseline and is reported as such.
     """
 
     name = "residual"
 
-    def __init__(self, model: Any, norm: str = "l1", signed: bool = False, **opts: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        norm: str = "l1",
+        signed: bool = False,
+        intensity_weight: bool = False,
+        **opts: Any,
+    ) -> None:
         super().__init__(model, **opts)
         if norm not in ("l1", "l2"):
             raise ConfigError(f"norm must be 'l1' or 'l2', got '{norm}'")
-        self.norm, self.signed = norm, signed
+        self.norm, self.signed, self.intensity_weight = norm, signed, intensity_weight
         self.name = "residual_signed" if signed else "residual"
+        if intensity_weight:
+            self.name = "residual_intensity"
 
     def _score_batch(self, x: torch.Tensor, generator: torch.Generator) -> _Batch:
         x_hat = reconstruct(self.model, x)
         r = x - x_hat
         r = r.clamp(min=0) if self.signed else r.abs()
         r = r**2 if self.norm == "l2" else r
+        if self.intensity_weight:
+            r = r * x.clamp(min=0)
         return _Batch(self._reduce(r), extra=self._recon_extra(x_hat))
 
 

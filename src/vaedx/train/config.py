@@ -90,8 +90,11 @@ def describe_validation_error(e: ValidationError) -> str:
     parts = []
     for err in e.errors()[:3]:
         loc = ".".join(str(p) for p in err["loc"]) or "config"
-        got = f" (got {err['input']!r})" if err.get("type") != "missing" and "input" in err else ""
-        parts.append(f"{loc}: {err['msg']}{got}"[:200])
+        # a whole-config check (no loc) would echo the entire config as its input: leave that out
+        shown = err.get("type") != "missing" and "input" in err and bool(err["loc"])
+        got = f" (got {err['input']!r})" if shown else ""
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}{got}"[:200])
     return "; ".join(parts)
 
 
