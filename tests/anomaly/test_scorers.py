@@ -360,6 +360,16 @@ def test_restoration_lowers_the_objective_and_restores_towards_lower_neg_elbo(va
     assert (result.maps[:, mask].mean(1) > 1.8 * result.maps[:, ~mask].mean(1)).all()
 
 
+def test_signed_restoration_keeps_only_what_was_darkened(vae, batch):
+    x, _ = with_square(batch, 0.95)
+    both = sc.RestorationScorer(vae, steps=10, lr=1e-2, lam=4.0).score(x)
+    signed = sc.RestorationScorer(vae, steps=10, lr=1e-2, lam=4.0, signed=True).score(x)
+    change = x[:, 0].numpy() - np.asarray(both.extra["restored"])[:, 0]
+    np.testing.assert_allclose(signed.maps, np.clip(change, 0, None), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(both.maps, np.abs(change), rtol=1e-5, atol=1e-6)
+    assert (change < 0).any()  # there was something to drop
+
+
 @pytest.mark.parametrize("data_term", ["l1", "tv"])
 def test_restoration_never_returns_a_worse_image(data_term, vae, batch):
     """Healthy images sit near the optimum; Adam's first steps overshoot, the best iterate is kept."""

@@ -20,7 +20,9 @@ class RestorationScorer(BaseScorer):
     in intensity units whatever the likelihood's scale; its first steps can overshoot on already-healthy
     images, so each image keeps its lowest-objective iterate (never worse than x itself). ``lam`` trades
     against the NLL's pixel weight (1/sigma^2 for a Gaussian), so tune it per model on healthy validation
-    images, as the paper does; TV leaves a global intensity shift free, L1 does not. ``extra``: restored
+    images, as the paper does; TV leaves a global intensity shift free, L1 does not. ``signed=True`` keeps
+    only x - x_r > 0 (what the restoration had to darken), as ``residual_signed`` does for hyper-intense
+    lesions. ``extra``: restored
     images (N,C,H,W), the objective per step (N, steps + 1) and the best objective reached (N,).
     """
 
@@ -34,6 +36,7 @@ class RestorationScorer(BaseScorer):
         lr: float = 5e-3,
         lam: float = 1.0,
         data_term: str = "tv",
+        signed: bool = False,
         **opts: Any,
     ) -> None:
         _require_vae(model, "restoration")
@@ -43,6 +46,7 @@ class RestorationScorer(BaseScorer):
         if data_term not in ("tv", "l1"):
             raise ConfigError(f"data_term must be 'tv' or 'l1', got '{data_term}'")
         self.steps, self.lr, self.lam, self.data_term = steps, lr, lam, data_term
+        self.signed = signed
 
     def _data_term(self, d: torch.Tensor) -> torch.Tensor:
         if self.data_term == "l1":
@@ -66,7 +70,8 @@ class RestorationScorer(BaseScorer):
             if step < self.steps:
                 (x_r.grad,) = torch.autograd.grad(obj.sum(), x_r)  # weights stay frozen: no .backward()
                 opt.step()
-        m = self._reduce((x - best).abs())
+        change = x - best
+        m = self._reduce(change.clamp(min=0) if self.signed else change.abs())
         extra = {"restored": best, "objective": torch.stack(history, dim=1), "best_objective": best_obj}
         return _Batch(m, extra=extra)
 
