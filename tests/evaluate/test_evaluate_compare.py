@@ -13,9 +13,9 @@ from test_evaluate_anomaly import _toy
 from vaedx.anomaly.detect import Scored, write_scores_csv
 from vaedx.cli import main
 from vaedx.errors import ConfigError, InputError
-from vaedx.evaluate.bootstrap import bootstrap_paired, bootstrap_pixel_paired
+from vaedx.evaluate.bootstrap import bootstrap_dice_paired, bootstrap_paired, bootstrap_pixel_paired
 from vaedx.evaluate.compare import Side, compare_scorers
-from vaedx.evaluate.metrics import auprc, auroc, pixel_auprc
+from vaedx.evaluate.metrics import auprc, auroc, dice_at_threshold, dice_counts, pixel_auprc
 
 
 def _second(pred: Path, dest: Path, scores: np.ndarray, maps: np.ndarray, name: str = "other") -> Path:
@@ -67,6 +67,28 @@ def test_pixel_paired_matches_the_exact_pixel_metrics():
         bootstrap_pixel_paired("auprc", sharp, blurry[:5], masks)
 
 
+def test_paired_dice_by_hand_and_from_maps():
+    # A: 2 * (2 + 0 + 1 + 0) / (4 + 2 + 2 + 0) = 0.75; B: 2 * 1 / (4 + 1 + 2 + 0) = 2 / 7
+    a, b = ([2, 0, 1, 0], [4, 2, 2, 0]), ([1, 0, 0, 0], [4, 1, 2, 0])
+    d = bootstrap_dice_paired(a, b, groups=np.array([0, 0, 1, 1]), n_boot=200)
+    assert d.point == pytest.approx(0.75 - 2 / 7)
+    assert d.low <= d.point <= d.high
+    back = bootstrap_dice_paired(b, a, groups=np.array([0, 0, 1, 1]), n_boot=200)
+    assert (back.low, back.high) == pytest.approx((-d.high, -d.low))  # same resamples, mirrored
+    same = bootstrap_dice_paired(a, a, n_boot=50)
+    assert (same.point, same.low, same.high, same.p_not_better) == (0.0, 0.0, 0.0, 1.0)
+    # counts from maps reproduce the exact global Dice at each side's own threshold
+    rng = np.random.default_rng(3)
+    masks = np.zeros((6, 8, 8), np.uint8)
+    masks[3:, 2:6, 2:6] = 1
+    maps_a, maps_b = masks + rng.normal(0, 0.3, masks.shape), masks + rng.normal(0, 0.8, masks.shape)
+    d = bootstrap_dice_paired(dice_counts(maps_a, masks, 0.5), dice_counts(maps_b, masks, 0.7), n_boot=100)
+    exact = dice_at_threshold(maps_a, masks, 0.5) - dice_at_threshold(maps_b, masks, 0.7)
+    assert d.point == pytest.approx(exact) and d.point > 0
+    with pytest.raises(InputError, match="one value per image"):
+        bootstrap_dice_paired(a, ([1], [2]))
+
+
 def test_compare_two_detect_folders_and_the_cli(tmp_path, capsys):
     pred, store = _toy(tmp_path)  # scorer "toy": AUROC 14/16, perfect pixel maps
     perfect = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
@@ -77,6 +99,10 @@ def test_compare_two_detect_folders_and_the_cli(tmp_path, capsys):
     assert diffs["auroc"].point == pytest.approx(1 - 14 / 16)
     assert diffs["pixel_auroc"].point < 0  # the toy maps are perfect, the noisy ones are not
     assert res["a"] == "pred2:other" and res["n_images"] == 8
+    assert diffs["dice_val_threshold"] is None  # "other" was never calibrated, so it has no pixel threshold
+    assert "no pixel threshold" in res["undefined"]["dice_val_threshold"]
+    self_cmp = compare_scorers(Side.parse(f"{pred}:toy"), Side.parse(f"{pred}:toy"), store, n_boot=50)
+    assert self_cmp["differences"]["dice_val_threshold"].point == 0.0
     out = tmp_path / "cmp.json"
     code = main(["evaluate", "compare", "--a", f"{other}:other", "--b", f"{pred}:toy", "--truth", str(store),
                  "--n-boot", "100", "--out", str(out)])  # fmt: skip

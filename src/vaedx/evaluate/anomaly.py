@@ -24,6 +24,7 @@ from vaedx.evaluate.metrics import (
     auroc,
     best_dice,
     dice_at_threshold,
+    dice_counts,
     fpr_at_tpr,
     pixel_auprc,
     pixel_auroc,
@@ -89,11 +90,7 @@ def pixel_metrics(
             "no pixel threshold calibrated on val",
         )
     else:
-        pred, gt = maps > pixel_threshold, masks.astype(bool)
-        if valid is not None:
-            pred, gt = pred & valid, gt & valid
-        inter = (pred & gt).reshape(len(gt), -1).sum(1)
-        den = pred.reshape(len(gt), -1).sum(1) + gt.reshape(len(gt), -1).sum(1)
+        inter, den = dice_counts(maps, masks, pixel_threshold, valid)
         point = dice_at_threshold(maps, masks, pixel_threshold, valid)
         ci = bootstrap_ci(_global_dice, inter, den, groups=groups, n_boot=n_boot, seed=seed)
         out["dice_val_threshold"] = BootstrapCI(point, ci.low, ci.high, ci.n_boot, ci.n_skipped, ci.alpha)

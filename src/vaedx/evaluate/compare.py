@@ -17,7 +17,13 @@ import numpy as np
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, InputError
 from vaedx.evaluate.anomaly import Prediction, read_prediction
-from vaedx.evaluate.bootstrap import PairedDifference, bootstrap_paired, bootstrap_pixel_paired
+from vaedx.evaluate.bootstrap import (
+    PairedDifference,
+    bootstrap_dice_paired,
+    bootstrap_paired,
+    bootstrap_pixel_paired,
+)
+from vaedx.evaluate.metrics import dice_counts
 
 
 @dataclass(frozen=True)
@@ -42,8 +48,8 @@ def compare_scorers(
 ) -> dict[str, Any]:
     """{"a", "b", "n_images", "unit", "differences": {metric: PairedDifference | None}, "undefined": {...}}.
 
-    Image AUROC/AUPRC always; pixel AUROC/AUPRC too when the store has masks. Both folders must score the
-    same store rows in the same order.
+    Image AUROC/AUPRC always; pixel AUROC/AUPRC and Dice at each side's validation-chosen pixel threshold
+    too when the store has masks. Both folders must score the same store rows in the same order.
     """
     store = truth if isinstance(truth, TensorStore) else TensorStore.open(truth)
     pa, pb = read_prediction(a.pred, store), read_prediction(b.pred, store)
@@ -92,6 +98,19 @@ def _pixel(
             diffs[key] = bootstrap_pixel_paired(metric, ma, mb, masks, va, vb, pa.groups, n_boot, seed=seed)
         except InputError as e:
             diffs[key], undefined[key] = None, e.problem
+    thr_a, thr_b = _pixel_threshold(pa, a.scorer), _pixel_threshold(pb, b.scorer)
+    if thr_a is None or thr_b is None:
+        diffs["dice_val_threshold"] = None
+        undefined["dice_val_threshold"] = "no pixel threshold calibrated on val for one side"
+    else:
+        ca, cb = dice_counts(ma, masks, thr_a, va), dice_counts(mb, masks, thr_b, vb)
+        diffs["dice_val_threshold"] = bootstrap_dice_paired(ca, cb, pa.groups, n_boot, seed=seed)
+
+
+def _pixel_threshold(p: Prediction, scorer: str) -> float | None:
+    """The pixel threshold detect used (calibrated at the best Dice on the validation split)."""
+    value = ((p.meta.get("thresholds") or {}).get(scorer) or {}).get("pixel_threshold")
+    return None if value is None else float(value)
 
 
 def comparison_row(result: dict[str, Any]) -> dict[str, Any]:

@@ -377,6 +377,27 @@ def dice_at_threshold(
     return dice(m > threshold, masks, valid)
 
 
+def dice_counts(
+    maps: ArrayLike, masks: ArrayLike, threshold: float, valid: ArrayLike | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: (|pred & gt|, |pred| + |gt|) for ``maps > threshold``, inside ``valid`` when given.
+
+    Global Dice over any set of images is 2 * sum(first) / sum(second), which is what the bootstraps
+    resample: whole images (or patients) are drawn and their counts summed.
+    """
+    m = _squeeze_channel(np.asarray(maps))
+    check_finite(m, "maps")
+    pred, gt = m > threshold, np.asarray(masks).astype(bool)
+    if gt.shape != pred.shape:
+        raise InputError(f"maps {pred.shape} and masks {gt.shape} differ in shape")
+    if valid is not None:
+        v = np.asarray(valid).astype(bool)
+        pred, gt = pred & v, gt & v
+    n = len(gt)
+    inter = (pred & gt).reshape(n, -1).sum(1)
+    return inter, pred.reshape(n, -1).sum(1) + gt.reshape(n, -1).sum(1)
+
+
 def best_dice(
     maps: ArrayLike, masks: ArrayLike, n_thresholds: int = 256, valid: ArrayLike | None = None
 ) -> tuple[float, float]:
