@@ -37,14 +37,13 @@ from vaedx.diagnose.torchfit import (
     load_rows,
     make_schedule,
     model_config_for,
-    read_net_json,
-    save_net,
     torch_threads,
     val_rows,
 )
 from vaedx.errors import ConfigError, InputError
 from vaedx.models.config import ModelConfig
 from vaedx.models.vae import ConvAE
+from vaedx.train.checkpoint import read_net_json, save_net
 from vaedx.train.data import derive_seed
 
 SUPERVISED_FORMAT = "vaedx-supervised-1"
@@ -274,7 +273,7 @@ def load_supervised(directory: str | Path, device: str | torch.device = "cpu") -
     from vaedx.train import checkpoint as ck
 
     d = Path(directory)
-    doc = read_net_json(d / SUPERVISED_JSON, SUPERVISED_FORMAT, "supervised CNN")
+    doc = read_net_json(d / SUPERVISED_JSON, SUPERVISED_FORMAT, "a supervised CNN")
     try:
         cfg = ModelConfig.model_validate(doc["model"])
         pre = PreprocessConfig.model_validate(doc["preprocess"])

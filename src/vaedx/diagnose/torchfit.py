@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from vaedx.data.store import TensorStore
-from vaedx.errors import ConfigError, InputError, ModelMismatchError
+from vaedx.errors import ConfigError, ModelMismatchError
 from vaedx.evaluate.metrics import auroc, multiclass_report
 from vaedx.models.config import ModelConfig
 from vaedx.train.data import RowView
@@ -172,25 +171,3 @@ def fit_epochs(
     return best.epoch
 
 
-def save_net(
-    directory: Path, net: torch.nn.Module, fmt: str, files: tuple[str, str], doc: dict[str, Any]
-) -> Path:
-    """Weights to ``files[1]`` (safetensors), then ``doc`` + format + the weights' sha256 to ``files[0]``."""
-    from vaedx.atomic import atomic_write, atomic_write_json
-    from vaedx.train import checkpoint as ck
-
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / files[1]
-    atomic_write(weights, lambda p: ck.save_tensors(p, net.state_dict(), {"format": fmt}))
-    atomic_write_json(directory / files[0], {"format": fmt, **doc, "sha256": ck.sha256(weights)})
-    return directory
-
-
-def read_net_json(path: Path, fmt: str, what: str) -> dict[str, Any]:
-    """The JSON written by :func:`save_net`; another format is an InputError naming the file."""
-    from vaedx.train import checkpoint as ck
-
-    doc = ck.read_json(path)
-    if doc.get("format") != fmt:
-        raise InputError(f"not a {what} of format {fmt} (found {doc.get('format')!r})", path)
-    return doc

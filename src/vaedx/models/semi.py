@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from vaedx.atomic import atomic_write, atomic_write_json
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.errors import ConfigError, InputError
 from vaedx.models.base import ModelOutput
@@ -199,28 +198,15 @@ def save_semi(
     """``model.safetensors`` (weights) + ``semi.json`` (config, preprocessing, checksum, ``meta``)."""
     from vaedx.train import checkpoint as ck
 
-    d = Path(directory)
-    atomic_write(d / SEMI_WEIGHTS, lambda p: ck.save_tensors(p, model.state_dict(), {"format": SEMI_FORMAT}))
-    doc = {
-        "format": SEMI_FORMAT,
-        "semi": config.model_dump(mode="json"),
-        "preprocess": preprocess.model_dump(mode="json"),
-        "sha256": ck.sha256(d / SEMI_WEIGHTS),
-        **meta,
-    }
-    atomic_write_json(d / SEMI_JSON, doc)
-    return d
+    doc = {"semi": config.model_dump(mode="json"), "preprocess": preprocess.model_dump(mode="json"), **meta}
+    return ck.save_net(Path(directory), model, SEMI_FORMAT, (SEMI_JSON, SEMI_WEIGHTS), doc)
 
 
 def load_semi(directory: str | Path, device: str | torch.device = "cpu") -> LoadedSemi:
     from vaedx.train import checkpoint as ck
 
     d = Path(directory)
-    doc = ck.read_json(d / SEMI_JSON)
-    if doc.get("format") != SEMI_FORMAT:
-        raise InputError(
-            f"not an M2 model of format {SEMI_FORMAT} (found {doc.get('format')!r})", d / SEMI_JSON
-        )
+    doc = ck.read_net_json(d / SEMI_JSON, SEMI_FORMAT, "an M2 model")
     try:
         cfg = SemiConfig.model_validate(doc["semi"])
         pre = PreprocessConfig.model_validate(doc["preprocess"])
