@@ -23,8 +23,8 @@ from vaedx.evaluate.metrics import (
     auprc,
     auroc,
     best_dice,
-    dice_at_threshold,
     dice_counts,
+    dice_from_counts,
     fpr_at_tpr,
     pixel_auprc,
     pixel_auroc,
@@ -45,8 +45,7 @@ def _ci(fn: Any, y: np.ndarray, s: np.ndarray, groups: np.ndarray | None, n_boot
 
 
 def _global_dice(inter: np.ndarray, den: np.ndarray) -> float:
-    total = float(den.sum())
-    return 1.0 if total == 0 else 2.0 * float(inter.sum()) / total
+    return float(dice_from_counts(inter.sum(), den.sum()))
 
 
 def image_metrics(
@@ -91,7 +90,7 @@ def pixel_metrics(
         )
     else:
         inter, den = dice_counts(maps, masks, pixel_threshold, valid)
-        point = dice_at_threshold(maps, masks, pixel_threshold, valid)
+        point = _global_dice(inter, den)
         ci = bootstrap_ci(_global_dice, inter, den, groups=groups, n_boot=n_boot, seed=seed)
         out["dice_val_threshold"] = BootstrapCI(point, ci.low, ci.high, ci.n_boot, ci.n_skipped, ci.alpha)
     out["best_dice_optimistic"] = best_dice(maps, masks, valid=valid)[0]
@@ -128,6 +127,11 @@ class Prediction:
             raise InputError(f"maps for scorer '{name}' missing", path)
         return np.load(path).astype(np.float32)
 
+    def pixel_threshold(self, name: str) -> float | None:
+        """The pixel threshold detect used for ``name`` (best Dice on the validation split), if any."""
+        value = ((self.meta.get("thresholds") or {}).get(name) or {}).get("pixel_threshold")
+        return None if value is None else float(value)
+
     def valid(self) -> np.ndarray | None:
         path = self.path / "maps" / "valid.npy"
         return np.load(path) if path.is_file() else None
@@ -161,7 +165,6 @@ def evaluate_anomaly(
     """Metrics per scorer from a detect folder ``pred`` and the store ``truth`` it was run on."""
     p = read_prediction(pred, truth)
     store, idx, labelled, y, groups, normal = p.store, p.index, p.labelled, p.y, p.groups, p.normal
-    thresholds = p.meta.get("thresholds") or {}
     has_masks = store.masks is not None
     masks = np.asarray(store.masks[idx, 0]) if has_masks else None
     valid = p.valid()
@@ -183,7 +186,7 @@ def evaluate_anomaly(
             if maps.shape != masks.shape:
                 where = p.path / "maps" / f"{name}.npy"
                 raise InputError(f"maps have shape {maps.shape} but the masks {masks.shape}", where)
-            pixel_thr = (thresholds.get(name) or {}).get("pixel_threshold")
+            pixel_thr = p.pixel_threshold(name)
             pv, pr = pixel_metrics(maps, masks, valid, pixel_thr, groups, n_boot, seed)
             values, reasons = {**values, **pv}, {**reasons, **pr}
         result["scorers"][name] = {"metrics": values, "undefined": reasons}

@@ -346,11 +346,6 @@ def bootstrap_pixel_paired(
     return _paired(float(a) - float(b), np.concatenate(diffs), n_boot, alpha)
 
 
-def _global_dice_rows(inter: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """Global Dice per resample from summed counts; 1 where there is no pixel at all (empty = perfect)."""
-    return np.where(den > 0, 2.0 * inter / np.maximum(den, 1), 1.0)
-
-
 def bootstrap_dice_paired(
     counts_a: tuple[ArrayLike, ArrayLike],
     counts_b: tuple[ArrayLike, ArrayLike],
@@ -369,10 +364,10 @@ def bootstrap_dice_paired(
     ib, db = (np.asarray(v, dtype=np.float64) for v in counts_b)
     if not (ia.shape == da.shape == ib.shape == db.shape) or ia.ndim != 1 or ia.size == 0:
         raise InputError(f"Dice counts need one value per image on both sides, got {ia.shape}, {ib.shape}")
-    point = float(_global_dice_rows(ia.sum(), da.sum()) - _global_dice_rows(ib.sum(), db.sum()))
+    point = float(metrics.dice_from_counts(ia.sum(), da.sum()) - metrics.dice_from_counts(ib.sum(), db.sum()))
     rng = np.random.default_rng(seed)
     diffs = [
-        _global_dice_rows(c @ ia, c @ da) - _global_dice_rows(c @ ib, c @ db)
+        metrics.dice_from_counts(c @ ia, c @ da) - metrics.dice_from_counts(c @ ib, c @ db)
         for c in _count_chunks(len(ia), groups, n_boot, rng)
     ]
     return _paired(point, np.concatenate(diffs), n_boot, alpha)

@@ -98,19 +98,13 @@ def _pixel(
             diffs[key] = bootstrap_pixel_paired(metric, ma, mb, masks, va, vb, pa.groups, n_boot, seed=seed)
         except InputError as e:
             diffs[key], undefined[key] = None, e.problem
-    thr_a, thr_b = _pixel_threshold(pa, a.scorer), _pixel_threshold(pb, b.scorer)
+    thr_a, thr_b = pa.pixel_threshold(a.scorer), pb.pixel_threshold(b.scorer)
     if thr_a is None or thr_b is None:
         diffs["dice_val_threshold"] = None
         undefined["dice_val_threshold"] = "no pixel threshold calibrated on val for one side"
     else:
         ca, cb = dice_counts(ma, masks, thr_a, va), dice_counts(mb, masks, thr_b, vb)
         diffs["dice_val_threshold"] = bootstrap_dice_paired(ca, cb, pa.groups, n_boot, seed=seed)
-
-
-def _pixel_threshold(p: Prediction, scorer: str) -> float | None:
-    """The pixel threshold detect used (calibrated at the best Dice on the validation split)."""
-    value = ((p.meta.get("thresholds") or {}).get(scorer) or {}).get("pixel_threshold")
-    return None if value is None else float(value)
 
 
 def comparison_row(result: dict[str, Any]) -> dict[str, Any]:

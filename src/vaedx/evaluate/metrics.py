@@ -362,9 +362,18 @@ def dice_per_image(pred: ArrayLike, masks: ArrayLike, valid: ArrayLike | None = 
     p, g = _dice_counts(pred, masks, valid)
     if p.ndim < 2:
         raise InputError(f"pred must be (N, H, W), got shape {p.shape}")
+    return dice_from_counts(*_per_image_counts(p, g))
+
+
+def _per_image_counts(p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(|P∩G|, |P|+|G|) of each image of binary (N, ...) arrays."""
     p, g = p.reshape(len(p), -1), g.reshape(len(g), -1)
-    inter = (p & g).sum(axis=1)
-    den = p.sum(axis=1) + g.sum(axis=1)
+    return (p & g).sum(axis=1), p.sum(axis=1) + g.sum(axis=1)
+
+
+def dice_from_counts(inter: ArrayLike, den: ArrayLike) -> np.ndarray:
+    """2·inter/den elementwise, 1.0 where den is 0 (nothing predicted, nothing there: perfect)."""
+    inter, den = np.asarray(inter), np.asarray(den)
     return np.where(den == 0, 1.0, 2.0 * inter / np.maximum(den, 1))
 
 
@@ -382,20 +391,12 @@ def dice_counts(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per image: (|pred & gt|, |pred| + |gt|) for ``maps > threshold``, inside ``valid`` when given.
 
-    Global Dice over any set of images is 2 * sum(first) / sum(second), which is what the bootstraps
-    resample: whole images (or patients) are drawn and their counts summed.
+    Global Dice over any set of images is :func:`dice_from_counts` of the summed counts, which is what the
+    bootstraps resample: whole images (or patients) are drawn and their counts summed.
     """
     m = _squeeze_channel(np.asarray(maps))
     check_finite(m, "maps")
-    pred, gt = m > threshold, np.asarray(masks).astype(bool)
-    if gt.shape != pred.shape:
-        raise InputError(f"maps {pred.shape} and masks {gt.shape} differ in shape")
-    if valid is not None:
-        v = np.asarray(valid).astype(bool)
-        pred, gt = pred & v, gt & v
-    n = len(gt)
-    inter = (pred & gt).reshape(n, -1).sum(1)
-    return inter, pred.reshape(n, -1).sum(1) + gt.reshape(n, -1).sum(1)
+    return _per_image_counts(*_dice_counts(m > threshold, masks, valid))
 
 
 def best_dice(
