@@ -20,17 +20,17 @@ from pathlib import Path
 from rich.console import Console
 
 import vaedx
+from vaedx.anomaly.detect import detect
 from vaedx.anomaly.registry import available_scorers
-from vaedx.anomaly.run import detect
-from vaedx.api import load_model
 from vaedx.data.index import index_source
+from vaedx.data.locate import find_data_file
 from vaedx.data.manifest import write_manifest
 from vaedx.data.prepare import build_config, prepare
 from vaedx.data.store import TensorStore
 from vaedx.evaluate.anomaly import evaluate_anomaly, table_rows, undefined_notes
 from vaedx.evaluate.compare import Side, compare_scorers, comparison_row
 from vaedx.evaluate.tables import format_table, to_markdown
-from vaedx.paths import find_data_file
+from vaedx.runs.loaded import load_model
 
 console = Console()
 IMAGE_COLS = ("model", "scorer", "AUROC", "AUPRC", "FPR@95TPR")

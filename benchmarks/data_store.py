@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from vaedx.data.index import index_source
+from vaedx.data.locate import find_data_file
 from vaedx.data.manifest import write_manifest
 from vaedx.data.prepare import build_config, prepare
 from vaedx.data.store import TensorStore
-from vaedx.paths import find_data_file
 
 
 def open_and_first_batch(store_dir: Path, batch: int) -> tuple[float, tuple[int, ...]]:

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaedx.data.locate import find_data_file
 from vaedx.data.prepare import build_config, prepare
 from vaedx.data.store import TensorStore
 from vaedx.diagnose.calibration import ThresholdRule
@@ -44,8 +45,7 @@ from vaedx.diagnose.fit import fit_diagnosis, split_probabilities
 from vaedx.diagnose.study import label_fraction_study, split_metrics, summarise
 from vaedx.diagnose.supervised import train_supervised
 from vaedx.evaluate.diagnosis import evaluate_probabilities
-from vaedx.evaluate.metrics import binary_report
-from vaedx.paths import find_data_file
+from vaedx.metrics.measures import binary_report
 
 ANCHORS = [("ResNet-18 (28) [MedMNIST v2]", 0.944, 0.854), ("ResNet-50 (224) [MedMNIST v2]", 0.962, 0.884)]
 ARCH = {"widths": [16, 32, 64], "latent_dim": 32}  # VAE encoders and the supervised CNN (same encoder)
@@ -180,8 +180,8 @@ def best_encoder(out: Path, wait: float = 7200.0) -> str:
 # ----------------------------------------------------------------------------------------------- sections
 def finetuned(vae: Any, store: Path, run: Path, cfg: Cfg) -> Any:
     """``vaedx diagnose finetune`` on all training labels (reused across reruns like train_vae)."""
-    from vaedx.api import load_model
     from vaedx.diagnose.finetune import finetune_encoder
+    from vaedx.runs.loaded import load_model
 
     if (run / "finetune.json").exists():
         return load_model(run)

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from vaedx.api import LoadedModel, load_model, train
+from vaedx.data.locate import find_data_file
 from vaedx.data.prepare import build_config, prepare
 from vaedx.data.store import TensorStore
 from vaedx.models import ssim_map
-from vaedx.paths import find_data_file
 
 
 @dataclass

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from vaedx.paths import find_data_file
+from vaedx.data.locate import find_data_file
 
 
 def build_pipeline(out: Path, threads: int) -> Path:
     import vaedx
-    from vaedx.anomaly.run import detect
+    from vaedx.anomaly.detect import detect
     from vaedx.atomic import atomic_write_json
     from vaedx.cli import main
     from vaedx.data.prepare import build_config, prepare

@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaedx.data.locate import find_data_file
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import StoreWriter
 from vaedx.models import ModelConfig, build_model
-from vaedx.paths import find_data_file
-from vaedx.train.engine import run_training
+from vaedx.training.engine import run_training
 
 BATCH = 64
 SIGMA = 0.1  # ModelConfig default for the fixed-sigma Gaussian likelihood

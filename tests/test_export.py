@@ -20,10 +20,10 @@ import torch
 import vaedx
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import StoreWriter
-from vaedx.export import TorchScriptDeprecated, export_model
+from vaedx.export.exporter import TorchScriptDeprecated, export_model
 
 pytestmark = pytest.mark.filterwarnings(
-    "ignore::vaedx.export.TorchScriptDeprecated",
+    "ignore::vaedx.export.exporter.TorchScriptDeprecated",
     "ignore:`torch.jit.load` is deprecated:DeprecationWarning",
 )
 FAST = {"widths": [8, 16], "latent_dim": 4, "batch_size": 16, "lr": 3e-3, "num_threads": 1}

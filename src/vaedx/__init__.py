@@ -1,20 +1,23 @@
 """vaedx: variational autoencoders for medical image anomaly detection and diagnosis."""
 
-__version__ = "0.1.0"
+from vaedx.version import __version__ as __version__
+
+_API = ("train", "load_model", "LoadedModel")
 
 
 def __getattr__(name: str) -> object:
     """Lazy public API, so ``import vaedx`` stays fast and does not import torch.
 
-    ``vaedx.train`` resolves to the (callable) ``vaedx.train`` package, which runs :func:`vaedx.api.train`
-    when called; ``vaedx.load_model`` and ``vaedx.LoadedModel`` come from :mod:`vaedx.api`.
+    ``vaedx.train``, ``vaedx.load_model`` and ``vaedx.LoadedModel`` are the functions and class of
+    :mod:`vaedx.api` (the training code itself lives in the ``vaedx.training`` package, so the name
+    ``vaedx.train`` is free for the function).
     """
-    if name == "train":
-        import importlib
-
-        return importlib.import_module("vaedx.train")
-    if name in ("load_model", "LoadedModel"):
+    if name in _API:
         from vaedx import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'vaedx' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

@@ -1,100 +1,11 @@
-"""Python API: ``vaedx.train(store, out, **options)`` and ``vaedx.load_model(path)``.
+"""The notebook API: ``vaedx.train(store, out, **options)`` and ``vaedx.load_model(path)``.
 
-Why a separate module: notebooks and the other stages (anomaly scoring, diagnosis, serving) need a trained
-model plus the exact preprocessing and label names it was trained with, without knowing the checkpoint
-layout. Everything is read with safetensors/JSON, never unpickled.
+A facade over the layers below it, beside the CLI at the top: nothing inside vaedx imports it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from vaedx.runs.loaded import LoadedModel, load_model
+from vaedx.training.engine import train
 
-import torch
-from pydantic import ValidationError
-
-from vaedx.data.preprocess import PreprocessConfig
-from vaedx.errors import InputError
-from vaedx.models.baselines import PCABaseline
-from vaedx.models.registry import build_model
-from vaedx.train import checkpoint as ck
-from vaedx.train.config import TrainConfig, describe_validation_error
-
-
-@dataclass
-class LoadedModel:
-    """A trained model ready for inference (eval mode) with what is needed to feed it correctly."""
-
-    model: Any  # ConvVAE | ConvAE (torch, eval mode) | PCABaseline
-    config: TrainConfig
-    preprocess: PreprocessConfig
-    label_names: list[str]
-    path: Path
-    state: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def kind(self) -> str:
-        return self.config.model.kind
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return self.config.model.require_shape()
-
-    def require_decoder(self) -> None:
-        """Anomaly scores need a decoder matching the encoder; a run fine-tuned for diagnosis has none."""
-        tuned = self.meta.get("finetune")
-        if tuned:
-            raise InputError(
-                "this run's encoder was fine-tuned for diagnosis, so its decoder no longer matches it; "
-                f"score anomalies with the VAE it came from ({tuned.get('source')})",
-                self.path,
-            )
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a run folder (its best/ checkpoint, else last/) or one checkpoint folder."""
-    ckpt = ck.resolve_checkpoint(path)
-    cfg_file = ckpt / ck.CONFIG_FILE
-    meta = ck.read_run_config(cfg_file)
-    try:
-        cfg = TrainConfig.model_validate(meta["train"])
-        pre = PreprocessConfig.model_validate(meta["preprocess"])
-        labels = [str(n) for n in meta["label_names"]]
-    except ValidationError as e:
-        raise InputError(f"invalid run config ({describe_validation_error(e)})", cfg_file) from None
-    except KeyError as e:
-        raise InputError(f"run config lacks {e}", cfg_file) from None
-    state = ck.read_json(ckpt / ck.STATE_FILE)
-    expected = state.get("sha256", {}).get(ck.MODEL_FILE)
-    if cfg.model.kind == "pca":
-        if expected is not None and ck.sha256(ckpt / ck.MODEL_FILE) != expected:
-            raise InputError("checksum mismatch: the file was modified or truncated", ckpt / ck.MODEL_FILE)
-        model: Any = PCABaseline.load(ckpt)
-    else:
-        model = build_model(cfg.model)
-        ck.load_weights(model, ckpt / ck.MODEL_FILE, expected)
-        model = model.to(device).eval()
-    return LoadedModel(model, cfg, pre, labels, ckpt, state=state.get("run", {}), meta=meta)
-
-
-def train(
-    store: str | Path,
-    out: str | Path,
-    *,
-    config: str | Path | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    quiet: bool = True,
-    **overrides: Any,
-) -> LoadedModel:
-    """Train a model on a tensor store; options as in TrainConfig/ModelConfig (e.g. latent_dim=16, beta=2).
-
-    Returns the best checkpoint, loaded. ``config`` is an optional YAML file; keyword options override it.
-    """
-    from vaedx.train.engine import run_training
-
-    opts = {**overrides, "store": store, "out": out}
-    run_training(config, opts, resume=resume, overwrite=overwrite, quiet=quiet)
-    return load_model(out)
+__all__ = ["LoadedModel", "load_model", "train"]

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image as PILImage
 
 from lesion_stores import make_lesion_store
-from vaedx.anomaly.calibrate import CalibrationFile, calibrate
-from vaedx.anomaly.detect import PostSpec, Scored, merge_shards, run_scorers, save_shard, shard_slice
-from vaedx.anomaly.run import detect
+from vaedx.anomaly.calibration import CalibrationFile, calibrate
+from vaedx.anomaly.detect import detect
+from vaedx.anomaly.scoring import PostSpec, Scored, merge_shards, run_scorers, save_shard, shard_slice
 from vaedx.cli import main
 from vaedx.data.store import TensorStore
 from vaedx.errors import ModelMismatchError
@@ -66,7 +66,7 @@ def _read(path: Path) -> list[dict[str, str]]:
 
 def test_calibrate_writes_thresholds_at_specificity(setup: tuple[Path, Path]) -> None:
     store, run = setup
-    from vaedx.api import load_model
+    from vaedx.runs.loaded import load_model
 
     loaded, ts = load_model(run), TensorStore.open(store)
     cal = calibrate(loaded, ts, ["residual", "elbo"], specificity=0.75)
@@ -172,7 +172,7 @@ def test_cli_bad_input_exits_2_with_one_line(setup: tuple[Path, Path], tmp_path:
 
 def test_shards_merge_in_original_order(setup: tuple[Path, Path], tmp_path: Path) -> None:
     store, run = setup
-    from vaedx.api import load_model
+    from vaedx.runs.loaded import load_model
 
     x = np.array(TensorStore.open(store).images)
     model = load_model(run).model

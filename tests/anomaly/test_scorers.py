@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from vaedx.anomaly import scorers as sc
+import vaedx.anomaly as sc
 from vaedx.errors import ConfigError, InputError, ModelMismatchError
 from vaedx.models import ConvAE, ConvVAE, PCABaseline
 from vaedx.models.base import ModelOutput

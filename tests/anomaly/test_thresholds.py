@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from vaedx.anomaly.thresholds import (
+from vaedx.errors import ConfigError, InputError
+from vaedx.metrics.measures import best_dice
+from vaedx.metrics.thresholds import (
     Thresholds,
     threshold_at_sensitivity,
     threshold_at_specificity,
     threshold_best_dice,
     threshold_youden,
 )
-from vaedx.errors import ConfigError, InputError
-from vaedx.evaluate.metrics import best_dice
 
 
 def test_specificity_exact_on_100_normals():

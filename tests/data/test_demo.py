@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vaedx.demo import DEMO_MARKER, download_medmnist, find_or_download, prepare_out
 from vaedx.errors import ConfigError, InputError
+from vaedx.pipeline.demo import DEMO_MARKER, download_medmnist, find_or_download, prepare_out
 
 
 @pytest.fixture
@@ -46,7 +46,8 @@ def test_local_data_is_found_before_any_download(tmp_path: Path, monkeypatch: py
     target = tmp_path / "d" / "pneumoniamnist" / "pneumoniamnist.npz"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"x")
-    monkeypatch.setattr("vaedx.demo.download_medmnist", lambda *a, **k: pytest.fail("must not download"))
+    fail = lambda *a, **k: pytest.fail("must not download")  # noqa: E731
+    monkeypatch.setattr("vaedx.pipeline.demo.download_medmnist", fail)
     from rich.console import Console
 
     assert find_or_download(tmp_path / "d", Console()) == target

@@ -8,7 +8,7 @@ from vaedx.diagnose.calibration import ThresholdRule, calibrate
 from vaedx.diagnose.classifiers import make_pipeline
 from vaedx.diagnose.portable import export_calibrated
 from vaedx.errors import ConfigError, InputError
-from vaedx.evaluate.metrics import expected_calibration_error, sensitivity_specificity
+from vaedx.metrics.measures import expected_calibration_error, sensitivity_specificity
 
 
 def noisy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

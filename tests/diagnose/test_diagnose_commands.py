@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from vaedx.diagnose.commands import app
+from vaedx.cli.diagnose import app
 from vaedx.errors import ConfigError, InputError
 
 runner = CliRunner()
@@ -120,8 +120,8 @@ def test_predict_needs_files_or_a_store(cli_fit, store, tmp_path):
 def test_predict_attaches_the_anomaly_score_flag_and_heatmap_of_vaedx_detect(cli_fit, vae, store, tmp_path):
     import shutil
 
-    from vaedx.anomaly.detect import read_scores_csv
-    from vaedx.anomaly.run import detect
+    from vaedx.anomaly.detect import detect
+    from vaedx.anomaly.scoring import read_scores_csv
 
     out, _, _ = cli_fit
     anomaly_run = shutil.copytree(vae.path.parent, tmp_path / "anomaly_run")  # detect writes thresholds here

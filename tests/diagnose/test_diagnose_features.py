@@ -7,7 +7,7 @@ import torch
 from vaedx.diagnose.features import FeatureSpec, latent_features
 from vaedx.errors import ConfigError, InputError, ModelMismatchError
 from vaedx.models import ConvAE, ModelConfig
-from vaedx.train.data import RowView
+from vaedx.training.batches import RowView
 
 
 def test_vae_features_are_posterior_mean_then_logvar(vae, store):

@@ -71,13 +71,13 @@ def test_diagnosis_on_the_finetuned_encoder(tuned, store, tmp_path):
 
     diag = fit_diagnosis(tuned, store, include=("mu",), candidates=("logreg",), out=tmp_path / "d")
     _, y, p, _ = split_probabilities(diag, tuned, store, "test")
-    from vaedx.evaluate.metrics import auroc
+    from vaedx.metrics.measures import auroc
 
     assert auroc((y == 1).astype(np.int8), p[:, 1]) > 0.9
 
 
 def test_finetuned_run_is_refused_for_anomaly_scoring(tuned, store, tmp_path):
-    from vaedx.anomaly.run import detect
+    from vaedx.anomaly.detect import detect
 
     with pytest.raises(InputError, match="fine-tuned for diagnosis"):
         detect(tuned.path.parent, tmp_path / "det", store=store.root, scorers=["residual"], quiet=True)
@@ -91,7 +91,7 @@ def test_finetune_refuses_to_overwrite_or_to_tune_twice(tuned, vae, store):
 
 
 def test_finetune_command(vae, store, tmp_path):
-    from vaedx.diagnose.commands import app
+    from vaedx.cli.diagnose import app
 
     out = tmp_path / "cli"
     args = ["finetune", "--model", str(vae.path), "--store", str(store.root), "--out", str(out),

@@ -7,11 +7,12 @@ import pytest
 from diag_helpers import make_store
 
 from vaedx.data.preprocess import PreprocessConfig
+from vaedx.diagnose.encoder import load_encoder
 from vaedx.diagnose.fit import evaluate_diagnosis, fit_diagnosis
 from vaedx.diagnose.model import DiagnosisModel
-from vaedx.diagnose.predict import diagnose_images, load_encoder
+from vaedx.diagnose.predict import diagnose_images
 from vaedx.errors import ConfigError, InputError, ModelMismatchError
-from vaedx.train.data import RowView
+from vaedx.training.batches import RowView
 
 
 def test_latent_classifier_diagnoses_the_toy_on_held_out_test(fitted, vae, store):

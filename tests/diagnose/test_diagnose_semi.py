@@ -12,8 +12,9 @@ from vaedx.diagnose.study import split_metrics
 from vaedx.diagnose.supervised import SupervisedCNN, train_supervised
 from vaedx.errors import ConfigError, InputError, ModelMismatchError
 from vaedx.models import ModelConfig, ReconstructionModel
-from vaedx.models.semi import SemiVAE, load_semi
-from vaedx.train.data import RowView
+from vaedx.models.semi import SemiVAE
+from vaedx.runs.semi import load_semi
+from vaedx.training.batches import RowView
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +98,9 @@ def test_supervised_baseline_trains_with_early_stopping(store):
 
 
 def test_m2_posterior_can_feed_the_latent_classifier(m2, store, tmp_path):
+    from vaedx.diagnose.encoder import load_encoder
     from vaedx.diagnose.fit import fit_diagnosis
     from vaedx.diagnose.model import DiagnosisModel
-    from vaedx.diagnose.predict import load_encoder
 
     res, out = m2
     diag = fit_diagnosis(out, store, candidates=("logreg",), out=tmp_path / "d")

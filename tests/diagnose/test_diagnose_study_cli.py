@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from vaedx.diagnose.commands import app
+from vaedx.cli.diagnose import app
 from vaedx.errors import ConfigError
 
 runner = CliRunner()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vaedx.anomaly.detect import Scored, write_scores_csv
+from vaedx.anomaly.scoring import Scored, write_scores_csv
 from vaedx.cli import main
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import StoreWriter

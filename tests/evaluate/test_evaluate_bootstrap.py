@@ -9,8 +9,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from vaedx.errors import ConfigError, InputError
-from vaedx.evaluate import metrics as M
-from vaedx.evaluate.bootstrap import BootstrapCI, bootstrap_ci, bootstrap_pixel_ci
+from vaedx.metrics import measures as M
+from vaedx.metrics.bootstrap import BootstrapCI, bootstrap_ci, bootstrap_pixel_ci
 
 
 def _data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from test_evaluate_anomaly import _toy
 
-from vaedx.anomaly.detect import Scored, write_scores_csv
+from vaedx.anomaly.scoring import Scored, write_scores_csv
 from vaedx.cli import main
 from vaedx.errors import ConfigError, InputError
-from vaedx.evaluate.bootstrap import bootstrap_dice_paired, bootstrap_paired, bootstrap_pixel_paired
 from vaedx.evaluate.compare import Side, compare_scorers
-from vaedx.evaluate.metrics import auprc, auroc, dice_at_threshold, dice_counts, pixel_auprc
+from vaedx.metrics.bootstrap import bootstrap_dice_paired, bootstrap_paired, bootstrap_pixel_paired
+from vaedx.metrics.measures import auprc, auroc, dice_at_threshold, dice_counts, pixel_auprc
 
 
 def _second(pred: Path, dest: Path, scores: np.ndarray, maps: np.ndarray, name: str = "other") -> Path:

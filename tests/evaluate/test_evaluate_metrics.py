@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vaedx.errors import ConfigError, InputError
-from vaedx.evaluate import metrics as M
+from vaedx.metrics import measures as M
 
 Y = [0, 0, 1, 1]
 S = [0.1, 0.4, 0.35, 0.8]

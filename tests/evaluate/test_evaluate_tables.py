@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from rich.console import Console
 
-from vaedx.evaluate.bootstrap import BootstrapCI
 from vaedx.evaluate.tables import format_table, format_value, to_markdown
+from vaedx.metrics.bootstrap import BootstrapCI
 
 ROWS = [
     {"model": "vae", "auroc": (0.8731, 0.8412, 0.8999), "n": 600},

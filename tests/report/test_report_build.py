@@ -122,8 +122,8 @@ def test_bad_inputs_name_the_file(pipeline: Path, tmp_path: Path, capsys):
 
 def test_moved_pipeline_finds_the_diagnosis_encoder_by_its_hash(pipeline: Path, tmp_path: Path):
     """The diagnosis records its encoder's absolute path; after a move the report finds the run by sha256."""
-    from vaedx.report.build import Context
     from vaedx.report.collect import collect
+    from vaedx.report.context import Context
     from vaedx.report.eval_sections import diagnosis_section
 
     moved = tmp_path / "moved"

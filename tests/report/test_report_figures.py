@@ -8,7 +8,7 @@ from matplotlib.collections import FillBetweenPolyCollection, PathCollection
 from matplotlib.contour import ContourSet
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from vaedx.report.curves import GRID, pr_band, precision_on_grid, resample_indices, roc_band, tpr_on_grid
+from vaedx.metrics.curves import GRID, pr_band, precision_on_grid, resample_indices, roc_band, tpr_on_grid
 from vaedx.report.figures import (
     confusion_figure,
     curve_figure,

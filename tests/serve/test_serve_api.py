@@ -17,11 +17,11 @@ from serve_helpers import MAX_UPLOAD, dicom_bytes, make_store, nifti_bytes, png_
 
 from dicom_builders import PHI_STRINGS
 from vaedx.anomaly import build_scorer
-from vaedx.anomaly.detect import PostSpec
-from vaedx.anomaly.thresholds import Thresholds
-from vaedx.api import load_model
+from vaedx.anomaly.scoring import PostSpec
 from vaedx.data.preprocess import PreprocessConfig, apply
 from vaedx.io import read_any
+from vaedx.metrics.thresholds import Thresholds
+from vaedx.runs.loaded import load_model
 
 
 def decode_png(b64: str) -> np.ndarray:
@@ -221,8 +221,8 @@ def test_channel_mismatch_is_a_clear_422(client):
 
 
 def _calibrate(run: Path, store: Path, scorer: str, options: dict | None = None, post: str | None = None):
-    from vaedx.anomaly.calibrate import calibrate
-    from vaedx.anomaly.detect import PostSpec
+    from vaedx.anomaly.calibration import calibrate
+    from vaedx.anomaly.scoring import PostSpec
     from vaedx.data.store import TensorStore
 
     opts = {scorer: options} if options else {}
@@ -231,7 +231,7 @@ def _calibrate(run: Path, store: Path, scorer: str, options: dict | None = None,
 
 
 def test_calibrated_thresholds_give_a_flag_and_a_calibrated_contour(run_dir, tmp_path):
-    from vaedx.anomaly.calibrate import CalibrationFile, ScorerCalibration
+    from vaedx.anomaly.calibration import CalibrationFile, ScorerCalibration
     from vaedx.serve.app import create_app
 
     run = shutil.copytree(run_dir, tmp_path / "run")
@@ -266,7 +266,7 @@ def test_service_scores_and_flags_exactly_like_vaedx_detect(run_dir, tmp_path, s
     """Scorer, options, post-processing and threshold all come from thresholds.json, as in `vaedx detect`."""
     import csv
 
-    from vaedx.anomaly.run import detect
+    from vaedx.anomaly.detect import detect
     from vaedx.data.store import TensorStore
     from vaedx.serve.app import create_app
 
@@ -357,13 +357,13 @@ def test_diagnosis_for_another_encoder_is_refused_at_start_up(run_dir, tmp_path)
 
 
 def test_diagnosis_on_an_encoder_finetuned_from_the_served_model(run_dir, tmp_path):
-    from vaedx.api import load_model
     from vaedx.data.preprocess import apply
     from vaedx.diagnose.finetune import finetune_encoder
     from vaedx.diagnose.fit import fit_diagnosis
     from vaedx.diagnose.predict import diagnose_images
     from vaedx.errors import InputError
     from vaedx.io.dispatch import read_any
+    from vaedx.runs.loaded import load_model
     from vaedx.serve.app import create_app
 
     store = run_dir.parent / "store"

@@ -11,9 +11,9 @@ from train_helpers import FAST
 
 from vaedx.data.augment import AugmentConfig
 from vaedx.errors import ConfigError
-from vaedx.train import loop
-from vaedx.train.config import build_config
-from vaedx.train.engine import run_training
+from vaedx.runs.config import build_config
+from vaedx.training import loop
+from vaedx.training.engine import run_training
 
 
 def _run(store, out, **kw):

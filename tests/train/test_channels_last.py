@@ -9,7 +9,7 @@ import pytest
 from train_helpers import FAST, make_store
 
 import vaedx
-from vaedx.train.loop import use_channels_last
+from vaedx.training.loop import use_channels_last
 
 
 def test_default_rule():

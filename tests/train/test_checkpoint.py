@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from vaedx.train import checkpoint as ck
+from vaedx.runs import checkpoint as ck
 
 
 def test_optimizer_and_scheduler_state_round_trip_without_pickle(tmp_path):

@@ -10,7 +10,7 @@ from train_helpers import cli_module
 
 from vaedx.errors import ConfigError
 from vaedx.models.config import ModelConfig
-from vaedx.train.config import TrainConfig, build_config
+from vaedx.runs.config import TrainConfig, build_config
 
 
 def test_overrides_beat_yaml_beat_defaults(tmp_path):
@@ -34,7 +34,7 @@ def test_unknown_or_invalid_options_are_one_line_config_errors(tmp_path):
 def test_every_config_field_has_a_cli_option():
     import inspect
 
-    from vaedx.train.commands import train_command
+    from vaedx.cli.train import train_command
 
     params = set(inspect.signature(train_command).parameters)
     fields = set(TrainConfig.model_fields) - {"model"} | set(ModelConfig.model_fields)

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from train_helpers import cli_module, make_store
 
-from vaedx.api import load_model
+from vaedx.runs.loaded import load_model
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")

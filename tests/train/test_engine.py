@@ -10,12 +10,12 @@ from safetensors.torch import load_file
 from train_helpers import FAST
 
 import vaedx
-from vaedx.api import load_model
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, InputError
 from vaedx.models import ConvAE, ConvVAE, PCABaseline
-from vaedx.train.engine import run_training
-from vaedx.train.loop import TrainingDivergedError
+from vaedx.runs.loaded import load_model
+from vaedx.training.engine import run_training
+from vaedx.training.loop import TrainingDivergedError
 
 
 def _run(store, out, **kw):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vaedx.models import ConvAE, ConvVAE, ModelConfig
-from vaedx.train.losses import free_bits_kl, kl_weight, vae_loss
+from vaedx.training.losses import free_bits_kl, kl_weight, vae_loss
 
 
 def _model(kind=ConvVAE):

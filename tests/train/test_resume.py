@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 from train_helpers import FAST, cli_module, make_store
 
-from vaedx.train.engine import run_training
+from vaedx.training.engine import run_training
 
 EPOCHS = 4
 OPTS = {**FAST, "batch_size": 8, "epochs": EPOCHS, "kl_anneal": "linear", "anneal_epochs": 2,

@@ -7,7 +7,7 @@ import sys
 from train_helpers import FAST
 
 import vaedx
-from vaedx.api import LoadedModel
+from vaedx.runs.loaded import LoadedModel
 
 
 def test_import_vaedx_does_not_import_torch():
@@ -22,7 +22,7 @@ def test_train_then_resume_from_the_run_folder_alone(tiny_store, tmp_path):
     first = vaedx.train(tiny_store, out, epochs=1, **FAST)
     assert isinstance(first, LoadedModel) and first.state["epoch"] == 1
     # resuming needs only the run folder: store and all options come from its config.json
-    from vaedx.train.engine import run_training
+    from vaedx.training.engine import run_training
 
     run_training(None, {"out": out, "epochs": 2}, resume=True, quiet=True)
     again = vaedx.load_model(out / "last")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from vaedx.anomaly.calibrate import CalibrationFile, thresholds_path
-from vaedx.anomaly.detect import PostSpec
+from vaedx.anomaly.calibration import CalibrationFile, thresholds_path
+from vaedx.anomaly.scoring import PostSpec
 from vaedx.errors import ConfigError, InputError
 
 DEFAULT_SCORER = "residual"

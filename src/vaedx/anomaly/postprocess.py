@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike
 from scipy import ndimage
 
 from vaedx.errors import ConfigError, InputError
-from vaedx.evaluate.metrics import as_binary, check_finite
+from vaedx.metrics.measures import as_binary, check_finite
 
 
 def _maps(maps: ArrayLike, name: str = "maps") -> np.ndarray:

@@ -22,8 +22,8 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from threadpoolctl import threadpool_limits
 
-from vaedx.anomaly.thresholds import threshold_at_sensitivity, threshold_at_specificity, threshold_youden
 from vaedx.errors import ConfigError, InputError
+from vaedx.metrics.thresholds import threshold_at_sensitivity, threshold_at_specificity, threshold_youden
 
 CALIBRATION_METHODS = ("sigmoid", "isotonic", "none")
 

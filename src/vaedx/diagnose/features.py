@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaedx.anomaly import check_input
+from vaedx.anomaly.base import check_input
 from vaedx.errors import ConfigError, InputError
 
 FEATURE_PARTS = ("mu", "logvar")
@@ -129,7 +129,7 @@ def anomaly_columns(
     """
     if not scorers:
         return None
-    from vaedx.anomaly import build_scorer  # the public registry, whatever module implements it
+    from vaedx.anomaly.registry import build_scorer
 
     net = unwrap(model)
     built = [build_scorer(name, net, batch_size=batch_size) for name in scorers]

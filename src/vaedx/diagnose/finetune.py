@@ -27,7 +27,7 @@ from typing import Any
 
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, InputError
-from vaedx.train import checkpoint as ck
+from vaedx.runs import checkpoint as ck
 
 
 def finetune_encoder(
@@ -51,10 +51,10 @@ def finetune_encoder(
     The training is :func:`vaedx.diagnose.supervised.train_supervised` with ``init_from=vae`` and a
     one-cycle schedule (final weights kept), on the seeded stratified ``labelled_fraction`` subset.
     """
-    from vaedx.api import load_model
     from vaedx.atomic import atomic_write_json
-    from vaedx.diagnose.fit import as_loaded
+    from vaedx.diagnose.encoder import as_loaded
     from vaedx.diagnose.supervised import train_supervised
+    from vaedx.runs.loaded import load_model
 
     out = Path(out)
     if (out / "best").exists() and not overwrite:

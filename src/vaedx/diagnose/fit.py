@@ -21,41 +21,18 @@ import numpy as np
 from vaedx.data.store import TensorStore
 from vaedx.diagnose.calibration import ThresholdRule, calibrate
 from vaedx.diagnose.classifiers import CLASSIFIERS, select_classifier
+from vaedx.diagnose.encoder import as_loaded, check_encoder, encoder_record
 from vaedx.diagnose.features import FeatureSpec
 from vaedx.diagnose.labels import labelled_rows, labelled_subset
 from vaedx.diagnose.model import DiagnosisModel
 from vaedx.diagnose.portable import export_calibrated, export_pipeline
-from vaedx.errors import InputError, ModelMismatchError
-from vaedx.evaluate.metrics import binary_report, multiclass_report
-from vaedx.train import checkpoint as ck
-from vaedx.train.data import RowView
-
-
-def as_loaded(model: Any) -> Any:
-    """A LoadedModel from a run/checkpoint path, a LoadedSemi from an M2 folder, or the object itself."""
-    if isinstance(model, str | Path):
-        from vaedx.models.semi import SEMI_JSON, load_semi
-
-        if (Path(model) / SEMI_JSON).is_file():
-            return load_semi(model)
-        from vaedx.api import load_model
-
-        return load_model(model)
-    if not hasattr(model, "preprocess") or not hasattr(model, "path"):
-        raise ModelMismatchError(
-            "diagnosis needs a trained model from vaedx.load_model (with its preprocessing)"
-        )
-    return model
+from vaedx.errors import InputError
+from vaedx.metrics.measures import binary_report, multiclass_report
+from vaedx.training.batches import RowView
 
 
 def as_store(store: TensorStore | str | Path) -> TensorStore:
     return store if isinstance(store, TensorStore) else TensorStore.open(store)
-
-
-def encoder_record(loaded: Any) -> dict[str, Any]:
-    """Where the encoder lives and the hash of its weights, so a retrained one is never silently used."""
-    weights = Path(loaded.path) / ck.MODEL_FILE
-    return {"path": str(Path(loaded.path).resolve()), "sha256": ck.sha256(weights), "kind": loaded.kind}
 
 
 def evaluation_report(diag: DiagnosisModel, y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
@@ -148,8 +125,6 @@ def split_probabilities(
     batch_size: int = 256,
 ) -> tuple[DiagnosisModel, np.ndarray, np.ndarray, np.ndarray]:
     """(diagnosis, labels, calibrated probabilities, store rows) for the labelled images of one split."""
-    from vaedx.diagnose.predict import check_encoder
-
     d = diag if isinstance(diag, DiagnosisModel) else DiagnosisModel.load(diag)
     loaded, st = as_loaded(model), as_store(store)
     check_encoder(d, loaded)

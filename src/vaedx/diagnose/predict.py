@@ -15,36 +15,8 @@ import numpy as np
 
 from vaedx.data.preprocess import PreprocessConfig, apply
 from vaedx.diagnose.explain import LatentNeighbours, describe_neighbours
-from vaedx.diagnose.fit import as_loaded
 from vaedx.diagnose.model import DiagnosisModel
 from vaedx.errors import InputError, ModelMismatchError
-from vaedx.train import checkpoint as ck
-
-
-def check_encoder(diag: DiagnosisModel, loaded: Any) -> None:
-    """Refuse an encoder whose weights or preprocessing differ from the one the diagnosis was fitted on."""
-    want = diag.encoder.get("sha256")
-    got = ck.sha256(Path(loaded.path) / ck.MODEL_FILE)
-    if want and got != want:
-        raise ModelMismatchError(
-            f"encoder weights differ from the ones this diagnosis was fitted on (sha256 {got[:12]} vs "
-            f"{want[:12]}); refit the diagnosis for this encoder",
-            loaded.path,
-        )
-    if diag.preprocess:
-        diffs = loaded.preprocess.describe_difference(PreprocessConfig.model_validate(diag.preprocess))
-        if diffs:
-            raise ModelMismatchError(f"encoder preprocessing differs from the diagnosis: {'; '.join(diffs)}")
-
-
-def load_encoder(diag: DiagnosisModel, path: str | Path | None = None) -> Any:
-    """The encoder recorded in the diagnosis (or at ``path``), checked against the recorded hash."""
-    where = path or diag.encoder.get("path")
-    if not where:
-        raise InputError("the diagnosis does not record its encoder; pass the encoder's run folder")
-    loaded = as_loaded(where)
-    check_encoder(diag, loaded)
-    return loaded
 
 
 def read_image_files(
@@ -117,9 +89,9 @@ def attach_anomaly(
     encoder's. Heatmaps are written as ``<heatmaps>/<row>.npy`` when a folder is given. Returns the set-up.
     """
     from vaedx.anomaly.calibrated import resolve_scoring
-    from vaedx.anomaly.detect import run_scorers
     from vaedx.anomaly.registry import available_scorers
-    from vaedx.api import load_model
+    from vaedx.anomaly.scoring import run_scorers
+    from vaedx.runs.loaded import load_model
 
     model = load_model(anomaly_model)
     model.require_decoder()

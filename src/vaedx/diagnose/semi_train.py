@@ -34,8 +34,9 @@ from vaedx.diagnose.torchfit import (
 )
 from vaedx.errors import ConfigError
 from vaedx.models.config import ModelConfig
-from vaedx.models.semi import SemiConfig, SemiVAE, save_semi
-from vaedx.train.data import derive_seed
+from vaedx.models.semi import SemiConfig, SemiVAE
+from vaedx.runs.semi import save_semi
+from vaedx.training.batches import derive_seed
 
 
 @dataclass

@@ -28,15 +28,15 @@ import numpy as np
 
 from vaedx.data.store import TensorStore
 from vaedx.diagnose.classifiers import select_classifier
+from vaedx.diagnose.encoder import as_loaded
 from vaedx.diagnose.features import latent_features
-from vaedx.diagnose.fit import as_loaded
 from vaedx.diagnose.labels import labelled_rows, labelled_subset
 from vaedx.diagnose.semi_train import train_semi
 from vaedx.diagnose.supervised import train_supervised
 from vaedx.diagnose.torchfit import SMALL_MODEL, class_index
 from vaedx.errors import ConfigError
-from vaedx.evaluate.metrics import auroc, multiclass_report, sensitivity_specificity
-from vaedx.train.data import RowView
+from vaedx.metrics.measures import auroc, multiclass_report, sensitivity_specificity
+from vaedx.training.batches import RowView
 
 METHODS = ("vae_latent_lr", "m2", "vae_finetune", "supervised_cnn")
 METRICS = ("auc", "acc", "sens", "spec")
@@ -97,7 +97,7 @@ def _pretrained_vae(
         loaded = as_loaded(vae)
         st.check_compatible(loaded.preprocess, loaded.image_shape)
         return loaded
-    from vaedx.api import train
+    from vaedx.training.engine import train
 
     opts = {k: v for k, v in model.items() if k not in ("in_channels", "image_size")}
     return train(st.root, work / "vae", epochs=epochs, seed=seed, overwrite=True, num_threads=threads, **opts)

@@ -43,8 +43,8 @@ from vaedx.diagnose.torchfit import (
 from vaedx.errors import ConfigError, InputError
 from vaedx.models.config import ModelConfig
 from vaedx.models.vae import ConvAE
-from vaedx.train.checkpoint import read_net_json, save_net
-from vaedx.train.data import derive_seed
+from vaedx.runs.checkpoint import read_net_json, save_net
+from vaedx.training.batches import derive_seed
 
 SUPERVISED_FORMAT = "vaedx-supervised-1"
 SUPERVISED_JSON, SUPERVISED_WEIGHTS = "supervised.json", "model.safetensors"
@@ -172,7 +172,7 @@ def train_supervised(
 
 def _pretrained(init_from: Any, st: TensorStore) -> Any:
     """The VAE to start from, checked against the store; an AE/PCA run cannot seed a VAE encoder."""
-    from vaedx.diagnose.fit import as_loaded
+    from vaedx.diagnose.encoder import as_loaded
 
     loaded = as_loaded(init_from)
     if loaded.kind != "vae":
@@ -270,7 +270,7 @@ def load_supervised(directory: str | Path, device: str | torch.device = "cpu") -
     """Inverse of :func:`save_supervised`; a wrong format, bad config or altered weights name the file."""
     from pydantic import ValidationError
 
-    from vaedx.train import checkpoint as ck
+    from vaedx.runs import checkpoint as ck
 
     d = Path(directory)
     doc = read_net_json(d / SUPERVISED_JSON, SUPERVISED_FORMAT, "a supervised CNN")

@@ -15,9 +15,9 @@ import torch
 
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, ModelMismatchError
-from vaedx.evaluate.metrics import auroc, multiclass_report
+from vaedx.metrics.measures import auroc, multiclass_report
 from vaedx.models.config import ModelConfig
-from vaedx.train.data import RowView
+from vaedx.training.batches import RowView
 
 #: Small default architecture for the study's models (the images are small and the label sets tiny).
 SMALL_MODEL = {"widths": [16, 32, 64], "latent_dim": 16}

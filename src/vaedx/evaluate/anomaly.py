@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from vaedx.anomaly.detect import file_name, read_scores_csv
+from vaedx.anomaly.scoring import file_name, read_scores_csv
 from vaedx.data.store import TensorStore
 from vaedx.errors import InputError
-from vaedx.evaluate.bootstrap import BootstrapCI, bootstrap_ci, bootstrap_pixel_ci
-from vaedx.evaluate.metrics import (
+from vaedx.metrics.bootstrap import BootstrapCI, bootstrap_ci, bootstrap_pixel_ci
+from vaedx.metrics.measures import (
     auprc,
     auroc,
     best_dice,

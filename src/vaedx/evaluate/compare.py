@@ -17,13 +17,13 @@ import numpy as np
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, InputError
 from vaedx.evaluate.anomaly import Prediction, read_prediction
-from vaedx.evaluate.bootstrap import (
+from vaedx.metrics.bootstrap import (
     PairedDifference,
     bootstrap_dice_paired,
     bootstrap_paired,
     bootstrap_pixel_paired,
 )
-from vaedx.evaluate.metrics import dice_counts
+from vaedx.metrics.measures import dice_counts
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import numpy as np
 from vaedx.diagnose.fit import evaluation_report
 from vaedx.diagnose.model import DiagnosisModel
 from vaedx.errors import VaedxError
-from vaedx.evaluate.bootstrap import bootstrap_ci
-from vaedx.evaluate.metrics import binary_report, expected_calibration_error, multiclass_report
+from vaedx.metrics.bootstrap import bootstrap_ci
+from vaedx.metrics.measures import binary_report, expected_calibration_error, multiclass_report
 
 _BINARY_METRICS = ("auc", "accuracy", "sensitivity", "specificity", "f1")
 

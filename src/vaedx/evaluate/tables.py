@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.table import Table
 
-from vaedx.evaluate.bootstrap import BootstrapCI
+from vaedx.metrics.bootstrap import BootstrapCI
 
 NA = "n/a"
 

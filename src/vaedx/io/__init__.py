@@ -4,9 +4,9 @@ Every reader returns float32 (C, H, W) :class:`Image` objects with non-identifyi
 problem with the file into one :class:`vaedx.errors.InputError` line that names it.
 """
 
-from vaedx.io.detect import detect_format
 from vaedx.io.dicom import CT_WINDOWS, read_dicom
 from vaedx.io.dispatch import read_any
+from vaedx.io.formats import detect_format
 from vaedx.io.image import Image
 from vaedx.io.nifti import read_nifti
 from vaedx.io.npz import NpzData, read_npz

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from vaedx.errors import ConfigError, InputError
-from vaedx.io.detect import detect_format
 from vaedx.io.dicom import read_dicom
+from vaedx.io.formats import detect_format
 from vaedx.io.image import Image
 from vaedx.io.nifti import read_nifti
 from vaedx.io.raster import read_raster

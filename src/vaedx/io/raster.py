@@ -17,7 +17,7 @@ import tifffile
 
 from vaedx.errors import ConfigError, InputError, VaedxError
 from vaedx.io._files import describe, existing_file, read_head
-from vaedx.io.detect import detect_format
+from vaedx.io.formats import detect_format
 from vaedx.io.image import Image, base_meta
 
 _LUMA_601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -12,44 +12,18 @@ import platform
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from vaedx.atomic import atomic_write_text
 from vaedx.errors import ConfigError
-from vaedx.report.collect import Pipeline, collect
-from vaedx.report.figures import to_png, training_curves
+from vaedx.report.collect import collect
+from vaedx.report.context import Context
+from vaedx.report.figures import training_curves
 from vaedx.report.html import Section, render_page
-
-FIGURE_DPI = 100
-
-
-@dataclass
-class Context:
-    """The collected pipeline, the report's seed and bootstrap size, and where figures are written."""
-
-    pipe: Pipeline
-    figure_dir: Path
-    seed: int = 0
-    n_boot: int = 200
-    written: list[Path] = field(default_factory=list)
-
-    def add_figure(self, section: Section, fig: Figure, name: str, caption: str) -> None:
-        """Save ``fig`` as <figure_dir>/NN_<name>.png and embed the same bytes in the section."""
-        png = to_png(fig, FIGURE_DPI)
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
-        path = self.figure_dir / f"{len(self.written) + 1:02d}_{slug}.png"
-        path.write_bytes(png)
-        self.written.append(path)
-        section.figure(png, caption, alt=name)
-
-    def rng(self) -> np.random.Generator:
-        return np.random.default_rng(self.seed)
 
 
 def overview_section(ctx: Context) -> Section:
@@ -116,7 +90,7 @@ def reproducibility_section(ctx: Context) -> Section:
     import sklearn
     import torch
 
-    import vaedx
+    from vaedx.version import __version__
 
     sec = Section("repro", "Reproducibility")
     run = ctx.pipe.main_run
@@ -127,7 +101,7 @@ def reproducibility_section(ctx: Context) -> Section:
         ["numpy", np.__version__],
         ["scikit-learn", sklearn.__version__],
         ["matplotlib", matplotlib.__version__],
-        ["vaedx (report)", vaedx.__version__],
+        ["vaedx (report)", __version__],
         ["vaedx (training run)", run.config.get("vaedx_version", "n/a")],
         ["torch (training run)", run.config.get("torch_version", "n/a")],
     ]

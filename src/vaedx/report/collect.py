@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from vaedx.anomaly.detect import read_scores_csv
+from vaedx.anomaly.scoring import read_scores_csv
 from vaedx.data.store import TensorStore
 from vaedx.errors import InputError
 
@@ -66,7 +66,7 @@ class RunInfo:
 
     @cached_property
     def loaded(self) -> Any:
-        from vaedx.api import load_model
+        from vaedx.runs.loaded import load_model
 
         return load_model(self.path)
 

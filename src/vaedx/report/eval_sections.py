@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from vaedx.anomaly.detect import file_name
+from vaedx.anomaly.scoring import file_name
 from vaedx.errors import VaedxError
-from vaedx.report.build import Context
+from vaedx.metrics.curves import CurveBand, pr_band, roc_band
 from vaedx.report.collect import DetectInfo
-from vaedx.report.curves import CurveBand, pr_band, roc_band
+from vaedx.report.context import Context
 from vaedx.report.figures import CASE_ROWS, confusion_figure, curve_figure, overlay_grid, reliability_figure
 from vaedx.report.html import Section
 
@@ -134,7 +134,7 @@ def detection_section(ctx: Context) -> Section:
 
 def _encoder(ctx: Context, diag: Any) -> Any:
     """The encoder recorded in the diagnosis, else the pipeline's run with the same weights (folder moved)."""
-    from vaedx.diagnose.predict import load_encoder
+    from vaedx.diagnose.encoder import load_encoder
 
     try:
         return load_encoder(diag)

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from vaedx.report.curves import CurveBand
+from vaedx.metrics.curves import CurveBand
 
 CASE_ROWS = ("true positives", "false positives", "false negatives")
 LOSS_TERMS = (("loss", "loss"), ("recon", "reconstruction term"), ("kl", "KL term"))

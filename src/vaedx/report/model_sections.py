@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaedx.anomaly.calibrate import default_normal_label
+from vaedx.anomaly.calibration import default_normal_label
 from vaedx.data.store import TensorStore
 from vaedx.errors import VaedxError
-from vaedx.report.build import Context
 from vaedx.report.collect import RunInfo
+from vaedx.report.context import Context
 from vaedx.report.figures import image_strip, latent_figure, reconstruction_grid
 from vaedx.report.html import Section
 

@@ -177,6 +177,6 @@ def create_app(
 
 
 def _version() -> str:
-    from vaedx import __version__
+    from vaedx.version import __version__
 
     return __version__

@@ -29,9 +29,9 @@ def _diagnosis_encoder(diag: Any, loaded: Any, check_encoder: Any) -> Any:
 
     Any other encoder is refused: its latent space has nothing to do with the model's anomaly maps.
     """
-    from vaedx.diagnose.predict import load_encoder
+    from vaedx.diagnose.encoder import load_encoder
     from vaedx.errors import ModelMismatchError, VaedxError
-    from vaedx.train import checkpoint as ck
+    from vaedx.runs import checkpoint as ck
 
     try:
         check_encoder(diag, loaded)
@@ -75,8 +75,9 @@ class DiagnosisAdapter:
         Raises VaedxError when the folder is unreadable or was fitted on a different encoder.
         """
         try:
+            from vaedx.diagnose.encoder import check_encoder
             from vaedx.diagnose.model import DiagnosisModel
-            from vaedx.diagnose.predict import check_encoder, diagnose_images
+            from vaedx.diagnose.predict import diagnose_images
         except Exception as e:  # the module may be absent or mid-edit: fall back, then give up quietly
             log.info("vaedx.diagnose API unavailable (%s); trying a generic loader", e.__class__.__name__)
             return cls._generic(folder, loaded)

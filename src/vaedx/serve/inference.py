@@ -22,12 +22,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from vaedx.anomaly import available_scorers, build_scorer
-from vaedx.anomaly.detect import run_scorers
-from vaedx.api import LoadedModel, load_model
+from vaedx.anomaly.registry import available_scorers, build_scorer
+from vaedx.anomaly.scoring import run_scorers
 from vaedx.data.preprocess import apply
 from vaedx.errors import ConfigError, InputError, ModelMismatchError, VaedxError
 from vaedx.io import detect_format, read_any
+from vaedx.runs.loaded import LoadedModel, load_model
 from vaedx.serve import render
 from vaedx.serve.calibration import Calibration, DiagnosisAdapter, resolve_scoring
 

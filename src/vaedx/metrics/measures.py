@@ -1,6 +1,6 @@
 """Image- and pixel-level metrics for anomaly detection and diagnosis.
 
-Conventions shared with :mod:`vaedx.anomaly.thresholds`, so a calibrated threshold means the same thing
+Conventions shared with :mod:`vaedx.metrics.thresholds`, so a calibrated threshold means the same thing
 everywhere:
 
 * label 1 = abnormal (positive), 0 = normal; a higher score means more abnormal.
@@ -406,7 +406,7 @@ def best_dice(
 
     OPTIMISTIC when run on the test set: the threshold is chosen on the very data it is scored on. Report
     it as an upper bound, or choose the threshold on a validation split
-    (:func:`vaedx.anomaly.thresholds.threshold_best_dice`) and use :func:`dice_at_threshold` on test.
+    (:func:`vaedx.metrics.thresholds.threshold_best_dice`) and use :func:`dice_at_threshold` on test.
     Thresholds are observed scores; ties choose the lowest. One sort serves every threshold, so 5 M pixels
     need no (n_thresholds × pixels) boolean arrays.
     """

@@ -17,13 +17,14 @@ from vaedx.atomic import atomic_write_json
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, ModelMismatchError
-from vaedx.train import checkpoint as ck
-from vaedx.train.config import RESUMABLE_FIELDS, TrainConfig, build_config, merge, read_yaml
-from vaedx.train.data import select_indices
-from vaedx.train.distributed import Runtime, setup_runtime
-from vaedx.train.loop import BatchHook, TorchTrainer
-from vaedx.train.pca import fit_pca
-from vaedx.train.progress import MetricsLog, Reporter, attach_log_file, log
+from vaedx.runs import checkpoint as ck
+from vaedx.runs.config import RESUMABLE_FIELDS, TrainConfig, build_config, merge, read_yaml
+from vaedx.runs.loaded import LoadedModel, load_model
+from vaedx.training.batches import select_indices
+from vaedx.training.distributed import Runtime, setup_runtime
+from vaedx.training.loop import BatchHook, TorchTrainer
+from vaedx.training.pca import fit_pca
+from vaedx.training.progress import MetricsLog, Reporter, attach_log_file, log
 
 RUN_OUTPUTS = ("last", "best", ".last.old", ".best.old", "metrics.csv", "train.log", "tensorboard")
 
@@ -156,7 +157,7 @@ def run_metadata(
     cfg: TrainConfig, store: TensorStore, train_idx: np.ndarray, val_idx: np.ndarray, rt: Runtime
 ) -> dict[str, Any]:
     """config.json: everything a later stage needs to use the model on new data, and where it came from."""
-    from vaedx import __version__
+    from vaedx.version import __version__
 
     def counts(idx: np.ndarray) -> dict[str, int]:
         names = [*store.label_names, "unlabelled"]
@@ -182,3 +183,22 @@ def run_metadata(
             "world_size": rt.world_size,
         },
     }
+
+
+def train(
+    store: str | Path,
+    out: str | Path,
+    *,
+    config: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = True,
+    **overrides: Any,
+) -> LoadedModel:
+    """Train a model on a tensor store; options as in TrainConfig/ModelConfig (e.g. latent_dim=16, beta=2).
+
+    Returns the best checkpoint, loaded. ``config`` is an optional YAML file; keyword options override it.
+    """
+    opts = {**overrides, "store": store, "out": out}
+    run_training(config, opts, resume=resume, overwrite=overwrite, quiet=quiet)
+    return load_model(out)

@@ -1,6 +1,6 @@
 """`vaedx demo`: the whole pipeline on PneumoniaMNIST, runnable offline when the data is present.
 
-The data is looked up where :func:`vaedx.paths.find_data_file` looks (``--data``, ``$VAEDX_DATA_DIR``,
+The data is looked up where :func:`vaedx.data.locate.find_data_file` looks (``--data``, ``$VAEDX_DATA_DIR``,
 ``../shared/data``, the user cache); only when it is nowhere is the official MedMNIST file downloaded, into
 the user cache, and kept only if its MD5 matches, because a silently corrupted or substituted download
 would make every later number meaningless.
@@ -15,15 +15,14 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.console import Console
 
 from vaedx.data.inspect import render, summarize
+from vaedx.data.locate import find_data_file, user_cache_dir
 from vaedx.data.prepare import build_config, prepare
 from vaedx.errors import ConfigError, InputError
-from vaedx.paths import find_data_file, user_cache_dir
 
 MEDMNIST_RELATIVE = "pneumoniamnist/pneumoniamnist.npz"
 MEDMNIST_URL = "https://zenodo.org/records/10519652/files/pneumoniamnist.npz?download=1"
@@ -123,7 +122,7 @@ def run_demo(
     """The whole pipeline on PneumoniaMNIST into ``out`` (pipeline-folder layout); returns the summary."""
     import torch
 
-    from vaedx import demo_stages as ds
+    from vaedx.pipeline import stages as ds
 
     console = console or Console()
     s = ds.Settings.make(quick, epochs, seed, threads)
@@ -139,7 +138,7 @@ def run_demo(
 
 
 def _pipeline(out: Path, data: Path | None, quick: bool, s: Any, console: Console) -> dict[str, Any]:
-    from vaedx import demo_stages as ds
+    from vaedx.pipeline import stages as ds
 
     st, load0 = ds.Stages(console), round(os.getloadavg()[0], 2)  # other jobs on the CPU slow every stage
     store, models, detect_dir = out / "store", out / "models", out / "detect"
@@ -209,28 +208,3 @@ def _pipeline(out: Path, data: Path | None, quick: bool, s: Any, console: Consol
         highlight=False,
     )
     return summary
-
-
-def demo(
-    data: Annotated[
-        Path | None, typer.Option("--data", help="Folder holding pneumoniamnist/pneumoniamnist.npz.")
-    ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo writes.")] = Path(
-        "runs/demo"
-    ),
-    quick: Annotated[
-        bool, typer.Option("--quick", help="Smoke run: 3 epochs, at most 600 images per split.")
-    ] = False,
-    epochs: Annotated[
-        int | None, typer.Option(help="Epochs of every trained network (default 30/15).")
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads for torch (default: torch's). On a busy CPU 1 is faster.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of training, classifier folds and bootstrap.")] = 0,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an earlier demo run in --out.")
-    ] = False,
-) -> None:
-    """Run vaedx end to end on PneumoniaMNIST: train VAE/AE/PCA, detect, diagnose, evaluate, report."""
-    run_demo(out, data=data, quick=quick, epochs=epochs, threads=threads, seed=seed, overwrite=overwrite)

@@ -77,9 +77,9 @@ def diagnosis_command(
     out: Path | None = typer.Option(None, help="JSON to write [<model>/evaluation_<split>.json]."),
 ) -> None:
     """AUC, accuracy, sensitivity, specificity, F1, ECE with bootstrap 95% CIs, and the confusion matrix."""
+    from vaedx.diagnose.encoder import load_encoder
     from vaedx.diagnose.fit import split_probabilities
     from vaedx.diagnose.model import DiagnosisModel
-    from vaedx.diagnose.predict import load_encoder
     from vaedx.evaluate.diagnosis import evaluate_probabilities
     from vaedx.evaluate.tables import format_table
 

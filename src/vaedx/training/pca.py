@@ -14,10 +14,10 @@ import numpy as np
 
 from vaedx.data.store import TensorStore
 from vaedx.models.baselines import PCABaseline
-from vaedx.train import checkpoint as ck
-from vaedx.train.config import TrainConfig
-from vaedx.train.data import RowView
-from vaedx.train.progress import MetricsLog, Reporter
+from vaedx.runs import checkpoint as ck
+from vaedx.runs.config import TrainConfig
+from vaedx.training.batches import RowView
+from vaedx.training.progress import MetricsLog, Reporter
 
 
 def gaussian_nll(err: np.ndarray, sigma: float) -> np.ndarray:

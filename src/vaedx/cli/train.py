@@ -80,7 +80,7 @@ def train_command(
 ) -> None:
     """Train a VAE, AE or PCA baseline on a tensor store (torchrun-aware)."""
     given = dict(locals())
-    from vaedx.train.engine import run_training
+    from vaedx.training.engine import run_training
 
     control = ("config", "resume", "overwrite", "quiet")
     overrides: dict[str, Any] = {k: v for k, v in given.items() if k not in control and v is not None}

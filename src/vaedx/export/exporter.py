@@ -26,10 +26,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from vaedx.api import LoadedModel, load_model
 from vaedx.atomic import atomic_write_text
 from vaedx.errors import ConfigError, InputError
 from vaedx.models.baselines import PCABaseline
+from vaedx.runs.loaded import LoadedModel, load_model
 
 Format = Literal["onnx", "torchscript"]
 OUTPUT_NAMES = ("reconstruction", "mu", "logvar")

@@ -165,9 +165,10 @@ def predict_cmd(
     """Class, calibrated probability, nearest training images and (with --anomaly-model) the anomaly score,
     flag and heatmap for new images."""
     from vaedx.data.store import TensorStore
+    from vaedx.diagnose.encoder import load_encoder
     from vaedx.diagnose.model import DiagnosisModel
-    from vaedx.diagnose.predict import attach_anomaly, diagnose_images, load_encoder, read_image_files
-    from vaedx.train.data import RowView
+    from vaedx.diagnose.predict import attach_anomaly, diagnose_images, read_image_files
+    from vaedx.training.batches import RowView
 
     if bool(files) == (store is not None):
         raise ConfigError("give image FILES or --store, not both or neither")

@@ -6,7 +6,7 @@ narrow. With ``groups`` (patient ids) whole patients are drawn with replacement 
 Each resample is represented by how many times every row is drawn (a (B, n) count matrix). For AUROC and
 average precision the metric is computed from those counts for all resamples at once (weighted rank sums),
 which makes 1000 resamples take milliseconds; any other metric is called once per resample on the expanded
-rows, so it must not depend on row order (true of every metric in :mod:`vaedx.evaluate.metrics`).
+rows, so it must not depend on row order (true of every metric in :mod:`vaedx.metrics.measures`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from numpy.typing import ArrayLike
 from sklearn.exceptions import UndefinedMetricWarning
 
 from vaedx.errors import ConfigError, InputError
-from vaedx.evaluate import metrics
+from vaedx.metrics import measures as metrics
 
 _CHUNK_CELLS = 4_000_000  # resample rows x data rows held in memory at once
 
@@ -236,7 +236,7 @@ def bootstrap_pixel_ci(
 
     Pixels of one image (and slices of one patient, with ``groups`` = one id per image) are strongly
     correlated, so resampling pixels would give absurdly narrow intervals. The point estimate is the exact
-    sklearn value of :func:`vaedx.evaluate.metrics.pixel_auroc` / ``pixel_auprc``; resamples are computed
+    sklearn value of :func:`vaedx.metrics.measures.pixel_auroc` / ``pixel_auprc``; resamples are computed
     from per-image score histograms (exact when the maps hold at most ``n_bins`` distinct values, else on
     ``n_bins`` quantile bins), so 1000 resamples of millions of pixels cost one matrix product.
     Resamples without lesion pixels (or, for AUROC, without normal pixels) are skipped and counted.
@@ -356,7 +356,7 @@ def bootstrap_dice_paired(
 ) -> PairedDifference:
     """Paired bootstrap of global Dice A minus B, each at its own fixed (validation-chosen) threshold.
 
-    ``counts_*`` are :func:`vaedx.evaluate.metrics.dice_counts` per image; resampling whole images (or
+    ``counts_*`` are :func:`vaedx.metrics.measures.dice_counts` per image; resampling whole images (or
     patients) and summing their counts gives each resample's global Dice exactly.
     """
     _check_options(n_boot, alpha)

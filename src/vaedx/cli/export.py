@@ -1,4 +1,4 @@
-"""``vaedx export``: the command-line face of :mod:`vaedx.export`, free of torch so the CLI starts fast."""
+"""``vaedx export``: the command-line face of :mod:`vaedx.export.exporter`, free of torch for a fast start."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def export_command(
     output: Path = typer.Option(..., "--output", "-o", help="File to write; FILE.json is written beside it."),
 ) -> None:
     """Export a model as x -> (reconstruction, mu, logvar) to ONNX (default) or TorchScript (deprecated)."""
-    from vaedx.export import TOLERANCE, TORCHSCRIPT_NOTE, TorchScriptDeprecated, export_model
+    from vaedx.export.exporter import TOLERANCE, TORCHSCRIPT_NOTE, TorchScriptDeprecated, export_model
 
     if fmt not in TOLERANCE:
         raise ConfigError(f"unknown export format '{fmt}'; choose onnx or torchscript")

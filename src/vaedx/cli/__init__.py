@@ -26,15 +26,15 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     """Sub-commands live beside the code they drive; importing them here keeps one entry point."""
-    from vaedx.anomaly.commands import detect_command
-    from vaedx.data.commands import app as data_app
-    from vaedx.demo import demo
-    from vaedx.diagnose.commands import app as diagnose_app
-    from vaedx.evaluate.commands import app as evaluate_app
-    from vaedx.export_command import export_command
-    from vaedx.report.commands import report_command
-    from vaedx.serve.commands import serve_command
-    from vaedx.train.commands import train_command
+    from vaedx.cli.data import app as data_app
+    from vaedx.cli.demo import demo
+    from vaedx.cli.detect import detect_command
+    from vaedx.cli.diagnose import app as diagnose_app
+    from vaedx.cli.evaluate import app as evaluate_app
+    from vaedx.cli.export import export_command
+    from vaedx.cli.report import report_command
+    from vaedx.cli.serve import serve_command
+    from vaedx.cli.train import train_command
 
     app.add_typer(data_app, name="data", help="Index, prepare and inspect image data sets.")
     app.command("demo")(demo)
@@ -53,7 +53,7 @@ _register()
 @app.callback(invoke_without_command=True)
 def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
     if version:
-        from vaedx import __version__
+        from vaedx.version import __version__
 
         typer.echo(__version__)
         raise typer.Exit()

@@ -2,7 +2,7 @@
 
 Why bands and not just the curve: on a test split of a few hundred images two scorers' curves often cross
 inside each other's uncertainty. Each resample (of images, or of whole patients when patient ids repeat,
-drawn exactly as :mod:`vaedx.evaluate.bootstrap` draws them) gives one curve; read on a common FPR (resp.
+drawn exactly as :mod:`vaedx.metrics.bootstrap` draws them) gives one curve; read on a common FPR (resp.
 recall) grid, the 2.5-97.5 % percentiles at each grid point make the band. Curves come from
 ``sklearn.metrics.roc_curve`` / ``precision_recall_curve``.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import sklearn
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from vaedx.evaluate.bootstrap import _count_chunks
+from vaedx.metrics.bootstrap import _count_chunks
 
 GRID = np.linspace(0.0, 1.0, 101)
 

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_curve
 
 from vaedx.atomic import atomic_write_text
 from vaedx.errors import ConfigError, InputError
-from vaedx.evaluate.metrics import as_pair, as_scores, best_dice, undefined_reason
+from vaedx.metrics.measures import as_pair, as_scores, best_dice, undefined_reason
 
 
 def _order_index(fraction: float, n: int) -> int:

@@ -28,12 +28,12 @@ from vaedx.data.augment import random_affine
 from vaedx.data.store import TensorStore
 from vaedx.errors import InputError, VaedxError
 from vaedx.models.registry import build_model
-from vaedx.train import checkpoint as ck
-from vaedx.train.config import TrainConfig
-from vaedx.train.data import BatchReader, derive_seed
-from vaedx.train.distributed import Runtime
-from vaedx.train.losses import kl_weight, ssim_term, vae_loss
-from vaedx.train.progress import MetricsLog, Reporter, log
+from vaedx.runs import checkpoint as ck
+from vaedx.runs.config import TrainConfig
+from vaedx.training.batches import BatchReader, derive_seed
+from vaedx.training.distributed import Runtime
+from vaedx.training.losses import kl_weight, ssim_term, vae_loss
+from vaedx.training.progress import MetricsLog, Reporter, log
 
 BatchHook = Callable[[int, np.ndarray], None]
 

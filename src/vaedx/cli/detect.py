@@ -1,4 +1,4 @@
-"""``vaedx detect``: the command-line face of :func:`vaedx.anomaly.run.detect`.
+"""``vaedx detect``: the command-line face of :func:`vaedx.anomaly.detect.detect`.
 
 Kept free of heavy imports (torch, the scorers) so that every ``vaedx`` command starts quickly; the work is
 imported when the command runs.
@@ -29,7 +29,7 @@ def detect_command(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Detect anomalies: anomaly maps, image scores and flags at calibrated thresholds."""
-    from vaedx.anomaly.run import detect, parse_options
+    from vaedx.anomaly.detect import detect, parse_options
 
     path = detect(
         model,

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vaedx.anomaly.detect import PostSpec, run_scorers, store_inputs
-from vaedx.anomaly.thresholds import Thresholds, threshold_best_dice
+from vaedx.anomaly.scoring import PostSpec, run_scorers, store_inputs
 from vaedx.atomic import atomic_write_text
 from vaedx.data.store import TensorStore
 from vaedx.errors import InputError
+from vaedx.metrics.thresholds import Thresholds, threshold_best_dice
 
 THRESHOLDS_FILE = "thresholds.json"
 

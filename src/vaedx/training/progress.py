@@ -17,9 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vaedx.atomic import atomic_write_text
-from vaedx.train.checkpoint import make_readable
+from vaedx.runs.checkpoint import make_readable
 
-log = logging.getLogger("vaedx.train")
+log = logging.getLogger("vaedx.training")
 
 METRIC_COLUMNS = [
     "epoch", "step", "lr", "beta", "train_loss", "train_recon", "train_kl",

@@ -83,7 +83,7 @@ def train_model(
     store: Path, out: Path, kind: str, s: Settings, update: Callable[[str], None], **opts: Any
 ) -> Path:
     """``vaedx train`` for one model; the status line follows the epochs."""
-    from vaedx.train.engine import run_training
+    from vaedx.training.engine import run_training
 
     epochs = opts.pop("epochs", s.epochs)
 
@@ -106,7 +106,7 @@ def train_model(
 
 def detect_and_evaluate(model_dir: Path, store: Path, out: Path, kind: str, s: Settings) -> dict[str, Any]:
     """``vaedx detect`` on the test split, then ``vaedx evaluate anomaly`` into out/evaluation.json."""
-    from vaedx.anomaly.run import detect
+    from vaedx.anomaly.detect import detect
     from vaedx.evaluate.anomaly import evaluate_anomaly, to_json
 
     detect(model_dir, out, store=store, split="test", scorers=SCORERS[kind], max_overlays=20, quiet=True)

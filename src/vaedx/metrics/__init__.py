@@ -1,0 +1,1 @@
+"""Numbers from predictions: ranking and overlap metrics, bootstrap intervals, thresholds, curves."""

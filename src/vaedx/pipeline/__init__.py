@@ -1,0 +1,1 @@
+"""The end-to-end pipeline (the demo) and the layout of a pipeline folder."""
