@@ -44,7 +44,7 @@ def claimed_outputs(code: str) -> list[str]:
 
 def make_dicom_study(root: Path, patients: int = 8, slices: int = 3) -> Path:
     """normal/<patient>/*.dcm and abnormal/<patient>/*.dcm: CT-like 48x48 heads, abnormal ones with a
-    bright blob; every file carries planted patient identifiers (tests/dicom_builders.py)."""
+    bright blob; every file carries planted patient identifiers (tests/helpers/dicom_builders.py)."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:48, :48]
     head = ((yy - 24) ** 2 + (xx - 24) ** 2 < 18**2) * 40.0

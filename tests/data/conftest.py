@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from synth_data import gradient, write_nifti, write_png
 
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synth_data import gradient, write_csv, write_dicom, write_png
 
+from synth_data import gradient, write_csv, write_dicom, write_png
 from vaedx.data.index import Columns, IndexOptions, index_source
 from vaedx.data.manifest import read_manifest, write_manifest
 from vaedx.data.prepare import build_config, prepare

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rich.console import Console
-from synth_data import write_csv, write_png
 
+from synth_data import write_csv, write_png
 from vaedx.data.index import IndexOptions, index_source
 from vaedx.data.inspect import render, summarize
 from vaedx.data.manifest import write_manifest

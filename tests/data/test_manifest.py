@@ -3,8 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from synth_data import gradient, write_csv, write_png
 
+from synth_data import gradient, write_csv, write_png
 from vaedx.data.manifest import Ref, parse_ref, read_manifest, write_manifest
 from vaedx.errors import InputError
 

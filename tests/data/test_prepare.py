@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from synth_data import gradient, write_csv, write_png
 
+from synth_data import gradient, write_csv, write_png
 from vaedx.data.index import IndexOptions, index_source
 from vaedx.data.manifest import write_manifest
 from vaedx.data.prepare import apply_batch, build_config, prepare

@@ -1,7 +1,7 @@
 """Builders for small synthetic files in every supported format, written into each test's tmp_path.
 
 Exposed through the ``build`` fixture (not imported by the tests). The DICOM writer lives in
-``tests/dicom_builders.py``, shared with the service tests.
+``tests/helpers/dicom_builders.py``, shared with the service tests.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Builder:
         self.root = root
 
     def dicom(self, name: str, pixels: np.ndarray | None, **kw: Any) -> Path:
-        """CT-like DICOM carrying PHI (see tests/dicom_builders.py)."""
+        """CT-like DICOM carrying PHI (see tests/helpers/dicom_builders.py)."""
         return write_ct_dicom(self.root / name, pixels, **kw)
 
     def bare_dicom(self, name: str) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+
 from serve_helpers import MAX_UPLOAD, make_store
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+
 from serve_helpers import MAX_UPLOAD
 
 

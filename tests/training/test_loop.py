@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import FAST
 
+from train_helpers import FAST
 from vaedx.data.augment import AugmentConfig
 from vaedx.errors import ConfigError
 from vaedx.runs.config import build_config

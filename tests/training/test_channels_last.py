@@ -6,9 +6,9 @@ import csv
 from pathlib import Path
 
 import pytest
-from train_helpers import FAST, make_store
 
 import vaedx
+from train_helpers import FAST, make_store
 from vaedx.training.loop import use_channels_last
 
 

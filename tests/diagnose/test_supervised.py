@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from diag_helpers import ARCH
 
+from diag_helpers import ARCH
 from vaedx.diagnose.supervised import SUPERVISED_JSON, load_supervised, train_supervised
 from vaedx.errors import InputError
 

@@ -13,8 +13,8 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import FAST, cli_module, make_store
 
+from train_helpers import FAST, cli_module, make_store
 from vaedx.training.engine import run_training
 
 EPOCHS = 4

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from diag_helpers import ARCH, make_store
 
+from diag_helpers import ARCH, make_store
 from vaedx.diagnose.semi_train import train_semi
 from vaedx.diagnose.study import split_metrics
 from vaedx.diagnose.supervised import SupervisedCNN, train_supervised

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from diag_helpers import ARCH
 from typer.testing import CliRunner
 
+from diag_helpers import ARCH
 from vaedx.diagnose.finetune import finetune_encoder
 from vaedx.diagnose.supervised import SupervisedCNN, load_supervised, train_supervised
 from vaedx.diagnose.torchfit import model_config_for

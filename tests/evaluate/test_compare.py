@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_evaluate_anomaly import _toy
 
+from detect_outputs import toy_detect_output as _toy
 from vaedx.anomaly.scoring import Scored, write_scores_csv
 from vaedx.cli import main
 from vaedx.errors import ConfigError, InputError

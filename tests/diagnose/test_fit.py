@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from diag_helpers import make_store
 
+from diag_helpers import make_store
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.diagnose.encoder import load_encoder
 from vaedx.diagnose.fit import evaluate_diagnosis, fit_diagnosis

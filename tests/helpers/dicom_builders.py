@@ -1,7 +1,7 @@
 """DICOM files for tests, carrying planted patient identifiers: shared by tests/io and tests/serve.
 
 Why one module: both suites check that no identifier leaks (into Image.meta, responses, logs or files), so
-they must plant the same identifiers the same way. ``tests/`` is on sys.path through ``tests/conftest.py``.
+they must plant the same identifiers the same way. pytest's ``pythonpath`` puts ``tests/helpers`` on sys.path.
 """
 
 from __future__ import annotations

@@ -4,9 +4,8 @@ import os
 import subprocess
 import sys
 
-from train_helpers import FAST
-
 import vaedx
+from train_helpers import FAST
 from vaedx.runs.loaded import LoadedModel
 
 

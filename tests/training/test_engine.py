@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import FAST
 
 import vaedx
+from train_helpers import FAST
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, InputError
 from vaedx.models import ConvAE, ConvVAE, PCABaseline

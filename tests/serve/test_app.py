@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
-from serve_helpers import MAX_UPLOAD, dicom_bytes, make_store, nifti_bytes, png_bytes
 
 from dicom_builders import PHI_STRINGS
+from serve_helpers import MAX_UPLOAD, dicom_bytes, make_store, nifti_bytes, png_bytes
 from vaedx.anomaly import build_scorer
 from vaedx.anomaly.scoring import PostSpec
 from vaedx.data.preprocess import PreprocessConfig, apply

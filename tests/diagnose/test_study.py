@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from diag_helpers import ARCH, make_store
 
+from diag_helpers import ARCH, make_store
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.diagnose.study import METHODS, label_fraction_study, summarise
 from vaedx.errors import ConfigError, ModelMismatchError

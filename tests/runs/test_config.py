@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import yaml
-from train_helpers import cli_module
 
+from train_helpers import cli_module
 from vaedx.errors import ConfigError
 from vaedx.models.config import ModelConfig
 from vaedx.runs.config import TrainConfig, build_config

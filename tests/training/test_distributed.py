@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
-from train_helpers import cli_module, make_store
 
+from train_helpers import cli_module, make_store
 from vaedx.runs.loaded import load_model
 
 

@@ -1,10 +1,11 @@
-"""Fixtures for the training tests: tiny stores, so every run takes about a second on two CPU cores."""
+"""Training fixtures: tiny stores, so every run takes about a second on two CPU cores."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
 from train_helpers import make_store
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from diag_helpers import make_store
 
+from diag_helpers import make_store
 from vaedx.diagnose.labels import labelled_rows, labelled_subset
 from vaedx.errors import ConfigError, InputError
 
