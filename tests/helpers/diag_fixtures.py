@@ -1,4 +1,4 @@
-"""Session fixtures for the diagnosis tests (here and in tests/cli): one tiny store and a VAE trained on it."""
+"""Session fixtures for the diagnosis tests (here and in tests/cli): a tiny store and a VAE trained on it."""
 
 from __future__ import annotations
 

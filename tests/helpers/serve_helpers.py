@@ -48,7 +48,7 @@ def png_bytes(h: int = 40, w: int = 30, mode: str = "L", seed: int = 0) -> bytes
 
 
 def dicom_bytes(tmp: Path) -> bytes:
-    """A CT DICOM carrying a name, ID, birth date and more (helpers/dicom_builders.py), in HU after rescale."""
+    """A CT DICOM carrying a name, ID, birth date and more (dicom_builders.py), in HU after rescale."""
     yy, xx = np.mgrid[:24, :24]
     pixels = (1000 + 400 * np.exp(-((yy - 12) ** 2 + (xx - 10) ** 2) / 20)).astype(np.uint16)
     path = write_ct_dicom(tmp / "Doe^Jane_PID-12345.dcm", pixels, slope=1, intercept=-1024)
