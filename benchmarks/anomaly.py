@@ -63,7 +63,7 @@ def _train(store: Path, out: Path, kind: str, normal: str, epochs: int, **model:
 # median 5x5 filter; image score = mean of the top 1 % of brain pixels.
 LGG_POST = "foreground,median=5"
 LGG_IMAGE = {"image_method": "topk", "topk_percent": 1.0}
-# Restoration for FLAIR, chosen on the validation patients in stop 11 (100 steps, TV data term; lam 0.01, 0.1,
+# Restoration for FLAIR, chosen on the validation patients (100 steps, TV data term; lam 0.01, 0.1,
 # 1, 10; unsigned vs signed): keep only what the restoration darkened, as residual_signed does.
 LGG_RESTORATION = {"steps": 100, "lam": 0.1, "data_term": "tv", "signed": True}
 

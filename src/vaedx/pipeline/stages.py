@@ -20,7 +20,7 @@ from rich.console import Console
 from vaedx.atomic import atomic_write_json
 
 NORMAL = "normal"
-# scorers per model kind: SSIM was the best VAE scorer on PneumoniaMNIST (stop 8), residual is the classic
+# scorers per model kind: SSIM was the best VAE scorer on PneumoniaMNIST, residual is the classic
 # baseline, ELBO the likelihood view; AE and PCA get the two scorers they support.
 SCORERS = {"vae": ("ssim", "residual", "elbo"), "ae": ("ssim", "residual"), "pca": ("ssim", "residual")}
 
@@ -29,7 +29,7 @@ SCORERS = {"vae": ("ssim", "residual", "elbo"), "ae": ("ssim", "residual"), "pca
 class Settings:
     """What the demo trains; the defaults ran in 9 min 53 s on 2 quiet CPU cores, ``quick`` in under 2."""
 
-    epochs: int = 30  # anomaly VAE/AE on normal images: 30 epochs gave VAE+SSIM AUROC 0.863 (stop 8)
+    epochs: int = 30  # anomaly VAE/AE on normal images: 30 epochs gave VAE+SSIM AUROC 0.863
     epochs_all: int = 12  # diagnosis encoder on all training images (3.9x more images per epoch); 15 epochs
     # took the demo to 10 min 14 s on 2 cores, over its 10-minute budget
     latent_dim: int = 16
