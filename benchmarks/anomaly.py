@@ -25,7 +25,7 @@ from vaedx.anomaly.registry import available_scorers
 from vaedx.data.index import index_source
 from vaedx.data.locate import find_data_file
 from vaedx.data.manifest import write_manifest
-from vaedx.data.prepare import build_config, prepare
+from vaedx.data.prepare import prepare, prepare_config
 from vaedx.data.store import TensorStore
 from vaedx.evaluate.anomaly import evaluate_anomaly, table_rows, undefined_notes
 from vaedx.evaluate.compare import Side, compare_scorers, comparison_row
@@ -47,7 +47,7 @@ PIXEL_COLS = (
 
 def _store(source: Path, out: Path, **cfg: object) -> TensorStore:
     if not (out / "store.json").is_file():
-        prepare(source, out, build_config(**cfg))
+        prepare(source, out, prepare_config(**cfg))
     return TensorStore.open(out)
 
 

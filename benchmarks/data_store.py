@@ -17,7 +17,7 @@ import torch
 from vaedx.data.index import index_source
 from vaedx.data.locate import find_data_file
 from vaedx.data.manifest import write_manifest
-from vaedx.data.prepare import build_config, prepare
+from vaedx.data.prepare import prepare, prepare_config
 from vaedx.data.store import TensorStore
 
 
@@ -41,14 +41,14 @@ def main() -> None:
         out = Path(tmp)
         jobs = []
         if npz:
-            jobs.append(("pneumoniamnist (npz, 28x28)", npz, build_config()))
+            jobs.append(("pneumoniamnist (npz, 28x28)", npz, prepare_config()))
         if lgg:
             manifest = write_manifest(index_source(lgg.parent), out / "lgg.csv")
             jobs.append(
                 (
                     f"brain_lgg (PNG+masks, FLAIR, {args.size}px)",
                     manifest,
-                    build_config(size=args.size, channels=[1]),
+                    prepare_config(size=args.size, channels=[1]),
                 )
             )
         if not jobs:

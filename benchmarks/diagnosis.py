@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from vaedx.data.locate import find_data_file
-from vaedx.data.prepare import build_config, prepare
+from vaedx.data.prepare import prepare, prepare_config
 from vaedx.data.store import TensorStore
 from vaedx.diagnose.calibration import ThresholdRule
 from vaedx.diagnose.classifiers import CLASSIFIERS
@@ -85,9 +85,9 @@ def stores(out: Path) -> dict[str, Path]:
     if npz is None or lgg is None:
         raise SystemExit("real data not found (set VAEDX_DATA_DIR)")
     if not (paths["pneu"] / "store.json").exists():
-        prepare(npz, paths["pneu"], build_config())
+        prepare(npz, paths["pneu"], prepare_config())
     if not (paths["lgg"] / "store.json").exists():
-        prepare(lgg.parent, paths["lgg"], build_config(size=64, channels=[1]))
+        prepare(lgg.parent, paths["lgg"], prepare_config(size=64, channels=[1]))
     return paths
 
 

@@ -34,7 +34,7 @@ import torch
 
 from vaedx.api import LoadedModel, load_model, train
 from vaedx.data.locate import find_data_file
-from vaedx.data.prepare import build_config, prepare
+from vaedx.data.prepare import prepare, prepare_config
 from vaedx.data.store import TensorStore
 from vaedx.models import ssim_map
 
@@ -73,11 +73,11 @@ def prepare_stores(out: Path, data: Path | None, lgg_size: int) -> dict[str, Pat
     if npz is not None:
         stores["pneu"] = out / "stores" / "pneumoniamnist"
         if not (stores["pneu"] / "store.json").exists():
-            prepare(npz, stores["pneu"], build_config())
+            prepare(npz, stores["pneu"], prepare_config())
     if lgg is not None:
         stores["lgg"] = out / "stores" / f"lgg_flair_{lgg_size}"
         if not (stores["lgg"] / "store.json").exists():
-            prepare(lgg.parent, stores["lgg"], build_config(size=lgg_size, channels=[1]))
+            prepare(lgg.parent, stores["lgg"], prepare_config(size=lgg_size, channels=[1]))
     if not stores:
         raise SystemExit("no real data found (set VAEDX_DATA_DIR or pass --data)")
     return stores

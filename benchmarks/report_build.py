@@ -28,7 +28,7 @@ def build_pipeline(out: Path, threads: int) -> Path:
     from vaedx.anomaly.detect import detect
     from vaedx.atomic import atomic_write_json
     from vaedx.cli import main
-    from vaedx.data.prepare import build_config, prepare
+    from vaedx.data.prepare import prepare, prepare_config
     from vaedx.diagnose.fit import fit_diagnosis
     from vaedx.evaluate.anomaly import evaluate_anomaly, to_json
 
@@ -37,7 +37,7 @@ def build_pipeline(out: Path, threads: int) -> Path:
         raise SystemExit("PneumoniaMNIST not found (set VAEDX_DATA_DIR)")
     store = out / "store"
     if not (store / "store.json").is_file():
-        prepare(npz, store, build_config())
+        prepare(npz, store, prepare_config())
     opts = {"epochs": 3, "max_images": 600, "label_filter": ["normal"], "num_threads": threads}
     scorers = {"vae": ("ssim", "residual", "elbo"), "pca": ("ssim", "residual")}
     for kind, extra in (("vae", {"widths": [32, 64], "latent_dim": 16}), ("pca", {"latent_dim": 16})):

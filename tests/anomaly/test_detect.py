@@ -15,7 +15,7 @@ import pytest
 from PIL import Image as PILImage
 
 from lesion_stores import make_lesion_store
-from vaedx.anomaly.calibration import CalibrationFile, calibrate
+from vaedx.anomaly.calibration import CalibrationFile, calibrate_thresholds
 from vaedx.anomaly.detect import detect
 from vaedx.anomaly.scoring import PostSpec, Scored, merge_shards, run_scorers, save_shard, shard_slice
 from vaedx.cli import main
@@ -69,7 +69,7 @@ def test_calibrate_writes_thresholds_at_specificity(setup: tuple[Path, Path]) ->
     from vaedx.runs.loaded import load_model
 
     loaded, ts = load_model(run), TensorStore.open(store)
-    cal = calibrate(loaded, ts, ["residual", "elbo"], specificity=0.75)
+    cal = calibrate_thresholds(loaded, ts, ["residual", "elbo"], target_specificity=0.75)
     again = CalibrationFile.load(run)
     assert (run / "thresholds.json").is_file() and set(again.scorers) >= {"residual", "elbo"}
     idx = ts.select(split="val", labels=["normal"])
@@ -164,7 +164,15 @@ def test_rgb_file_and_store_mismatch_name_what_differs(setup: tuple[Path, Path],
 def test_cli_bad_input_exits_2_with_one_line(setup: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     _, run = setup
     code = main(
-        ["detect", "--model", str(run), "--input", str(tmp_path / "missing.png"), "--out", str(tmp_path)]
+        [
+            "detect",
+            "--model",
+            str(run),
+            "--input",
+            str(tmp_path / "missing.png"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "missing.png" in err and "Traceback" not in err
@@ -218,3 +226,42 @@ def test_torchrun_two_ranks_equal_single_process(setup: tuple[Path, Path], tmp_p
     np.testing.assert_allclose(
         [float(r["residual"]) for r in a], [float(r["residual"]) for r in b], rtol=1e-6
     )
+
+
+def test_detect_calibrates_explicitly_and_saves_into_the_run_only_on_request(
+    setup: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:
+    store, trained = setup
+    run = shutil.copytree(trained, tmp_path / "run")
+    (run / "thresholds.json").unlink(missing_ok=True)
+    out = detect(run, tmp_path / "o", store=store, scorers=["residual"], target_specificity=0.8,
+                 normal_label="lesion", max_overlays=0, quiet=True)  # fmt: skip
+    err = capsys.readouterr().err
+    assert "normal label 'lesion'" in err and "--save-calibration" in err
+    assert not (run / "thresholds.json").exists()
+    entry = CalibrationFile.load(out).scorers["residual"]
+    assert entry.normal_label == "lesion" and entry.thresholds.target_specificity == 0.8
+    meta = json.loads((out / "detect.json").read_text())
+    assert meta["normal_label"] == "lesion" and meta["target_specificity"] == 0.8
+    assert meta["thresholds"]["residual"] == entry.thresholds.model_dump()
+
+    guessed = detect(run, tmp_path / "g", store=store, scorers=["residual"], max_overlays=0,
+                     save_calibration=True, quiet=True)  # fmt: skip
+    saved_line = f"saved the calibration of residual to {run / 'thresholds.json'}"
+    assert saved_line in capsys.readouterr().err.replace("\n", "")
+    saved = CalibrationFile.load(run).scorers["residual"]
+    assert saved.normal_label == "normal" and saved.thresholds.target_specificity == 0.95
+    assert CalibrationFile.load(guessed) == CalibrationFile.load(run)
+    assert json.loads((guessed / "detect.json").read_text())["normal_label"] == "normal"
+
+
+def test_detect_refuses_an_unknown_normal_label_and_a_bad_specificity(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from vaedx.errors import ConfigError
+
+    store, run = setup
+    with pytest.raises(ConfigError, match="normal label 'healthy'.*normal, lesion"):
+        detect(run, tmp_path / "o", store=store, normal_label="healthy", quiet=True)
+    with pytest.raises(ConfigError, match="target specificity"):
+        detect(run, tmp_path / "o", store=store, target_specificity=1.5, quiet=True)

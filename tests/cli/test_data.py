@@ -98,3 +98,17 @@ def test_lgg_csv_with_column_options(
     assert f"wrote {out} (971 rows)" in text
     all_row = next(ln for ln in text.splitlines() if ln.startswith("│ all"))
     assert all_row.split()[3:10:2] == ["596", "375", "971", "28"]  # no_tumour, tumour, total, patients
+
+
+def test_inspect_takes_every_source_index_takes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {
+        f"{s}_images": rng.integers(0, 255, (4, 8, 8), dtype=np.uint8) for s in ("train", "val", "test")
+    }
+    arrays |= {f"{s}_labels": np.array([[0], [1], [0], [1]]) for s in ("train", "val", "test")}
+    np.savez(tmp_path / "x.npz", **arrays)
+    assert main(["data", "inspect", str(tmp_path / "x.npz"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert sum(info["counts"]["train"].values()) == 4
+    assert main(["data", "inspect", str(_pngs(tmp_path / "pngs"))]) == 0
+    assert "6 images" in capsys.readouterr().out

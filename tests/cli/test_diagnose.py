@@ -65,7 +65,7 @@ def test_predict_a_store_split_to_csv(cli_fit, store, tmp_path):
         app,
         [
             "predict",
-            "--model",
+            "--diagnosis",
             str(out),
             "--store",
             str(store.root),
@@ -99,21 +99,21 @@ def test_predict_image_files(cli_fit, store, tmp_path):
         f = tmp_path / f"case{i}.png"
         Image.fromarray((np.asarray(store.images[i, 0]) * 255).astype(np.uint8)).save(f)
         files.append(str(f))
-    result = runner.invoke(app, ["predict", "--model", str(out), *files])
+    result = runner.invoke(app, ["predict", "--diagnosis", str(out), *files])
     assert result.exit_code == 0, result.output
     assert "case" in result.output and "probability" in result.output
     dest = tmp_path / "pred.json"
-    assert runner.invoke(app, ["predict", "--model", str(out), *files, "--out", str(dest)]).exit_code == 0
+    assert runner.invoke(app, ["predict", "--diagnosis", str(out), *files, "--out", str(dest)]).exit_code == 0
     preds = json.loads(dest.read_text())
     assert [p["image"] for p in preds] == files and len(preds[0]["neighbours"]) == 5
 
 
 def test_predict_needs_files_or_a_store(cli_fit, store, tmp_path):
     out, _, _ = cli_fit
-    assert isinstance(runner.invoke(app, ["predict", "--model", str(out)]).exception, ConfigError)
-    both = runner.invoke(app, ["predict", "--model", str(out), "--store", str(store.root), "x.png"])
+    assert isinstance(runner.invoke(app, ["predict", "--diagnosis", str(out)]).exception, ConfigError)
+    both = runner.invoke(app, ["predict", "--diagnosis", str(out), "--store", str(store.root), "x.png"])
     assert isinstance(both.exception, ConfigError)
-    missing = runner.invoke(app, ["predict", "--model", str(tmp_path), "--store", str(store.root)])
+    missing = runner.invoke(app, ["predict", "--diagnosis", str(tmp_path), "--store", str(store.root)])
     assert isinstance(missing.exception, InputError)
 
 
@@ -124,13 +124,13 @@ def test_predict_attaches_the_anomaly_score_flag_and_heatmap_of_vaedx_detect(cli
     from vaedx.anomaly.scoring import read_scores_csv
 
     out, _, _ = cli_fit
-    anomaly_run = shutil.copytree(vae.path.parent, tmp_path / "anomaly_run")  # detect writes thresholds here
+    anomaly_run = shutil.copytree(vae.path.parent, tmp_path / "anomaly_run")  # detect saves thresholds here
     det = detect(anomaly_run, tmp_path / "det", store=store.root, split="test", scorers=["residual"],
-                 quiet=True)  # fmt: skip
+                 quiet=True, save_calibration=True)  # fmt: skip
     want, _ = read_scores_csv(det / "scores.csv")
     maps = np.load(det / "maps" / "residual.npy")
     dest, heat = tmp_path / "pred.json", tmp_path / "heat"
-    args = ["predict", "--model", str(out), "--store", str(store.root), "--split", "test", "-k", "0",
+    args = ["predict", "--diagnosis", str(out), "--store", str(store.root), "--split", "test", "-k", "0",
             "--anomaly-model", str(anomaly_run), "--heatmaps", str(heat), "--out", str(dest)]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -142,7 +142,9 @@ def test_predict_attaches_the_anomaly_score_flag_and_heatmap_of_vaedx_detect(cli
         assert a["flag"] == (a["score"] > a["threshold"]) == (w["residual_flag"] == "1")
         np.testing.assert_allclose(np.load(a["heatmap"]), maps[i], rtol=1e-5, atol=1e-7)
     csv_dest = tmp_path / "pred.csv"
-    assert runner.invoke(app, [*args[:-2], "--out", str(csv_dest)]).exit_code == 0
+    assert runner.invoke(app, [*args[:-2], "--out", str(csv_dest), "--overwrite"]).exit_code == 0
     assert {"anomaly_score", "anomaly_flag", "heatmap"} <= set(next(csv.DictReader(csv_dest.open())))
-    bad = runner.invoke(app, ["predict", "--model", str(out), "--store", str(store.root), "--heatmaps", "h"])
+    bad = runner.invoke(
+        app, ["predict", "--diagnosis", str(out), "--store", str(store.root), "--heatmaps", "h"]
+    )
     assert isinstance(bad.exception, ConfigError) and "--anomaly-model" in str(bad.exception)

@@ -17,7 +17,7 @@ runner = CliRunner()
 def test_study_command_prints_one_table_and_writes_rows(store, vae, tmp_path):
     out = tmp_path / "study"
     args = ["study", "--store", str(store.root), "--out", str(out), "--fractions", "0.5,1", "--seeds", "0,1"]
-    args += ["--vae", str(vae.path), "--epochs", "1", "--latent-dim", "4", "--widths", "8,16"]
+    args += ["--model", str(vae.path), "--epochs", "1", "--latent-dim", "4", "--widths", "8,16"]
     args += ["--batch-size", "16", "--threads", "1"]
     result = runner.invoke(app, args, env={"COLUMNS": "200"})  # wide enough for unwrapped cells
     assert result.exit_code == 0, result.output

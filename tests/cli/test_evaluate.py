@@ -11,7 +11,7 @@ def test_fit_then_evaluate_with_bootstrap_cis(vae, store, tmp_path, capsys) -> N
     diag = tmp_path / "diag"
     fit = ["diagnose", "fit", "--model", str(vae.path), "--store", str(store.root), "--out", str(diag)]
     assert main([*fit, "--classifiers", "logreg"]) == 0
-    args = ["evaluate", "diagnosis", "--model", str(diag), "--truth", str(store.root), "--n-boot", "200"]
+    args = ["evaluate", "diagnosis", "--diagnosis", str(diag), "--store", str(store.root), "--n-boot", "200"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     result = json.loads((diag / "evaluation_test.json").read_text())
@@ -24,6 +24,6 @@ def test_fit_then_evaluate_with_bootstrap_cis(vae, store, tmp_path, capsys) -> N
 
 
 def test_evaluate_diagnosis_on_a_missing_folder_is_one_line(tmp_path, capsys) -> None:
-    code = main(["evaluate", "diagnosis", "--model", str(tmp_path / "nope"), "--truth", str(tmp_path)])
+    code = main(["evaluate", "diagnosis", "--diagnosis", str(tmp_path / "nope"), "--store", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and "nope" in err

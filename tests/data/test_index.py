@@ -8,7 +8,7 @@ import pytest
 from synth_data import gradient, write_csv, write_dicom, write_png
 from vaedx.data.index import Columns, IndexOptions, index_source
 from vaedx.data.manifest import read_manifest, write_manifest
-from vaedx.data.prepare import build_config, prepare
+from vaedx.data.prepare import prepare, prepare_config
 from vaedx.errors import ConfigError, InputError
 
 
@@ -196,5 +196,5 @@ def test_dicom_tree_single_and_multi_frame(tmp_path: Path) -> None:
     multi = [("pat1/study/multi", str(k)) for k in range(3)]
     assert [(r["path"], r.get("frame", "")) for r in m.rows] == [*multi, ("pat1/study/one.dcm", "")]
     assert {r["patient_id"] for r in m.rows} == {"pat1"} and {r["label"] for r in m.rows} == {""}
-    store = prepare(write_manifest(m, root / "m.csv"), tmp_path / "s", build_config(normalize="none"))
+    store = prepare(write_manifest(m, root / "m.csv"), tmp_path / "s", prepare_config(normalize="none"))
     assert [float(x.max()) for x in store.images] == [10.0, 20.0, 30.0, 50.0]

@@ -11,7 +11,7 @@ from synth_data import write_csv, write_png
 from vaedx.data.index import IndexOptions, index_source
 from vaedx.data.inspect import render, summarize
 from vaedx.data.manifest import write_manifest
-from vaedx.data.prepare import build_config, prepare
+from vaedx.data.prepare import prepare, prepare_config
 from vaedx.errors import InputError
 
 
@@ -26,7 +26,7 @@ def test_store_summary_with_masks(mask_folder: Path, tmp_path: Path) -> None:
     for r in m.rows:
         r["split"] = "train" if r["patient_id"] == "patA" else "test"
     store_dir = tmp_path / "store"
-    prepare(write_manifest(m, mask_folder / "m.csv"), store_dir, build_config(size=16))
+    prepare(write_manifest(m, mask_folder / "m.csv"), store_dir, prepare_config(size=16))
     info = summarize(store_dir)
     assert info["counts"] == {"train": {"unlabelled": 2}, "test": {"unlabelled": 2}}
     assert info["patients"] == {"train": 1, "test": 1, "total": 2}
@@ -61,7 +61,7 @@ def test_problems_are_found(class_folder: Path, tmp_path: Path) -> None:
     text = _render(info)
     assert "skipped pneumonia/gone.png: image file does not exist" in text
 
-    store = prepare(csv_path, tmp_path / "s", build_config(), on_error="skip")
+    store = prepare(csv_path, tmp_path / "s", prepare_config(), on_error="skip")
     sinfo = summarize(store.root)
     assert sinfo["skipped"] == info["skipped"] and any("more than one split" in p for p in sinfo["problems"])
 
@@ -93,7 +93,7 @@ def test_identical_images_in_two_splits_are_reported(class_folder: Path, tmp_pat
     m = index_source(class_folder)
     for r in m.rows:
         r["split"] = "test" if r["path"] == "pneumonia/copy.png" else "train"
-    store = prepare(write_manifest(m, class_folder / "m.csv"), tmp_path / "s", build_config())
+    store = prepare(write_manifest(m, class_folder / "m.csv"), tmp_path / "s", prepare_config())
     info = summarize(store.root)
     assert info["duplicates"] == {
         "checked": True, "across_splits": 1, "within_splits": 0, "split_pairs": ["train/test"], "blank": 1,

@@ -10,7 +10,7 @@ import yaml
 from synth_data import gradient, write_csv, write_png
 from vaedx.data.index import IndexOptions, index_source
 from vaedx.data.manifest import write_manifest
-from vaedx.data.prepare import apply_batch, build_config, prepare
+from vaedx.data.prepare import apply_batch, prepare, prepare_config
 from vaedx.data.preprocess import PreprocessConfig, apply
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, InputError
@@ -46,7 +46,7 @@ def _manifest_of(folder: Path, tmp_path: Path, **kw) -> Path:
 
 def test_prepare_folder_with_masks(mask_folder: Path, tmp_path: Path) -> None:
     csv_path = _manifest_of(mask_folder, tmp_path)
-    store = prepare(csv_path, tmp_path / "store", build_config(size=16, channels=[1]))
+    store = prepare(csv_path, tmp_path / "store", prepare_config(size=16, channels=[1]))
     assert store.images.shape == (4, 1, 16, 16) and store.masks.shape == (4, 1, 16, 16)
     assert store.images.min() >= 0 and store.images.max() <= 1
     nonempty = {p: bool(m.any()) for p, m in zip(store.paths, store.masks, strict=True)}
@@ -67,7 +67,7 @@ def test_prepare_folder_with_masks(mask_folder: Path, tmp_path: Path) -> None:
 
 
 def test_labels_become_codes_in_name_order(class_folder: Path, tmp_path: Path) -> None:
-    store = prepare(_manifest_of(class_folder, tmp_path), tmp_path / "s", build_config())
+    store = prepare(_manifest_of(class_folder, tmp_path), tmp_path / "s", prepare_config())
     assert store.label_names == ["normal", "pneumonia"]
     codes = dict(zip(store.paths, store.labels.tolist(), strict=True))
     assert codes["normal/n2.png"] == 0 and codes["pneumonia/p0.png"] == 1
@@ -78,7 +78,7 @@ def test_mask_of_another_size_names_both_files(mask_folder: Path, tmp_path: Path
     csv_path = _manifest_of(mask_folder, tmp_path)
     bad_mask = write_png(mask_folder / "patB" / "patB_2_mask.png", np.zeros((20, 20), np.uint8))
     with pytest.raises(InputError) as e:
-        prepare(csv_path, tmp_path / "store", build_config(size=16))
+        prepare(csv_path, tmp_path / "store", prepare_config(size=16))
     assert e.value.path == str(bad_mask)
     assert "patB_2.png" in e.value.problem and "20x20" in e.value.problem and "32x32" in e.value.problem
     assert not (tmp_path / "store").exists() and not (tmp_path / ".store.partial").exists()
@@ -99,9 +99,9 @@ def test_bad_files_fail_naming_the_file_or_are_skipped_and_recorded(
     bad = class_folder / "normal" / "n1.png"
     damage(bad)
     with pytest.raises(InputError, match=reason) as e:
-        prepare(csv_path, tmp_path / "store", build_config())
+        prepare(csv_path, tmp_path / "store", prepare_config())
     assert e.value.path == str(bad)
-    store = prepare(csv_path, tmp_path / "store", build_config(), on_error="skip")
+    store = prepare(csv_path, tmp_path / "store", prepare_config(), on_error="skip")
     assert len(store) == 4 and "normal/n1.png" not in store.paths
     skipped = json.loads((tmp_path / "store" / "store.json").read_text())["skipped"]
     assert [s["path"] for s in skipped] == ["normal/n1.png"] and skipped[0]["reason"]
@@ -111,8 +111,8 @@ def test_missing_file_is_skipped_and_recorded(class_folder: Path, tmp_path: Path
     csv_path = _manifest_of(class_folder, tmp_path)
     (class_folder / "pneumonia" / "p0.png").unlink()
     with pytest.raises(InputError, match="does not exist"):
-        prepare(csv_path, tmp_path / "store", build_config())
-    store = prepare(csv_path, tmp_path / "store", build_config(), on_error="skip")
+        prepare(csv_path, tmp_path / "store", prepare_config())
+    store = prepare(csv_path, tmp_path / "store", prepare_config(), on_error="skip")
     assert store.meta["skipped"] == [{"path": "pneumonia/p0.png", "reason": "image file does not exist"}]
 
 
@@ -120,15 +120,15 @@ def test_mixed_sizes_need_a_common_size(class_folder: Path, tmp_path: Path) -> N
     write_png(class_folder / "normal" / "z_big.png", gradient(24, 20))
     csv_path = _manifest_of(class_folder, tmp_path)
     with pytest.raises(InputError, match="give --size") as e:
-        prepare(csv_path, tmp_path / "store", build_config())
+        prepare(csv_path, tmp_path / "store", prepare_config())
     assert e.value.path == str(class_folder / "normal" / "z_big.png")
-    assert prepare(csv_path, tmp_path / "store", build_config(size=16)).image_shape == (1, 16, 16)
+    assert prepare(csv_path, tmp_path / "store", prepare_config(size=16)).image_shape == (1, 16, 16)
 
 
 def test_nifti_slices_are_the_right_ones(nifti_volume: Path, tmp_path: Path) -> None:
     m = index_source(nifti_volume, IndexOptions(min_foreground=0.1))
     csv_path = write_manifest(m, tmp_path / "m.csv")
-    store = prepare(csv_path, tmp_path / "store", build_config(normalize="none"))
+    store = prepare(csv_path, tmp_path / "store", prepare_config(normalize="none"))
     assert store.image_shape[0] == 1 and len(store) == 3
     assert [float(im.max()) for im in store.images] == [2.0, 3.0, 4.0]  # slice k holds k + 1
     assert store.records["slice_index"] == ["1", "2", "3"]
@@ -142,20 +142,20 @@ def test_nifti_mask_volume_follows_its_slices(nifti_volume: Path, tmp_path: Path
     nib.save(nib.Nifti1Image(mask, np.eye(4)), nifti_volume.parent / "case7_mask.nii.gz")
     m = index_source(nifti_volume.parent)
     assert {r["mask"] for r in m.rows} == {"case7_mask.nii.gz"} and len(m) == 5
-    store = prepare(write_manifest(m, tmp_path / "m.csv"), tmp_path / "store", build_config())
+    store = prepare(write_manifest(m, tmp_path / "m.csv"), tmp_path / "store", prepare_config())
     assert [bool(x.any()) for x in store.masks] == [False, False, True, False, False]
 
 
 def test_npz_directly_and_through_a_manifest_agree(small_npz: Path, tmp_path: Path) -> None:
-    direct = prepare(small_npz, tmp_path / "a", build_config(size=16))
+    direct = prepare(small_npz, tmp_path / "a", prepare_config(size=16))
     assert direct.images.shape == (11, 1, 16, 16)
     assert direct.counts() == {"train": {"0": 3, "1": 3}, "val": {"0": 1, "1": 1}, "test": {"0": 2, "1": 1}}
     assert direct.paths[6] == "tinymnist.npz#val/0"
     csv_path = write_manifest(index_source(small_npz), tmp_path / "m.csv")
-    via = prepare(csv_path, tmp_path / "b", build_config(size=16))
+    via = prepare(csv_path, tmp_path / "b", prepare_config(size=16))
     np.testing.assert_array_equal(np.asarray(direct.images), np.asarray(via.images))
     np.testing.assert_array_equal(direct.labels, via.labels)
-    named = prepare(small_npz, tmp_path / "c", build_config(), label_names=["normal", "pneumonia"])
+    named = prepare(small_npz, tmp_path / "c", prepare_config(), label_names=["normal", "pneumonia"])
     assert named.label_names == ["normal", "pneumonia"] and named.counts()["test"] == {
         "normal": 2,
         "pneumonia": 1,
@@ -165,32 +165,32 @@ def test_npz_directly_and_through_a_manifest_agree(small_npz: Path, tmp_path: Pa
 def test_config_from_yaml_with_cli_overrides(tmp_path: Path) -> None:
     cfg_file = tmp_path / "pre.yaml"
     cfg_file.write_text("size: 64\nnormalize: minmax\nchannels: [1]\n")
-    cfg = build_config(cfg_file, size=32, grey=None)
+    cfg = prepare_config(cfg_file, size=32, grey=None)
     assert cfg.size == (32, 32) and cfg.normalize == "minmax" and cfg.channels == [1]
     nested = tmp_path / "nested.yaml"
     nested.write_text(yaml.safe_dump({"preprocess": {"clip_percentiles": [1, 99]}}))
-    assert build_config(nested).clip_percentiles == (1.0, 99.0)
+    assert prepare_config(nested).clip_percentiles == (1.0, 99.0)
     bad = tmp_path / "bad.yaml"
     bad.write_text("normalise: minmax\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: normalise: Extra inputs"):
-        build_config(bad)
+        prepare_config(bad)
     with pytest.raises(ConfigError, match="clip_percentiles"):
-        build_config(clip_percentiles=[50, 10])
+        prepare_config(clip_percentiles=[50, 10])
 
 
 def test_output_folder_rules(class_folder: Path, tmp_path: Path) -> None:
     csv_path = _manifest_of(class_folder, tmp_path)
     out = tmp_path / "store"
-    prepare(csv_path, out, build_config())
+    prepare(csv_path, out, prepare_config())
     (out / "model.safetensors").write_text("kept")
-    again = prepare(csv_path, out, build_config(size=8))  # re-prepare replaces the store, keeps other files
+    again = prepare(csv_path, out, prepare_config(size=8))  # re-prepare replaces the store, keeps other files
     assert again.image_shape == (1, 8, 8) and (out / "model.safetensors").read_text() == "kept"
     assert TensorStore.open(out).image_shape == (1, 8, 8)
     other = tmp_path / "docs"
     other.mkdir()
     (other / "notes.txt").write_text("x")
     with pytest.raises(ConfigError, match="not a vaedx store"):
-        prepare(csv_path, other, build_config())
+        prepare(csv_path, other, prepare_config())
 
 
 def test_manifest_with_labels_csv_and_explicit_names(class_folder: Path, tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_manifest_with_labels_csv_and_explicit_names(class_folder: Path, tmp_pat
         tmp_path / "labels.csv", ["file", "label"], [["normal/n0.png", "1"], ["pneumonia/p1.png", "0"]]
     )
     csv_path = _manifest_of(class_folder, tmp_path, labels=labels)
-    store = prepare(csv_path, tmp_path / "s", build_config(), label_names=["healthy", "sick"])
+    store = prepare(csv_path, tmp_path / "s", prepare_config(), label_names=["healthy", "sick"])
     assert store.label_names == ["healthy", "sick"]
     assert dict(zip(store.paths, store.labels.tolist(), strict=True)) == {
         "normal/n0.png": 1,

@@ -11,7 +11,7 @@ import pytest
 from vaedx.data.index import index_source
 from vaedx.data.inspect import summarize
 from vaedx.data.manifest import Manifest, read_manifest, write_manifest
-from vaedx.data.prepare import build_config, prepare
+from vaedx.data.prepare import prepare, prepare_config
 from vaedx.data.splits import assign_splits, patient_overlap
 
 pytestmark = pytest.mark.realdata
@@ -28,12 +28,12 @@ def test_pneumonia_index_and_prepare(pneumonia_npz: Path, tmp_path: Path) -> Non
     assert len(m) == 5856
     counts = Counter((r["split"], r["label"]) for r in m.rows)
     assert {s: {lab: counts[(s, lab)] for lab in c} for s, c in PNEUMONIA_COUNTS.items()} == PNEUMONIA_COUNTS
-    store = prepare(pneumonia_npz, tmp_path / "store", build_config())
+    store = prepare(pneumonia_npz, tmp_path / "store", prepare_config())
     assert store.images.shape == (5856, 1, 28, 28)
     assert store.counts() == PNEUMONIA_COUNTS
     dup = summarize(store.root)["duplicates"]  # SOURCES.md: 18 + 3 duplicate pairs, 8 images in train and val
     assert (dup["within_splits"], dup["across_splits"], dup["split_pairs"]) == (21, 8, ["train/val"])
-    via_manifest = prepare(write_manifest(m, tmp_path / "m.csv"), tmp_path / "s2", build_config())
+    via_manifest = prepare(write_manifest(m, tmp_path / "m.csv"), tmp_path / "s2", prepare_config())
     np.testing.assert_array_equal(np.asarray(store.images[:50]), np.asarray(via_manifest.images[:50]))
 
 
@@ -54,7 +54,7 @@ def test_lgg_index_split_and_prepare_a_subset(lgg_dir: Path, tmp_path: Path) -> 
     keep = sorted(set(patients))[:4]
     subset = Manifest([r for r in m.rows if r["patient_id"] in keep], m.root, m.source)
     csv_path = write_manifest(subset, tmp_path / "lgg4.csv")
-    store = prepare(csv_path, tmp_path / "store", build_config(size=64, channels=[1]))
+    store = prepare(csv_path, tmp_path / "store", prepare_config(size=64, channels=[1]))
     assert store.images.shape == (len(subset), 1, 64, 64) and store.masks is not None
     tumour = store.labels == store.label_names.index("tumour")
     nonempty = store.masks.reshape(len(store), -1).any(axis=1)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from vaedx.diagnose.calibration import ThresholdRule, calibrate
+from vaedx.diagnose.calibration import ThresholdRule, fit_probability_calibration
 from vaedx.diagnose.classifiers import make_pipeline
 from vaedx.diagnose.portable import export_calibrated
 from vaedx.errors import ConfigError, InputError
@@ -26,7 +26,7 @@ def test_calibration_on_validation_repairs_an_overconfident_classifier(method):
     xv, yv = noisy(400, 1)
     xs, ys = noisy(4000, 2)  # held-out data the calibration never saw
     before = expected_calibration_error(ys, clf.predict_proba(xs)[:, 1])
-    cal = calibrate(clf, xv, yv, method)
+    cal = fit_probability_calibration(clf, xv, yv, method)
     after = expected_calibration_error(ys, cal.predict_proba(xs)[:, 1])
     assert before > 0.15 and after < 0.05 and after < before / 3
     port, pcal = export_calibrated(cal)
@@ -36,11 +36,11 @@ def test_calibration_on_validation_repairs_an_overconfident_classifier(method):
 def test_calibrate_none_and_bad_method_and_class_mismatch():
     x, y = noisy(100, 0)
     clf = make_pipeline("logreg").fit(x, y)
-    assert calibrate(clf, x, y, "none") is None
+    assert fit_probability_calibration(clf, x, y, "none") is None
     with pytest.raises(ConfigError, match="calibration must be one of"):
-        calibrate(clf, x, y, "platt")
+        fit_probability_calibration(clf, x, y, "platt")
     with pytest.raises(InputError, match=r"validation labels have classes \[1\]"):
-        calibrate(clf, x[y == 1], y[y == 1], "sigmoid")
+        fit_probability_calibration(clf, x[y == 1], y[y == 1], "sigmoid")
 
 
 def test_youden_threshold_separates_perfectly_separable_scores():

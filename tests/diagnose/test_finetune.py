@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 
 from diag_helpers import ARCH
 from vaedx.diagnose.finetune import finetune_encoder
-from vaedx.diagnose.supervised import SupervisedCNN, load_supervised, train_supervised
+from vaedx.diagnose.supervised import train_supervised
 from vaedx.diagnose.torchfit import model_config_for
 from vaedx.errors import ConfigError, InputError
+from vaedx.models.cnn import SupervisedCNN
+from vaedx.runs.networks import load_supervised
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def tuned(vae, store, tmp_path_factory):
 def test_load_encoder_copies_the_vae_encoder_and_posterior_mean(vae, store):
     cfg = model_config_for(store, vae.config.model)
     net = SupervisedCNN(cfg, 2)
-    net.load_encoder(vae.model)
+    net.load_vae_encoder(vae.model)
     x = torch.from_numpy(np.array(store.images[:5]))
     with torch.no_grad():
         mu = vae.model.encode(x)[0]

@@ -12,7 +12,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from vaedx.diagnose.calibration import calibrate
+from vaedx.diagnose.calibration import fit_probability_calibration
 from vaedx.diagnose.classifiers import make_pipeline
 from vaedx.diagnose.portable import export_calibrated, export_pipeline, from_arrays, to_arrays
 from vaedx.errors import ConfigError
@@ -61,7 +61,7 @@ def test_calibrated_numpy_matches_sklearn(kind, method, n_classes):
     x, y = toy(n_classes)
     xv, yv = toy(n_classes, n=60, seed=2)
     pipe = fit(kind, SETTINGS[kind][0], x, y)
-    cal = calibrate(pipe, xv, yv, method)
+    cal = fit_probability_calibration(pipe, xv, yv, method)
     clf, pcal = export_calibrated(cal)
     xq = toy(n_classes, n=50, seed=3)[0] * 1.5  # also beyond the calibration range (isotonic clips)
     mine = pcal.predict_proba(clf.response(xq), n_classes)
@@ -76,7 +76,7 @@ def test_our_calibration_equals_a_plain_frozen_calibration():
     x, y = toy(2)
     xv, yv = toy(2, n=60, seed=2)
     pipe = fit("logreg", {}, x, y)
-    ours = calibrate(pipe, xv, yv, "sigmoid")
+    ours = fit_probability_calibration(pipe, xv, yv, "sigmoid")
     ref = CalibratedClassifierCV(FrozenEstimator(pipe), method="sigmoid").fit(xv, yv)
     np.testing.assert_allclose(ours.predict_proba(x), ref.predict_proba(x), atol=1e-9)
 

@@ -9,11 +9,12 @@ import torch
 from diag_helpers import ARCH, make_store
 from vaedx.diagnose.semi_train import train_semi
 from vaedx.diagnose.study import split_metrics
-from vaedx.diagnose.supervised import SupervisedCNN, train_supervised
+from vaedx.diagnose.supervised import train_supervised
 from vaedx.errors import ConfigError, InputError, ModelMismatchError
 from vaedx.models import ModelConfig, ReconstructionModel
+from vaedx.models.cnn import SupervisedCNN
 from vaedx.models.semi import SemiVAE
-from vaedx.runs.semi import load_semi
+from vaedx.runs.networks import load_semi
 from vaedx.training.batches import RowView
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from diag_helpers import ARCH, make_store
 from vaedx.data.preprocess import PreprocessConfig
-from vaedx.diagnose.study import METHODS, label_fraction_study, summarise
+from vaedx.diagnose.study import METHODS, STUDY_METHODS, StudyMethod, label_fraction_study, summarise
 from vaedx.errors import ConfigError, ModelMismatchError
 
 
@@ -78,3 +78,18 @@ def test_study_bad_input(store, vae, tmp_path):
     )
     with pytest.raises(ModelMismatchError, match="preprocess grey"):
         label_fraction_study(other, fractions=(1.0,), seeds=(0,), methods=("vae_latent_lr",), vae=vae.path)
+
+
+def test_a_registered_method_is_one_entry(store, monkeypatch):
+    """A method added to the registry is run on the same subsets and scored like the others."""
+    import numpy as np
+
+    def prior(inp, fraction, seed, rows):  # predicts the labelled subset's class frequencies
+        freq = np.bincount(inp.store.labels[rows], minlength=2) / len(rows)
+        return np.tile(freq, (len(inp.test), 1))
+
+    monkeypatch.setitem(STUDY_METHODS, "prior", StudyMethod(prior))
+    res = label_fraction_study(store, fractions=(0.5,), seeds=(0, 1), methods=("prior",))
+    assert [r["method"] for r in res.rows] == ["prior", "prior"]
+    assert all(r["auc"] == 0.5 for r in res.rows) and res.summary[0]["n_seeds"] == 2
+    assert tuple(STUDY_METHODS)[: len(METHODS)] == METHODS

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from diag_helpers import ARCH
-from vaedx.diagnose.supervised import SUPERVISED_JSON, load_supervised, train_supervised
+from vaedx.diagnose.supervised import train_supervised
 from vaedx.errors import InputError
+from vaedx.runs.networks import SUPERVISED_JSON, load_supervised
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ def test_one_class_is_na_with_reason_and_never_nan(tmp_path: Path, capsys) -> No
     lines = (pred / "scores.csv").read_text().splitlines()
     (pred / "scores.csv").write_text("\n".join(lines[:5]) + "\n")  # normals only
     np.save(pred / "maps" / "toy.npy", np.load(pred / "maps" / "toy.npy")[:4])
-    assert main(["evaluate", "anomaly", "--pred", str(pred), "--truth", str(store), "--n-boot", "50"]) == 0
+    assert main(["evaluate", "anomaly", "--pred", str(pred), "--store", str(store), "--n-boot", "50"]) == 0
     text = (pred / "evaluation.json").read_text()
     assert "NaN" not in text and "only one class present" in text
     assert "n/a" in capsys.readouterr().out
@@ -61,7 +61,7 @@ def test_pixel_cis_under_new_keys_in_json_and_table(tmp_path: Path) -> None:
     assert ci.point == m["pixel_auroc"] and ci.low < ci.point <= ci.high == 1.0
     assert res["bootstrap"]["unit"] == "image"
     assert table_rows(res)[0]["pixel AUROC"] is ci and "pixel_auroc_ci" not in table_rows(res)[0]
-    assert main(["evaluate", "anomaly", "--pred", str(pred), "--truth", str(store), "--n-boot", "50"]) == 0
+    assert main(["evaluate", "anomaly", "--pred", str(pred), "--store", str(store), "--n-boot", "50"]) == 0
     saved = json.loads((pred / "evaluation.json").read_text())["scorers"]["toy"]["metrics"]
     assert set(saved["pixel_auprc_ci"]) >= {"point", "low", "high"} and saved["pixel_auroc"] == ci.point
     wide = Console(width=400, record=True)

@@ -104,7 +104,7 @@ def test_compare_two_detect_folders_and_the_cli(tmp_path, capsys):
     self_cmp = compare_scorers(Side.parse(f"{pred}:toy"), Side.parse(f"{pred}:toy"), store, n_boot=50)
     assert self_cmp["differences"]["dice_val_threshold"].point == 0.0
     out = tmp_path / "cmp.json"
-    code = main(["evaluate", "compare", "--a", f"{other}:other", "--b", f"{pred}:toy", "--truth", str(store),
+    code = main(["evaluate", "compare", "--a", f"{other}:other", "--b", f"{pred}:toy", "--store", str(store),
                  "--n-boot", "100", "--out", str(out)])  # fmt: skip
     assert code in (0, None)
     doc = json.loads(out.read_text())

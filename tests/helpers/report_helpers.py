@@ -33,9 +33,9 @@ def make_pipeline(root: Path) -> Path:
         model = str(root / "models" / m)
         scorers = ["--scorer", "residual", "--scorer", "ssim"]
         run(["detect", "-m", model, "-s", str(store), "-o", str(det), *scorers, "--max-overlays", "0", "-q"])
-        run(["evaluate", "anomaly", "--pred", str(det), "--truth", str(store), "--n-boot", "20"])
+        run(["evaluate", "anomaly", "--pred", str(det), "--store", str(store), "--n-boot", "20"])
     diag = root / "diagnosis"
     run(["diagnose", "fit", "-m", str(root / "models" / "vae"), "-s", str(store), "-o", str(diag),
          "--classifiers", "logreg"])  # fmt: skip
-    run(["evaluate", "diagnosis", "--model", str(diag), "--truth", str(store), "--n-boot", "20"])
+    run(["evaluate", "diagnosis", "--diagnosis", str(diag), "--store", str(store), "--n-boot", "20"])
     return root

@@ -221,13 +221,13 @@ def test_channel_mismatch_is_a_clear_422(client):
 
 
 def _calibrate(run: Path, store: Path, scorer: str, options: dict | None = None, post: str | None = None):
-    from vaedx.anomaly.calibration import calibrate
+    from vaedx.anomaly.calibration import calibrate_thresholds
     from vaedx.anomaly.scoring import PostSpec
     from vaedx.data.store import TensorStore
 
     opts = {scorer: options} if options else {}
     spec = PostSpec.parse(post)
-    return calibrate(load_model(run), TensorStore.open(store), [scorer], options=opts, post=spec)
+    return calibrate_thresholds(load_model(run), TensorStore.open(store), [scorer], options=opts, post=spec)
 
 
 def test_calibrated_thresholds_give_a_flag_and_a_calibrated_contour(run_dir, tmp_path):
@@ -316,6 +316,7 @@ def test_scorer_choice_without_thresholds_and_bad_thresholds_files(run_dir, tmp_
         body, info = post(c, png_bytes()).json(), c.get("/v1/model").json()
     assert body["scorer"] == "kl" and body["flag"] is None and body["threshold"] is None
     assert "no calibrated thresholds for scorer 'kl'" in info["calibration"]["problem"]
+    assert "vaedx detect --model RUN --store STORE --save-calibration" in info["calibration"]["problem"]
     assert info["calibration"]["calibrated_scorers"] == ["ssim"]
     with pytest.raises(ConfigError, match="scorer 'nope' does not work"):
         create_app(run, scorer="nope")
@@ -379,31 +380,6 @@ def test_diagnosis_on_an_encoder_finetuned_from_the_served_model(run_dir, tmp_pa
     assert got["class"] == want["class"] and got["probability"] == pytest.approx(want["probability"])
     with pytest.raises(InputError, match="fine-tuned for diagnosis"):
         create_app(tmp_path / "tuned")  # its decoder does not match: not an anomaly model
-
-
-class _FakeClassifier:
-    label_names = ["normal", "pneumonia"]
-
-    def predict_proba(self, z: np.ndarray) -> np.ndarray:
-        assert z.shape == (1, 4)  # the fallback passes posterior means (latent_dim 4)
-        return np.array([[0.25, 0.75]])
-
-
-def test_diagnosis_fallback_and_absence_are_tolerated(run_dir, tmp_path, monkeypatch):
-    import sys
-
-    import vaedx.diagnose
-    from vaedx.serve.app import create_app
-
-    monkeypatch.setitem(sys.modules, "vaedx.diagnose.model", None)  # the real API "absent": ImportError
-    monkeypatch.setattr(vaedx.diagnose, "load_classifier", lambda folder: _FakeClassifier(), raising=False)
-    with TestClient(create_app(run_dir, diagnosis_dir=tmp_path)) as c:
-        diag = post(c, png_bytes()).json()["diagnosis"]
-    assert diag["class"] == "pneumonia" and diag["probability"] == 0.75
-    monkeypatch.delattr(vaedx.diagnose, "load_classifier")
-    with TestClient(create_app(run_dir, diagnosis_dir=tmp_path)) as c:
-        assert post(c, png_bytes()).json()["diagnosis"] is None
-        assert "no loader" in c.get("/v1/model").json()["diagnosis"]["problem"]
 
 
 def test_page_is_offline_accessible_and_carries_the_caveat(client):

@@ -21,7 +21,7 @@ def test_two_process_ddp_run_writes_a_loadable_checkpoint(tmp_path):
     make_store(store, n=40)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", cli_module(), "train", "--store", str(store), "--out", str(out), "--epochs", "2",
-           "--widths", "8,16", "--latent-dim", "4", "--batch-size", "8", "--num-threads", "1",
+           "--widths", "8,16", "--latent-dim", "4", "--batch-size", "8", "--threads", "1",
            "-q"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)

@@ -57,7 +57,10 @@ def resolve_scoring(model_path: Any, offered: list[str], requested: str | None =
         why = f"no calibrated thresholds for scorer '{name}' in {where}" + (
             f" (calibrated: {', '.join(calibrated)})" if calibrated else ""
         )
-        return Calibration(scorer=name, calibrated_scorers=calibrated, problem=why + "; nothing is flagged")
+        how = "; to calibrate, run `vaedx detect --model RUN --store STORE --save-calibration`"
+        return Calibration(
+            scorer=name, calibrated_scorers=calibrated, problem=why + "; nothing is flagged" + how
+        )
     thr = entry.thresholds
     try:
         post = PostSpec(**entry.postprocess)

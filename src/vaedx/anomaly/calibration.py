@@ -1,8 +1,10 @@
-"""Calibrate per-scorer thresholds on the validation split and keep them in ``<run>/thresholds.json``.
+"""Calibrate per-scorer thresholds on the validation split; one ``thresholds.json`` schema for them.
 
-Why in the run folder: a threshold belongs to one model, one scorer with its options and one
-post-processing; saving them together lets ``vaedx detect`` reuse the exact cut and notice when the
-requested scorer/options differ (then the entry counts as missing). Image thresholds come from held-out
+A threshold belongs to one model, one scorer with its options and one post-processing, and to the target
+specificity and normal label it was chosen with; keeping all of these together lets ``vaedx detect`` reuse
+the exact cut and notice when the request differs (then the entry counts as missing). The same file format
+is written into a detect output folder (always) and into the model's run folder (only on request), where
+``vaedx serve`` and ``vaedx diagnose predict --anomaly-model`` find it. Image thresholds come from held-out
 NORMAL validation images only (target specificity); pixel thresholds from best Dice on the validation
 split, never on test.
 """
@@ -20,10 +22,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vaedx.anomaly.scoring import PostSpec, run_scorers, store_inputs
 from vaedx.atomic import atomic_write_text
 from vaedx.data.store import TensorStore
-from vaedx.errors import InputError
+from vaedx.errors import ConfigError, InputError
 from vaedx.metrics.thresholds import Thresholds, threshold_best_dice
+from vaedx.runs.folder import THRESHOLDS_FILE, RunFolder
 
-THRESHOLDS_FILE = "thresholds.json"
+__all__ = [
+    "THRESHOLDS_FILE",
+    "CalibrationFile",
+    "ScorerCalibration",
+    "calibrate_thresholds",
+    "choose_normal_label",
+    "default_normal_label",
+    "thresholds_path",
+]
+
 
 
 class ScorerCalibration(BaseModel):
@@ -38,11 +50,29 @@ class ScorerCalibration(BaseModel):
     store: str = ""
     thresholds: Thresholds
 
-    def matches(self, options: dict[str, Any], post: PostSpec) -> bool:
-        return self.options == options and self.postprocess == post.as_dict()
+    def matches(
+        self,
+        options: dict[str, Any],
+        post: PostSpec,
+        target_specificity: float | None = None,
+        normal_label: str | None = None,
+    ) -> bool:
+        """Same options and post-processing; and, when asked for, the same specificity and normal label.
+
+        Entries that do not record a specificity or a normal label (hand-written files) match any request.
+        """
+        if self.options != options or self.postprocess != post.as_dict():
+            return False
+        recorded = self.thresholds.target_specificity
+        if target_specificity is not None and recorded is not None:
+            if not np.isclose(recorded, target_specificity, rtol=0, atol=1e-12):
+                return False
+        return normal_label is None or not self.normal_label or self.normal_label == normal_label
 
 
 class CalibrationFile(BaseModel):
+    """``thresholds.json``: the calibrated thresholds of one model, by scorer."""
+
     model_config = ConfigDict(extra="forbid")
 
     version: int = 1
@@ -66,15 +96,27 @@ class CalibrationFile(BaseModel):
     def save(self, run_dir: str | Path) -> Path:
         return atomic_write_text(thresholds_path(run_dir), self.model_dump_json(indent=2) + "\n")
 
-    def lookup(self, name: str, options: dict[str, Any], post: PostSpec) -> Thresholds | None:
+    def lookup(
+        self,
+        name: str,
+        options: dict[str, Any],
+        post: PostSpec,
+        target_specificity: float | None = None,
+        normal_label: str | None = None,
+    ) -> Thresholds | None:
         entry = self.scorers.get(name)
-        return entry.thresholds if entry is not None and entry.matches(options, post) else None
+        ok = entry is not None and entry.matches(options, post, target_specificity, normal_label)
+        return entry.thresholds if ok and entry is not None else None
+
+    def subset(self, names: Sequence[str]) -> CalibrationFile:
+        """The entries for ``names`` only (those present), e.g. what one detect run used."""
+        return CalibrationFile(scorers={n: self.scorers[n] for n in names if n in self.scorers})
 
 
 def thresholds_path(run_dir: str | Path) -> Path:
-    """thresholds.json lives in the run folder (the parent of a best/ or last/ checkpoint folder)."""
-    p = Path(run_dir)
-    return (p.parent if p.name in ("best", "last") else p) / THRESHOLDS_FILE
+    """thresholds.json lives in the run folder (the parent of a best/ or last/ checkpoint folder), or in a
+    detect output folder."""
+    return RunFolder.of(run_dir).thresholds
 
 
 def default_normal_label(label_names: Sequence[str]) -> str:
@@ -87,24 +129,37 @@ def default_normal_label(label_names: Sequence[str]) -> str:
     return label_names[0]
 
 
-def calibrate(
+def choose_normal_label(label_names: Sequence[str], requested: str | None) -> str:
+    """``requested`` when it is one of ``label_names`` (else a ConfigError listing them), or the guess."""
+    if requested is None:
+        return default_normal_label(label_names)
+    if requested not in label_names:
+        names = ", ".join(label_names) or "(none)"
+        raise ConfigError(f"normal label '{requested}' is not a label of the store; its labels: {names}")
+    return requested
+
+
+def calibrate_thresholds(
     loaded: Any,
     store: TensorStore,
     scorer_names: Sequence[str],
     *,
     split: str = "val",
     normal_label: str | None = None,
-    specificity: float = 0.95,
+    target_specificity: float = 0.95,
     options: dict[str, dict[str, Any]] | None = None,
     post: PostSpec = PostSpec(),
     save: bool = True,
 ) -> CalibrationFile:
-    """Score ``split`` of ``store`` with ``loaded.model``; update and save the run's thresholds.json.
+    """Score ``split`` of ``store`` with ``loaded.model``; return the run's thresholds.json updated.
 
-    ``loaded`` is a :class:`vaedx.api.LoadedModel`. Entries for other scorers in the file are kept.
+    ``loaded`` is a :class:`vaedx.runs.loaded.LoadedModel`. Entries for other scorers in the file are kept;
+    ``save`` writes the result back into the run folder.
     """
+    if not 0 < target_specificity <= 1:
+        raise ConfigError(f"target specificity must be in (0, 1], got {target_specificity}")
     options = options or {}
-    normal = normal_label or default_normal_label(store.label_names)
+    normal = choose_normal_label(store.label_names, normal_label)
     inputs = store_inputs(store, loaded.preprocess, loaded.image_shape, split)
     is_normal = np.array([r["label"] == normal for r in inputs.rows])
     if not is_normal.any():
@@ -116,7 +171,7 @@ def calibrate(
         pixel = None
         if has_lesions:
             pixel = threshold_best_dice(scored.maps[name], inputs.masks, valid=scored.valid)
-        thr = Thresholds.from_normal_scores(scored.scores[name][is_normal], specificity, pixel)
+        thr = Thresholds.from_normal_scores(scored.scores[name][is_normal], target_specificity, pixel)
         cal.scorers[name] = ScorerCalibration(
             options=options.get(name, {}),
             postprocess=post.as_dict(),

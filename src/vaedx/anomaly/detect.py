@@ -2,8 +2,12 @@
 
 This is the Python entry point behind ``vaedx detect``, also called by the demo, the benchmarks and tests.
 Why thresholds are calibrated here on demand: a flag is only meaningful at a threshold chosen on held-out
-normals, so when thresholds for the requested scorer are missing and a store with a val split is given,
-detection calibrates first (rank 0 under torchrun); otherwise flags stay empty with a warning.
+normals, so when the run folder holds no thresholds for the requested scorer (with the same options,
+post-processing, target specificity and normal label) and a store with a val split is given, detection
+calibrates first (rank 0 under torchrun); otherwise flags stay empty with a warning. The calibration used is
+always written to ``<out>/thresholds.json``; it goes into the model's run folder, where ``vaedx serve`` and
+``vaedx diagnose predict --anomaly-model`` read it, only with ``save_calibration=True``, so scoring a model
+never changes it behind the user's back.
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from vaedx.anomaly.calibration import CalibrationFile, calibrate, default_normal_label, thresholds_path
+from vaedx.anomaly.calibration import (
+    CalibrationFile,
+    calibrate_thresholds,
+    choose_normal_label,
+    default_normal_label,
+    thresholds_path,
+)
+from vaedx.anomaly.output import DetectOutput
 from vaedx.anomaly.scoring import (
     Inputs,
     PostSpec,
@@ -27,9 +38,7 @@ from vaedx.anomaly.scoring import (
     shard_slice,
     store_inputs,
     write_overlays,
-    write_scores_csv,
 )
-from vaedx.atomic import atomic_write_json
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError
 from vaedx.training.distributed import setup_runtime
@@ -49,22 +58,59 @@ def parse_options(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _normal_label(names: Sequence[str], requested: str | None) -> str:
+    """The normal class calibration uses: the requested one (checked) or the guess; "" without labels."""
+    if requested is None:
+        return default_normal_label(names) if names else ""
+    return choose_normal_label(names, requested)
+
+
 def _thresholds(
-    loaded: Any, store: TensorStore | None, scorers: Sequence[str], opts: dict, post: PostSpec, is_main: bool
-) -> CalibrationFile:
-    """Thresholds from the run, calibrating the missing ones on the store's val split when possible."""
-    cal = CalibrationFile.load(loaded.path)
-    missing = [s for s in scorers if cal.lookup(s, opts.get(s, {}), post) is None]
+    loaded: Any,
+    store: TensorStore | None,
+    scorers: Sequence[str],
+    opts: dict,
+    post: PostSpec,
+    spec: float,
+    normal_label: str | None,
+    normal: str,
+    save: bool,
+) -> tuple[CalibrationFile, list[str]]:
+    """The thresholds for ``scorers`` that fit the request: the run's, calibrating the missing ones on the
+    store's val split when possible; also returns the names calibrated now. Only ``save`` writes into the
+    run folder."""
+    saved_cal = CalibrationFile.load(loaded.path)
+    fits = {s for s in scorers if saved_cal.lookup(s, opts.get(s, {}), post, spec, normal_label) is not None}
+    cal = saved_cal.subset(sorted(fits))
+    missing = [s for s in scorers if s not in fits]
     can = store is not None and store.select(split="val").size > 0
-    if missing and can and is_main:
-        console.print(f"calibrating {', '.join(missing)} on the val split of {store.root}")
-        cal = calibrate(loaded, store, missing, options=opts, post=post)
-    elif missing and is_main:
+    if missing and can and store is not None:
+        console.print(
+            f"calibrating {', '.join(missing)} on the val split of {store.root} "
+            f"(normal label '{normal}', target specificity {spec:g})",
+            soft_wrap=True,
+        )
+        fresh = calibrate_thresholds(
+            loaded, store, missing, normal_label=normal or None, target_specificity=spec, options=opts,
+            post=post, save=False,
+        )  # fmt: skip
+        cal.scorers.update({s: fresh.scorers[s] for s in missing})
+        if save:
+            saved = CalibrationFile.load(loaded.path)
+            saved.scorers.update({s: fresh.scorers[s] for s in missing})
+            where = saved.save(loaded.path)
+            console.print(f"saved the calibration of {', '.join(missing)} to {where}", soft_wrap=True)
+        return cal, missing
+    if save and fits:
+        where = thresholds_path(loaded.path)
+        done = ", ".join(sorted(fits))
+        console.print(f"the calibration of {done} is already saved in {where}", soft_wrap=True)
+    if missing:
         console.print(
             f"[yellow]warning:[/] no thresholds for {', '.join(missing)} in {thresholds_path(loaded.path)} "
             "and no store with a val split to calibrate on: their flags are left empty"
         )
-    return cal
+    return cal, []
 
 
 def detect(
@@ -79,21 +125,31 @@ def detect(
     postprocess: str | PostSpec | None = None,
     max_overlays: int = 50,
     quiet: bool = False,
+    device: str = "cpu",
+    target_specificity: float = 0.95,
+    normal_label: str | None = None,
+    save_calibration: bool = False,
 ) -> Path:
-    """Score a store split or files; write scores.csv, maps/<scorer>.npy, overlays/, detect.json into out.
+    """Score a store split or files; write scores.csv, maps/<scorer>.npy, overlays/, thresholds.json and
+    detect.json into out.
 
-    Under torchrun (WORLD_SIZE > 1) each rank scores a contiguous shard and rank 0 merges them in order.
+    ``target_specificity`` and ``normal_label`` (None: the store's 'normal'/'no_tumour'/'healthy' label,
+    else label code 0; the choice is printed and recorded) set how missing thresholds are calibrated;
+    ``save_calibration`` also writes them into the model's run folder. Under torchrun (WORLD_SIZE > 1) each
+    rank scores a contiguous shard and rank 0 merges them in order.
     """
     from vaedx.runs.loaded import load_model
 
     if (store is None) == (not inputs):
         raise ConfigError("give either --store or --input (one of them)")
+    if not 0 < target_specificity <= 1:
+        raise ConfigError(f"target specificity must be in (0, 1], got {target_specificity}")
     opts = options or {}
     post = postprocess if isinstance(postprocess, PostSpec) else PostSpec.parse(postprocess)
     out = Path(out)
-    rt = setup_runtime("cpu")
+    rt = setup_runtime(device)
     try:
-        loaded = load_model(model_dir)
+        loaded = load_model(model_dir, device=rt.device)
         loaded.require_decoder()
         ts = TensorStore.open(store) if store is not None else None
         data: Inputs = (
@@ -101,9 +157,21 @@ def detect(
             if ts is not None
             else file_inputs(inputs or [], loaded.preprocess, loaded.image_shape)
         )
-        cal = _thresholds(loaded, ts, scorers, opts, post, rt.is_main)
+        names = ts.label_names if ts is not None else (loaded.label_names or [])
+        normal = _normal_label(names, normal_label)
+        if rt.is_main:
+            cal, fresh = _thresholds(
+                loaded, ts, scorers, opts, post, target_specificity, normal_label, normal, save_calibration
+            )
+            written = DetectOutput(out).write_calibration(cal, scorers)
+            if fresh and not save_calibration:
+                console.print(
+                    f"calibration written to {written} only; to let `vaedx serve` and `vaedx diagnose "
+                    "predict --anomaly-model` use it, rerun with --save-calibration",
+                    soft_wrap=True,
+                )
         rt.barrier()
-        cal = CalibrationFile.load(loaded.path)
+        cal = CalibrationFile.load(out)
         part = shard_slice(len(data.images), rt.rank, rt.world_size)
         scored = _score(loaded.model, data.images[part], scorers, opts, post, quiet or not rt.is_main)
         if rt.distributed:
@@ -112,7 +180,8 @@ def detect(
             if not rt.is_main:
                 return out
             scored = merge_shards(out, rt.world_size)
-        _write(out, loaded, data, scored, cal, scorers, opts, post, split, max_overlays, store)
+        calib = {"normal_label": normal, "target_specificity": target_specificity, "saved": save_calibration}
+        _write(out, loaded, data, scored, cal, scorers, opts, post, split, max_overlays, store, calib)
         return out
     finally:
         rt.close()
@@ -137,24 +206,17 @@ def _write(
     split: str | None,
     max_overlays: int,
     store: Any,
+    calib: dict[str, Any],
 ) -> None:
-    import numpy as np
-
-    (out / "maps").mkdir(parents=True, exist_ok=True)
+    target = DetectOutput.create(out)
     found = {s: cal.lookup(s, opts.get(s, {}), post) for s in scorers}
     image_thr = {s: t.image_threshold for s, t in found.items() if t is not None}
     pixel_thr = {s: t.pixel_threshold for s, t in found.items() if t is not None}
-    write_scores_csv(out / "scores.csv", data.rows, scored, image_thr)
-    for name, maps in scored.maps.items():
-        np.save(out / "maps" / f"{name}.npy", maps.astype(np.float32))
-    if scored.valid is not None:
-        np.save(out / "maps" / "valid.npy", scored.valid)
+    target.write_scores(data.rows, scored, image_thr)
     n_over = (
         write_overlays(out, data.images, data.rows, scored, pixel_thr, max_overlays) if max_overlays else 0
     )
-    labels = loaded.label_names
-    atomic_write_json(
-        out / "detect.json",
+    target.write_meta(
         {
             "model": str(loaded.path),
             "kind": loaded.kind,
@@ -166,7 +228,9 @@ def _write(
             "options": {s: opts.get(s, {}) for s in scorers},
             "postprocess": post.as_dict(),
             "thresholds": {s: (t.model_dump() if t is not None else None) for s, t in found.items()},
-            "normal_label": default_normal_label(labels) if labels else "",
+            "normal_label": calib["normal_label"],
+            "target_specificity": calib["target_specificity"],
+            "calibration": {"file": "thresholds.json", "saved_in_run": calib["saved"]},
             "preprocess": loaded.preprocess.model_dump(mode="json"),
             "overlays": n_over,
         },

@@ -26,7 +26,7 @@ def _logscale(model: Any, out: ModelOutput) -> torch.Tensor | None:
     return fn() if callable(fn) else None
 
 
-def pixel_nll(model: Any, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
+def model_pixel_nll(model: Any, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
     """Per-pixel -log p(x|z) (N,C,H,W): ``model.pixel_nll`` when the model offers it (ConvVAE does), so the
     map always sums to the model's own recon_nll; otherwise :func:`likelihood_nll` from its config."""
     if hasattr(model, "pixel_nll"):
@@ -75,7 +75,7 @@ def log_likelihood(model: Any, x: torch.Tensor, out: ModelOutput) -> torch.Tenso
     """log p(x|z) per image (N,); the model's own ``log_likelihood(x, x_hat)`` when it has one."""
     if hasattr(model, "log_likelihood"):
         return model.log_likelihood(x, out.x_hat)
-    return -pixel_nll(model, x, out).flatten(1).sum(1)
+    return -model_pixel_nll(model, x, out).flatten(1).sum(1)
 
 
 def _gaussian_logpdf(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -126,7 +126,7 @@ class ELBOScorer(BaseScorer):
 
     def _score_batch(self, x: torch.Tensor, generator: torch.Generator) -> _Batch:
         neg_elbo, terms, out = _neg_elbo(self.model, x)
-        m = self._reduce(pixel_nll(self.model, x, out))
+        m = self._reduce(model_pixel_nll(self.model, x, out))
         scores = (
             neg_elbo if self.k == 1 else iwae_nll(importance_log_weights(self.model, x, self.k, generator))
         )

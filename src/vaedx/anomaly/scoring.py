@@ -17,14 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from vaedx.anomaly.base import check_input
 from vaedx.anomaly.postprocess import foreground_mask, gaussian_filter, image_score, median_filter
 from vaedx.anomaly.registry import build_scorer
-from vaedx.data.preprocess import PreprocessConfig, apply
+from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import TensorStore
-from vaedx.errors import ConfigError, InputError, ModelMismatchError
-from vaedx.io.dispatch import read_any
+from vaedx.errors import ConfigError, InputError
 from vaedx.io.formats import detect_format
+from vaedx.runs.inputs import ModelInputs
 
 # Scorers whose image score is a likelihood quantity, not a summary of the map (kept after postprocess).
 LIKELIHOOD_SCORES = ("elbo", "kl")
@@ -91,10 +90,7 @@ def store_inputs(
     store: TensorStore, preprocess: PreprocessConfig, image_shape: Sequence[int], split: str | None
 ) -> Inputs:
     """Rows of one split (all rows when None), after checking the store was prepared like the model's data."""
-    store.check_compatible(preprocess, image_shape)
-    idx = store.select(split=split)
-    if idx.size == 0:
-        raise InputError(f"split '{split}' has no images (splits: {sorted(set(store.splits))})", store.root)
+    images, idx = ModelInputs(preprocess, tuple(image_shape)).store(store, split)  # type: ignore[arg-type]
     names, pids, splits, paths = [*store.label_names], store.patient_ids, store.splits, store.paths
     rows = [
         {
@@ -107,7 +103,7 @@ def store_inputs(
         for i in idx
     ]
     masks = None if store.masks is None else np.asarray(store.masks[idx, 0])
-    return Inputs(np.asarray(store.images[idx], dtype=np.float32), rows, masks, str(store.root))
+    return Inputs(images, rows, masks, str(store.root))
 
 
 def file_name(path: str) -> str:
@@ -142,18 +138,12 @@ def file_inputs(
     paths: Sequence[str | Path], preprocess: PreprocessConfig, image_shape: Sequence[int]
 ) -> Inputs:
     """Read DICOM/NIfTI/PNG files or folders, preprocess with the MODEL's config, check the shape per file."""
-    images, rows = [], []
-    for f in _expand(paths):
-        for k, img in enumerate(read_any(f)):
-            x, _ = apply(img.array, preprocess)
-            try:
-                check_input(tuple(image_shape), x[None])
-            except ModelMismatchError as e:
-                raise ModelMismatchError(e.problem + " (check the model's preprocessing)", f) from None
-            name = f.name if k == 0 else f"{f.name}#{k}"
-            rows.append({"index": len(rows), "path": name, "split": "", "label": "", "patient_id": ""})
-            images.append(x)
-    return Inputs(np.stack(images).astype(np.float32), rows, None, "files")
+    images, refs = ModelInputs(preprocess, tuple(image_shape)).files(_expand(paths))  # type: ignore[arg-type]
+    rows = [
+        {"index": i, "path": f.name + (f"#{k}" if k else ""), "split": "", "label": "", "patient_id": ""}
+        for i, (f, k) in enumerate(refs)
+    ]
+    return Inputs(images, rows, None, "files")
 
 
 # ----------------------------------------------------------------------------------------------- scoring

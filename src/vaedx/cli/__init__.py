@@ -8,13 +8,58 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from vaedx.errors import VaedxError
 
+TRAIN_HELP = "Train a VAE, AE or PCA baseline on a tensor store (torchrun-aware)."
+
+
+class _LazyTrain(click.Command):
+    """``vaedx train`` stands in here until it runs or shows its help.
+
+    Why: its options are generated from TrainConfig/ModelConfig, whose modules import torch; building them
+    only when ``train`` itself is used keeps ``vaedx --help`` and every other command quick to start.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("train", help=TRAIN_HELP, short_help=TRAIN_HELP, add_help_option=False)
+        self._real: click.Command | None = None
+
+    def real(self) -> click.Command:
+        if self._real is None:
+            from vaedx.cli.train import train_command
+
+            single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+            single.command("train", help=TRAIN_HELP)(train_command)
+            self._real = typer.main.get_command(single)
+        return self._real
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        return self.real().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return self.real().invoke(ctx)
+
+
+class _Group(TyperGroup):
+    """The root group, with ``train`` built on first use (see :class:`_LazyTrain`)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        names = list(self.commands)
+        at = names.index("demo") + 1 if "demo" in names else len(names)
+        items = list(self.commands.items())
+        self.commands = dict([*items[:at], ("train", _LazyTrain()), *items[at:]])
+
+
 app = typer.Typer(
+    cls=_Group,
     name="vaedx",
     help="Variational autoencoders for medical image anomaly detection and diagnosis.",
     no_args_is_help=True,
@@ -34,11 +79,9 @@ def _register() -> None:
     from vaedx.cli.export import export_command
     from vaedx.cli.report import report_command
     from vaedx.cli.serve import serve_command
-    from vaedx.cli.train import train_command
 
     app.add_typer(data_app, name="data", help="Index, prepare and inspect image data sets.")
     app.command("demo")(demo)
-    app.command("train")(train_command)
     app.command("detect")(detect_command)
     app.add_typer(diagnose_app, name="diagnose", help="Diagnose from latent features: fit and predict.")
     app.add_typer(evaluate_app, name="evaluate", help="Evaluate predictions against ground truth.")

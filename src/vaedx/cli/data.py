@@ -15,10 +15,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from vaedx.cli.options import OVERWRITE_HELP, deprecated, dump_settings, pick, refuse_existing, required
 from vaedx.data.index import Columns, IndexOptions, index_source
 from vaedx.data.inspect import render, summarize, summarize_manifest
 from vaedx.data.manifest import read_manifest, write_manifest
-from vaedx.data.prepare import build_config, prepare
+from vaedx.data.prepare import prepare, prepare_config
 from vaedx.data.splits import DEFAULT_FRACTIONS, assign_splits, parse_fractions
 from vaedx.errors import ConfigError
 
@@ -66,6 +67,8 @@ FractionsOpt = Annotated[
     str, typer.Option("--fractions", help="train,val,test fractions for rows without a split.")
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the patient-level split.")]
+OldOutputOpt = Annotated[Path | None, typer.Option("--output", hidden=True, help="Old spelling of --out.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)]
 
 
 @app.command("index")
@@ -73,7 +76,7 @@ def index_cmd(
     source: Annotated[
         Path, typer.Argument(help="Folder, labels/LGG/other CSV, MedMNIST .npz or NIfTI volume.")
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Manifest CSV to write.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Manifest CSV to write.")] = None,
     labels: Annotated[
         Path | None, typer.Option("--labels", help="CSV with columns file,label[,patient_id].")
     ] = None,
@@ -97,12 +100,22 @@ def index_cmd(
     mask_col: Annotated[str | None, typer.Option(help="CSV column with mask paths.")] = None,
     patient_col: Annotated[str | None, typer.Option(help="CSV column with patient ids.")] = None,
     split_col: Annotated[str | None, typer.Option(help="CSV column with train/val/test.")] = None,
-    split: Annotated[bool, typer.Option("--split/--no-split", help="Assign blank splits by patient.")] = True,
+    assign_split: Annotated[
+        bool, typer.Option("--assign-splits/--no-assign-splits", help="Assign blank splits by patient.")
+    ] = True,
     fractions: FractionsOpt = "0.7,0.15,0.15",
     seed: SeedOpt = 0,
     on_error: OnErrorOpt = OnErrorChoice.fail,
+    overwrite: OverwriteOpt = False,
+    output: OldOutputOpt = None,
+    old_split: Annotated[bool | None, typer.Option("--split/--no-split", hidden=True)] = None,
 ) -> None:
     """Build a manifest CSV (path,label,mask,split,patient_id) from a folder, table, npz or volume."""
+    output = required(pick(out, output, "--output", "--out"), "--out")
+    if old_split is not None:
+        deprecated("--split/--no-split", "--assign-splits/--no-assign-splits")
+        assign_split = old_split
+    refuse_existing(output, overwrite)
     opts = IndexOptions(
         labels=labels,
         label_names=_names(label_names),
@@ -116,7 +129,7 @@ def index_cmd(
     )
     fr = parse_fractions(fractions)
     m = index_source(source, opts)
-    if split:
+    if assign_split:
         assign_splits(m, fr, seed)
     write_manifest(m, output)
     console = Console()
@@ -127,14 +140,23 @@ def index_cmd(
 @app.command("split")
 def split_cmd(
     manifest: Annotated[Path, typer.Argument(help="Manifest CSV.")],
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Default: overwrite MANIFEST.")
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Manifest to write [MANIFEST, updated in place].")
     ] = None,
     fractions: FractionsOpt = "0.7,0.15,0.15",
     seed: SeedOpt = 0,
     reset: Annotated[bool, typer.Option("--reset", help="Re-split every row, not only blank ones.")] = False,
+    overwrite: OverwriteOpt = False,
+    output: OldOutputOpt = None,
 ) -> None:
-    """Assign train/val/test by patient, stratified by label; existing splits are kept unless --reset."""
+    """Assign train/val/test by patient, stratified by label; existing splits are kept unless --reset.
+
+    Without --out the manifest itself is updated (that is what the command is for); another existing file
+    given as --out is replaced only with --overwrite.
+    """
+    output = pick(out, output, "--output", "--out")
+    if output is not None and output.resolve() != manifest.resolve():
+        refuse_existing(output, overwrite)
     m = read_manifest(manifest)
     if reset:
         for r in m.rows:
@@ -148,9 +170,9 @@ def split_cmd(
 @app.command("prepare")
 def prepare_cmd(
     source: Annotated[Path, typer.Argument(help="Manifest CSV, MedMNIST .npz, or a folder (indexed first).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Store folder to write.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Store folder to write.")] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", help="Preprocessing YAML (options override it).")
+        Path | None, typer.Option("--config", "-c", help="Preprocessing YAML (options override it).")
     ] = None,
     size: Annotated[
         int | None, typer.Option(help="Output height = width; default: keep the source size.")
@@ -179,9 +201,14 @@ def prepare_cmd(
     fractions: FractionsOpt = "0.7,0.15,0.15",
     seed: SeedOpt = 0,
     on_error: OnErrorOpt = OnErrorChoice.fail,
+    overwrite: OverwriteOpt = False,
+    print_config: Annotated[
+        bool, typer.Option("--print-config", help="Print the preprocessing as YAML for --config and exit.")
+    ] = False,
+    output: OldOutputOpt = None,
 ) -> None:
     """Decode, preprocess and cache every image in a memory-mapped tensor store."""
-    cfg = build_config(
+    cfg = prepare_config(
         config,
         size=size,
         channels=_numbers(channels, None, "--channels", int),
@@ -194,6 +221,11 @@ def prepare_cmd(
         foreground_mask=foreground_mask,
         foreground_threshold=foreground_threshold,
     )
+    if print_config:
+        typer.echo(dump_settings(cfg.model_dump(mode="json")), nl=False)
+        raise typer.Exit()
+    output = required(pick(out, output, "--output", "--out"), "--out")
+    refuse_existing(output, overwrite)
     read_options: dict[str, Any] = {}
     if window:
         read_options["window"] = tuple(_numbers(window, 2, "--window") or ()) if "," in window else window
@@ -221,7 +253,9 @@ def prepare_cmd(
 
 @app.command("inspect")
 def inspect_cmd(
-    path: Annotated[Path, typer.Argument(help="Tensor store folder or manifest CSV.")],
+    path: Annotated[
+        Path, typer.Argument(help="Tensor store, manifest CSV, or any source `vaedx data index` reads.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     sample: Annotated[int, typer.Option(help="Images sampled for statistics (manifests: <= 64).")] = 2000,
 ) -> None:

@@ -1,47 +1,102 @@
 """``vaedx detect``: the command-line face of :func:`vaedx.anomaly.detect.detect`.
 
 Kept free of heavy imports (torch, the scorers) so that every ``vaedx`` command starts quickly; the work is
-imported when the command runs.
+imported when the command runs. Settings may come from ``--config`` (YAML); typed options win over it.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
+from vaedx.cli.options import (
+    DEVICE_HELP,
+    OVERWRITE_HELP,
+    THREADS_HELP,
+    check_device,
+    pick,
+    refuse_existing,
+    required,
+    set_threads,
+    split_list,
+    with_config,
+)
+from vaedx.cli.options import print_config as show_config
+
 console = Console(stderr=True)
 
 
 def detect_command(
-    model: Path = typer.Option(..., "--model", "-m", help="Trained run folder (vaedx train --out)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    ctx: typer.Context,
+    model: Path | None = typer.Option(None, "--model", "-m", help="Trained run folder (vaedx train --out)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder."),
     store: Path | None = typer.Option(None, "--store", "-s", help="Tensor store to score."),
     split: str = typer.Option("test", help="Store split to score ('all' for every row)."),
     inputs: list[Path] | None = typer.Option(None, "--input", "-i", help="Image files or folders (repeat)."),
-    scorer: list[str] | None = typer.Option(None, "--scorer", help="Scorer name (repeat); default residual."),
+    scorer: list[str] | None = typer.Option(
+        None, "--scorer", help="Scorer names (repeat or comma-separate); default residual."
+    ),
     option: list[str] | None = typer.Option(
         None, "--option", help="SCORER.NAME=VALUE, e.g. restoration.steps=20"
     ),
     postprocess: str | None = typer.Option(None, help="e.g. foreground,median=3,gaussian=1"),
     max_overlays: int = typer.Option(50, help="Overlay PNGs per scorer (0 = none)."),
+    target_specificity: float = typer.Option(
+        0.95,
+        "--target-specificity",
+        min=0.0,
+        max=1.0,
+        help="Specificity on normal validation images that sets the calibrated threshold.",
+    ),  # fmt: skip
+    normal_label: str | None = typer.Option(
+        None, "--normal-label", help="Label of the normal class [the store's normal/healthy label]."
+    ),
+    save_calibration: bool = typer.Option(
+        False, "--save-calibration", help="Also write the calibration into the model's run folder."
+    ),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML of these options (typed ones win)."
+    ),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the settings as YAML and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    scorers: list[str] | None = typer.Option(
+        None, "--scorers", hidden=True, help="Old spelling of --scorer."
+    ),
 ) -> None:
     """Detect anomalies: anomaly maps, image scores and flags at calibrated thresholds."""
+    s = with_config(ctx, config, dict(locals()), hidden=("ctx", "scorers"))
+    s["scorer"] = split_list(pick(s["scorer"], scorers, "--scorers", "--scorer")) or ["residual"]
+    if print_config:
+        show_config(s, skip=("ctx", "scorers"))
     from vaedx.anomaly.detect import detect, parse_options
 
+    out_dir = required(s["out"], "--out")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun one check is enough, and rank 0 writes
+        refuse_existing(out_dir, s["overwrite"])
+    set_threads(s["threads"])
     path = detect(
-        model,
-        out,
-        store=store,
-        split=None if split == "all" else split,
-        inputs=inputs,
-        scorers=scorer or ["residual"],
-        options=parse_options(option),
-        postprocess=postprocess,
-        max_overlays=max_overlays,
-        quiet=quiet,
+        required(s["model"], "--model"),
+        out_dir,
+        store=s["store"],
+        split=None if s["split"] == "all" else s["split"],
+        inputs=s["inputs"],
+        scorers=s["scorer"],
+        options=parse_options(s["option"]),
+        postprocess=s["postprocess"],
+        max_overlays=s["max_overlays"],
+        quiet=s["quiet"],
+        device=check_device(s["device"]),
+        target_specificity=s["target_specificity"],
+        normal_label=s["normal_label"],
+        save_calibration=s["save_calibration"],
     )
-    if not quiet:
+    if not s["quiet"]:
         console.print(f"wrote {path / 'scores.csv'}, maps/, overlays/ and detect.json")
+        if s["save_calibration"]:
+            console.print(f"calibration also saved in the model's run folder {s['model']}")

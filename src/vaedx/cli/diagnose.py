@@ -14,6 +14,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vaedx.cli.options import (
+    DEVICE_HELP,
+    OVERWRITE_HELP,
+    THREADS_HELP,
+    check_device,
+    pick,
+    refuse_existing,
+    required,
+    set_threads,
+    split_list,
+    with_config,
+)
+from vaedx.cli.options import print_config as show_config
 from vaedx.errors import ConfigError
 
 app = typer.Typer(
@@ -25,8 +38,14 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-def _list(text: str | None) -> list[str]:
-    return [v.strip() for v in (text or "").split(",") if v.strip()]
+def _list(values: list[str] | str | None) -> list[str]:
+    return split_list(values)
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML of these options (typed ones win).")
+PrintConfigOpt = typer.Option(False, "--print-config", help="Print the settings as YAML and exit.")
+DeviceOpt = typer.Option("cpu", "--device", help=DEVICE_HELP)
+ThreadsOpt = typer.Option(None, "--threads", help=THREADS_HELP)
 
 
 def _fmt(v: Any) -> str:
@@ -35,39 +54,64 @@ def _fmt(v: Any) -> str:
 
 @app.command("fit")
 def fit_cmd(
-    model: Path = typer.Option(..., "--model", "-m", help="Encoder run or checkpoint folder (vaedx train)."),
-    store: Path = typer.Option(..., "--store", "-s", help="Labelled tensor store prepared like the model's."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for diagnosis.json + diagnosis.safetensors."),
+    ctx: typer.Context,
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="Encoder: a model run or checkpoint folder (vaedx train)."
+    ),
+    store: Path | None = typer.Option(
+        None, "--store", "-s", help="Labelled tensor store prepared like the model's."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder for diagnosis.json + diagnosis.safetensors."
+    ),
     labelled_fraction: float = typer.Option(1.0, help="Stratified share of the training labels to use."),
     calibration: str = typer.Option("sigmoid", help="sigmoid | isotonic | none (fitted on --val-split)."),
     threshold: str = typer.Option("youden", help="youden | sens:0.95 | spec:0.9 | a probability (binary)."),
-    classifiers: str = typer.Option("logreg,knn,mlp,hgb", help="Candidates compared by cross-validation."),
-    features: str = typer.Option("mu,logvar", help="Posterior parts used as features."),
-    scorers: str | None = typer.Option(None, help="Anomaly scores added as features, e.g. residual,elbo."),
+    classifiers: list[str] = typer.Option(
+        ["logreg", "knn", "mlp", "hgb"], help="Candidates compared by cross-validation (repeat or commas)."
+    ),
+    features: list[str] = typer.Option(["mu", "logvar"], help="Posterior parts used as features."),
+    scorer: list[str] | None = typer.Option(
+        None, "--scorer", help="Anomaly scores added as features (repeat or commas), e.g. residual,elbo."
+    ),
     seed: int = typer.Option(0, help="Seed of the labelled subset and the CV folds."),
     train_split: str = typer.Option("train"),
     val_split: str = typer.Option("val"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a diagnosis model already in --out."),
+    device: str = DeviceOpt,
+    threads: int | None = ThreadsOpt,
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    config: Path | None = ConfigOpt,
+    print_config: bool = PrintConfigOpt,
+    scorers: list[str] | None = typer.Option(
+        None, "--scorers", hidden=True, help="Old spelling of --scorer."
+    ),
 ) -> None:
     """Fit a classifier on an encoder's latent features, calibrate it and set its threshold."""
+    s = with_config(ctx, config, dict(locals()), hidden=("ctx", "scorers"))
+    s["scorer"] = _list(pick(s["scorer"], scorers, "--scorers", "--scorer"))
+    s["classifiers"], s["features"] = _list(s["classifiers"]), _list(s["features"])
+    if print_config:
+        show_config(s, skip=("ctx", "scorers"))
+    from vaedx.diagnose.encoder import as_loaded
     from vaedx.diagnose.fit import fit_diagnosis
-    from vaedx.diagnose.model import JSON_FILE
 
-    if (out / JSON_FILE).exists() and not overwrite:
-        raise ConfigError("output folder already holds a diagnosis model; use --overwrite", out)
+    out = required(s["out"], "--out")
+    refuse_existing(out, s["overwrite"])
+    set_threads(s["threads"])
+    loaded = as_loaded(required(s["model"], "--model"), device=check_device(s["device"]))
     diag = fit_diagnosis(
-        model,
-        store,
+        loaded,
+        required(s["store"], "--store"),
         out=out,
-        labelled_fraction=labelled_fraction,
-        seed=seed,
-        calibration=calibration,
-        threshold=threshold,
-        candidates=_list(classifiers),
-        include=_list(features),
-        scorers=_list(scorers),
-        train_split=train_split,
-        val_split=val_split,
+        labelled_fraction=s["labelled_fraction"],
+        seed=s["seed"],
+        calibration=s["calibration"],
+        threshold=s["threshold"],
+        candidates=s["classifiers"],
+        include=s["features"],
+        scorers=s["scorer"],
+        train_split=s["train_split"],
+        val_split=s["val_split"],
     )
     chosen, v = diag.meta["chosen"], diag.metrics
     auc = v.get("auc", v.get("macro_auc"))
@@ -116,24 +160,36 @@ def _write(rows: list[dict[str, Any]], path: Path) -> None:
 
 @app.command("finetune")
 def finetune_cmd(
-    model: Path = typer.Option(..., "--model", "-m", help="Unsupervised VAE run (vaedx train)."),
-    store: Path = typer.Option(..., "--store", "-s", help="Labelled tensor store prepared like the model's."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the fine-tuned encoder run."),
+    ctx: typer.Context,
+    model: Path | None = typer.Option(None, "--model", "-m", help="Unsupervised VAE run (vaedx train)."),
+    store: Path | None = typer.Option(
+        None, "--store", "-s", help="Labelled tensor store prepared like the model's."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for the fine-tuned encoder run."),
     labelled_fraction: float = typer.Option(1.0, help="Stratified share of the training labels to use."),
     epochs: int = typer.Option(20, help="Passes over the labelled images (one-cycle schedule)."),
     min_steps: int = typer.Option(300, help="Least optimiser steps however few images are labelled."),
     lr: float = typer.Option(2e-3, help="Peak learning rate."),
     augment: bool = typer.Option(True, help="Random rotation/zoom/shift of the labelled batches."),
     seed: int = typer.Option(0, help="Seed of the labelled subset and the training."),
-    threads: int | None = typer.Option(None, help="torch CPU threads."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
+    device: str = DeviceOpt,
+    threads: int | None = ThreadsOpt,
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    config: Path | None = ConfigOpt,
+    print_config: bool = PrintConfigOpt,
 ) -> None:
     """Fine-tune a VAE's encoder on the labels; then `vaedx diagnose fit --model OUT --features mu`."""
+    s = with_config(ctx, config, dict(locals()), hidden=("ctx",))
+    if print_config:
+        show_config(s, skip=("ctx",))
     from vaedx.diagnose.finetune import finetune_encoder
 
+    model, store, out = required(s["model"], "--model"), required(s["store"], "--store"), s["out"]
+    out = required(out, "--out")
     tuned = finetune_encoder(
-        model, store, out, labelled_fraction=labelled_fraction, seed=seed, epochs=epochs, lr=lr,
-        augment=augment, min_steps=min_steps, overwrite=overwrite, num_threads=threads,
+        model, store, out, labelled_fraction=s["labelled_fraction"], seed=s["seed"], epochs=s["epochs"],
+        lr=s["lr"], augment=s["augment"], min_steps=s["min_steps"], overwrite=s["overwrite"],
+        num_threads=s["threads"], device=check_device(s["device"]),
     )  # fmt: skip
     info = tuned.meta["finetune"]
     auc = info.get("final_val_auc")
@@ -148,7 +204,9 @@ def finetune_cmd(
 @app.command("predict")
 def predict_cmd(
     files: list[Path] | None = typer.Argument(None, help="Image files (any format vaedx reads)."),
-    model: Path = typer.Option(..., "--model", "-m", help="Diagnosis folder (vaedx diagnose fit --out)."),
+    diagnosis: Path | None = typer.Option(
+        None, "--diagnosis", "-d", help="Diagnosis folder (vaedx diagnose fit --out)."
+    ),
     store: Path | None = typer.Option(None, "--store", "-s", help="Predict a tensor store instead of files."),
     split: str | None = typer.Option(None, help="Only this split of --store."),
     encoder: Path | None = typer.Option(None, help="Encoder run folder, if it moved since fitting."),
@@ -161,6 +219,12 @@ def predict_cmd(
     ),
     scorer: str | None = typer.Option(None, help="Scorer of --anomaly-model [its calibrated one]."),
     heatmaps: Path | None = typer.Option(None, help="Folder for one anomaly heatmap .npy per image."),
+    device: str = DeviceOpt,
+    threads: int | None = ThreadsOpt,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier --out and --heatmaps."),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", hidden=True, help="Old spelling of --diagnosis."
+    ),
 ) -> None:
     """Class, calibrated probability, nearest training images and (with --anomaly-model) the anomaly score,
     flag and heatmap for new images."""
@@ -170,10 +234,15 @@ def predict_cmd(
     from vaedx.diagnose.predict import attach_anomaly, diagnose_images, read_image_files
     from vaedx.training.batches import RowView
 
+    folder = required(pick(diagnosis, model, "--model (a diagnosis folder)", "--diagnosis"), "--diagnosis")
+    refuse_existing(out, overwrite)
+    refuse_existing(heatmaps, overwrite)
+    dev = check_device(device)
+    set_threads(threads)
     if bool(files) == (store is not None):
         raise ConfigError("give image FILES or --store, not both or neither")
-    diag = DiagnosisModel.load(model)
-    loaded = load_encoder(diag, encoder)
+    diag = DiagnosisModel.load(folder)
+    loaded = load_encoder(diag, encoder, device=dev)
     if store is not None:
         st = TensorStore.open(store)
         st.check_compatible(loaded.preprocess, loaded.image_shape)
@@ -183,7 +252,7 @@ def predict_cmd(
         images, refs = read_image_files(files or [], loaded.preprocess)
     results = diagnose_images(diag, loaded, images, refs, k=neighbours)
     if anomaly_model is not None:
-        info = attach_anomaly(results, images, anomaly_model, loaded, scorer, heatmaps)
+        info = attach_anomaly(results, images, anomaly_model, loaded, scorer, heatmaps, device=dev)
         if info["problem"]:
             console.print(f"[yellow]anomaly flags unavailable: {info['problem']}[/]")
     elif heatmaps is not None or scorer is not None:
@@ -210,63 +279,94 @@ def predict_cmd(
     Console().print(table)
 
 
-def _numbers(text: str, kind: type, option: str) -> list[Any]:
+def _numbers(values: list[str], kind: type, option: str) -> list[Any]:
     try:
-        return [kind(v) for v in _list(text)]
+        return [kind(v) for v in _list(values)]
     except ValueError:
+        text = ",".join(values)
         raise ConfigError(f"{option} must be a comma-separated list of numbers, got {text!r}") from None
 
 
 @app.command("study")
 def study_cmd(
-    store: Path = typer.Option(..., "--store", "-s", help="Labelled store with train/val/test splits."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for study.json and study.csv."),
-    fractions: str = typer.Option("0.01,0.05,0.1,1", help="Labelled fractions of the training split."),
-    seeds: str = typer.Option("0,1,2", help="Seeds: labelled subset and network initialisation."),
-    methods: str = typer.Option(
-        "vae_latent_lr,m2,vae_finetune,supervised_cnn", help="Methods compared on each subset."
+    ctx: typer.Context,
+    store: Path | None = typer.Option(
+        None, "--store", "-s", help="Labelled store with train/val/test splits."
     ),
-    vae: Path | None = typer.Option(None, help="Trained VAE run to reuse (default: train one, no labels)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for study.json and study.csv."),
+    fractions: list[str] = typer.Option(
+        ["0.01", "0.05", "0.1", "1"], help="Labelled fractions of the training split (repeat or commas)."
+    ),
+    seeds: list[str] = typer.Option(
+        ["0", "1", "2"], help="Seeds: labelled subset and network initialisation."
+    ),
+    methods: list[str] = typer.Option(
+        ["vae_latent_lr", "m2", "vae_finetune", "supervised_cnn"], help="Methods compared on each subset."
+    ),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="Trained VAE run to reuse (default: train one, no labels)."
+    ),
     epochs: int = typer.Option(10, help="Epochs of M2 and the supervised CNN."),
     vae_epochs: int | None = typer.Option(None, help="Epochs of the unsupervised VAE [--epochs]."),
     latent_dim: int = typer.Option(16, help="Latent size of every network trained here."),
-    widths: str = typer.Option("16,32,64", help="Encoder channels per level, shared by all methods."),
+    widths: list[str] = typer.Option(
+        ["16", "32", "64"], help="Encoder channels per level, shared by all methods."
+    ),
     min_steps: int = typer.Option(0, help="Least optimiser steps of the CNN however few labels it gets."),
     augment: bool = typer.Option(True, help="Random rotation/zoom/shift for every trained network."),
     schedule: str = typer.Option("onecycle", help="onecycle (final weights) | none (best val epoch)."),
     lr: float = typer.Option(2e-3, help="(Peak) learning rate of every trained network."),
     batch_size: int = typer.Option(64),
-    threads: int | None = typer.Option(None, help="torch CPU threads."),
+    device: str = DeviceOpt,
+    threads: int | None = ThreadsOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a study already in --out."),
+    config: Path | None = ConfigOpt,
+    print_config: bool = PrintConfigOpt,
+    vae: Path | None = typer.Option(None, "--vae", hidden=True, help="Old spelling of --model."),
 ) -> None:
     """Label-fraction study: VAE latent + LR, M2, fine-tuned VAE encoder and supervised CNN on the same
     labelled subsets."""
+    s = with_config(ctx, config, dict(locals()), hidden=("ctx", "vae"))
+    s["model"] = pick(s["model"], vae, "--vae", "--model")
+    for key in ("fractions", "seeds", "methods", "widths"):
+        s[key] = _list(s[key])
+    if print_config:
+        show_config(s, skip=("ctx", "vae"))
     from vaedx.atomic import atomic_write_json
     from vaedx.diagnose.study import METRICS, label_fraction_study
 
-    if (out / "study.json").exists() and not overwrite:
-        raise ConfigError("output folder already holds a study; use --overwrite", out)
-    model = {"latent_dim": latent_dim, "widths": _numbers(widths, int, "--widths")}
+    store, out = required(s["store"], "--store"), required(s["out"], "--out")
+    if (out / "study.json").exists() and not s["overwrite"]:
+        raise ConfigError("output folder already holds a study; pass --overwrite to replace it", out)
+    epochs, augment, schedule, lr, min_steps = (
+        s["epochs"],
+        s["augment"],
+        s["schedule"],
+        s["lr"],
+        s["min_steps"],
+    )
+    arch = {"latent_dim": s["latent_dim"], "widths": _numbers(s["widths"], int, "--widths")}
     res = label_fraction_study(
         store,
-        _numbers(fractions, float, "--fractions"),
-        _numbers(seeds, int, "--seeds"),
-        _list(methods),
+        _numbers(s["fractions"], float, "--fractions"),
+        _numbers(s["seeds"], int, "--seeds"),
+        s["methods"],
         epochs,
-        vae=vae,
-        vae_epochs=vae_epochs,
-        model=model,
-        batch_size=batch_size,
+        vae=s["model"],
+        vae_epochs=s["vae_epochs"],
+        model=arch,
+        batch_size=s["batch_size"],
         work_dir=out,
-        num_threads=threads,
+        num_threads=s["threads"],
         supervised_min_steps=min_steps,
         augment=augment,
         schedule=schedule,
         lr=lr,
         progress=_progress,
+        device=check_device(s["device"]),
     )
     recipe = {"augment": augment, "schedule": schedule, "lr": lr, "epochs": epochs, "min_steps": min_steps}
-    doc = {"rows": res.rows, "summary": res.summary, "model": model, "recipe": recipe}
+    doc = {"rows": res.rows, "summary": res.summary, "model": arch, "recipe": recipe}
     atomic_write_json(out / "study.json", doc)
     _write_rows(res.rows, out / "study.csv")
     table = Table(title=f"label-fraction study on {store.name} (test split; mean ± sd over seeds)")

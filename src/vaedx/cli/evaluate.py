@@ -12,24 +12,43 @@ import typer
 from rich.console import Console
 
 from vaedx.atomic import atomic_write_json
+from vaedx.cli.options import (
+    DEVICE_HELP,
+    OVERWRITE_HELP,
+    THREADS_HELP,
+    check_device,
+    pick,
+    refuse_existing,
+    required,
+    set_threads,
+)
 
 app = typer.Typer(help="Evaluate predictions against ground truth.", no_args_is_help=True)
 console = Console()
+
+OldTruthOpt = typer.Option(None, "--truth", "-t", hidden=True, help="Old spelling of --store.")
+OverwriteOpt = typer.Option(False, "--overwrite", help=OVERWRITE_HELP)
 
 
 @app.command("anomaly")
 def anomaly_command(
     pred: Path = typer.Option(..., "--pred", "-p", help="Output folder of `vaedx detect`."),
-    truth: Path = typer.Option(..., "--truth", "-t", help="Tensor store the detection was run on."),
+    store: Path | None = typer.Option(None, "--store", "-s", help="Tensor store the detection was run on."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the 95% CIs."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="JSON to write [<pred>/evaluation.json]."),
+    overwrite: bool = OverwriteOpt,
+    truth: Path | None = OldTruthOpt,
 ) -> None:
     """Image AUROC/AUPRC/FPR@95TPR and pixel metrics per scorer; writes <pred>/evaluation.json."""
     from vaedx.evaluate.anomaly import evaluate_anomaly, table_rows, to_json, undefined_notes
     from vaedx.evaluate.tables import format_table
 
-    result = evaluate_anomaly(pred, truth, n_boot=n_boot, seed=seed)
-    atomic_write_json(pred / "evaluation.json", to_json(result))
+    store = required(pick(store, truth, "--truth", "--store"), "--store")
+    target = out or pred / "evaluation.json"
+    refuse_existing(target, overwrite)
+    result = evaluate_anomaly(pred, store, n_boot=n_boot, seed=seed)
+    atomic_write_json(target, to_json(result))
     unit = result["bootstrap"]["unit"]
     title = (
         f"anomaly detection: {result['n_labelled']} images, {result['n_abnormal']} abnormal (CI by {unit})"
@@ -37,24 +56,30 @@ def anomaly_command(
     console.print(format_table(table_rows(result), title=title))
     for note in undefined_notes(result):
         console.print(f"[dim]{note}[/]")
-    console.print(f"wrote {pred / 'evaluation.json'}")
+    console.print(f"wrote {target}")
 
 
 @app.command("compare")
 def compare_command(
     a: str = typer.Option(..., "--a", help="FOLDER:SCORER of a `vaedx detect` output (the challenger)."),
     b: list[str] = typer.Option(..., "--b", help="FOLDER:SCORER to compare A with (repeatable)."),
-    truth: Path = typer.Option(..., "--truth", "-t", help="Tensor store both detections were run on."),
+    store: Path | None = typer.Option(
+        None, "--store", "-s", help="Tensor store both detections were run on."
+    ),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
     out: Path | None = typer.Option(None, "--out", "-o", help="JSON file for the differences."),
+    overwrite: bool = OverwriteOpt,
+    truth: Path | None = OldTruthOpt,
 ) -> None:
     """Paired bootstrap of A minus B (image and pixel AUROC/AUPRC) on the same resampled patients."""
     from vaedx.evaluate.compare import Side, compare_scorers, comparison_row, to_json
     from vaedx.evaluate.tables import format_table
 
+    store = required(pick(store, truth, "--truth", "--store"), "--store")
+    refuse_existing(out, overwrite)
     side_a = Side.parse(a)
-    results = [compare_scorers(side_a, Side.parse(x), truth, n_boot=n_boot, seed=seed) for x in b]
+    results = [compare_scorers(side_a, Side.parse(x), store, n_boot=n_boot, seed=seed) for x in b]
     unit = results[0]["unit"]
     title = f"A minus B on {results[0]['n_images']} images (paired bootstrap by {unit}; p = P(A not better))"
     console.print(format_table([comparison_row(r) for r in results], title=title))
@@ -68,30 +93,45 @@ def compare_command(
 
 @app.command("diagnosis")
 def diagnosis_command(
-    model: Path = typer.Option(..., "--model", "-m", help="Folder written by `vaedx diagnose fit`."),
-    truth: Path = typer.Option(..., "--truth", "-t", help="Labelled tensor store to evaluate on."),
+    diagnosis: Path | None = typer.Option(
+        None, "--diagnosis", "-d", help="Folder written by `vaedx diagnose fit`."
+    ),
+    store: Path | None = typer.Option(None, "--store", "-s", help="Labelled tensor store to evaluate on."),
     split: str = typer.Option("test", help="Split of the store to evaluate."),
     encoder: Path | None = typer.Option(None, help="Encoder run folder, when it has moved since fitting."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the 95% CIs."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
-    out: Path | None = typer.Option(None, help="JSON to write [<model>/evaluation_<split>.json]."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="JSON to write [<diagnosis>/evaluation_<split>.json]."
+    ),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    overwrite: bool = OverwriteOpt,
+    truth: Path | None = OldTruthOpt,
+    model: Path | None = typer.Option(
+        None, "--model", "-m", hidden=True, help="Old spelling of --diagnosis."
+    ),
 ) -> None:
     """AUC, accuracy, sensitivity, specificity, F1, ECE with bootstrap 95% CIs, and the confusion matrix."""
+    folder = required(pick(diagnosis, model, "--model (a diagnosis folder)", "--diagnosis"), "--diagnosis")
+    store = required(pick(store, truth, "--truth", "--store"), "--store")
+    target = out or folder / f"evaluation_{split}.json"
+    refuse_existing(target, overwrite)
     from vaedx.diagnose.encoder import load_encoder
     from vaedx.diagnose.fit import split_probabilities
     from vaedx.diagnose.model import DiagnosisModel
     from vaedx.evaluate.diagnosis import evaluate_probabilities
     from vaedx.evaluate.tables import format_table
 
-    diag = DiagnosisModel.load(model)
-    loaded = load_encoder(diag, encoder)
-    diag, y, proba, rows = split_probabilities(diag, loaded, truth, split)
+    set_threads(threads)
+    diag = DiagnosisModel.load(folder)
+    loaded = load_encoder(diag, encoder, device=check_device(device))
+    diag, y, proba, rows = split_probabilities(diag, loaded, store, split)
     from vaedx.data.store import TensorStore
 
-    groups = TensorStore.open(truth).patient_ids[rows]
+    groups = TensorStore.open(store).patient_ids[rows]
     result = evaluate_probabilities(diag, y, proba, groups=groups, n_boot=n_boot, seed=seed)
     result["split"] = split
-    target = out or model / f"evaluation_{split}.json"
     atomic_write_json(target, result)
     console.print(format_table(result["table"], title=f"diagnosis on {split}: {len(y)} images"))
     cm = result["report"].get("confusion_matrix")

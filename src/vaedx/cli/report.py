@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from vaedx.cli.options import OVERWRITE_HELP, refuse_existing
+
 console = Console(stderr=True)
 
 
@@ -18,9 +20,13 @@ def report_command(
     diagnosis: Path | None = typer.Option(None, "--diagnosis", help="`vaedx diagnose fit` output folder."),
     seed: int = typer.Option(0, help="Seed of the bootstrap bands, example picks, t-SNE and prior samples."),
     n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the ROC/PR bands."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Write one HTML file (figures embedded, no network needed) plus the figures as PNG files."""
     from vaedx.report import build_report
+
+    target = out or (run_dir / "report.html" if run_dir.is_dir() else None)
+    refuse_existing(target, overwrite)
 
     path = build_report(
         run_dir,

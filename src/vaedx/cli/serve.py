@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from vaedx.cli.options import DEVICE_HELP, THREADS_HELP, check_device, required, set_threads, with_config
+from vaedx.cli.options import print_config as show_config
 from vaedx.errors import ConfigError
 
 
@@ -35,9 +37,10 @@ def _log_to_stderr() -> None:
 
 
 def serve_command(
-    model: Path = typer.Option(..., "--model", "-m", help="Run folder or checkpoint folder."),
+    ctx: typer.Context,
+    model: Path | None = typer.Option(None, "--model", "-m", help="Run folder or checkpoint folder."),
     diagnosis: Path | None = typer.Option(
-        None, "--diagnosis", help="Diagnosis classifier folder (optional)."
+        None, "--diagnosis", "-d", help="Diagnosis classifier folder (optional)."
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; loopback unless you mean it."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
@@ -48,8 +51,18 @@ def serve_command(
         help="Scorer (any of `vaedx detect`). Its thresholds, options and postprocess come from the run's "
         "thresholds.json, as `vaedx detect` uses them. Default: residual unless only others are calibrated.",
     ),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML of these options (typed ones win)."
+    ),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the settings as YAML and exit."),
 ) -> None:
     """Serve anomaly scores, heatmaps and diagnosis over HTTP, with a web page at / (research use only)."""
+    s = with_config(ctx, config, dict(locals()), hidden=("ctx",))
+    if print_config:
+        show_config(s, skip=("ctx",))
+    model, host, port = required(s["model"], "--model"), s["host"], s["port"]
     try:
         import uvicorn
 
@@ -58,9 +71,13 @@ def serve_command(
         raise ConfigError(
             f"serving needs the 'serve' extra: pip install 'vaedx[serve]' ({e.name} missing)"
         ) from e
-    if max_upload_mb <= 0:
+    if s["max_upload_mb"] <= 0:
         raise ConfigError("--max-upload-mb must be positive")
-    app = create_app(model, diagnosis, max_upload_bytes=int(max_upload_mb * 1024 * 1024), scorer=scorer)
+    set_threads(s["threads"])
+    app = create_app(
+        model, s["diagnosis"], max_upload_bytes=int(s["max_upload_mb"] * 1024 * 1024), scorer=s["scorer"],
+        device=check_device(s["device"]),
+    )  # fmt: skip
     if not _is_loopback(host):
         typer.secho(f"warning: serving on {host} without authentication; anyone who can reach it can use it",
                     err=True, fg="yellow")  # fmt: skip

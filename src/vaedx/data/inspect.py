@@ -29,15 +29,42 @@ MAX_HASH_BYTES = 2 << 30  # duplicate search reads every image; skipped for stor
 
 
 def summarize(path: str | Path, sample: int = MAX_SAMPLE, seed: int = 0) -> dict[str, Any]:
-    """Summary of a store folder or a manifest CSV."""
+    """Summary of a store folder, a manifest CSV, or any source ``vaedx data index`` reads.
+
+    Why every source: looking at the data before preparing it is when problems are cheapest to fix, so
+    inspect takes the same npz files, image folders, label tables and volumes as indexing does.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError("not found", path)
-    if path.is_dir():
+    if path.is_dir() and (path / "store.json").is_file():
         return summarize_store(TensorStore.open(path), sample, seed)
     if path.suffix.lower() == ".csv":
-        return summarize_manifest(read_manifest(path, on_error="skip"), min(sample, 64), seed)
-    raise InputError("expected a tensor store folder or a manifest .csv", path)
+        try:
+            manifest = read_manifest(path, on_error="skip")
+        except VaedxError:  # not a manifest: a labels or LGG table that indexing understands
+            manifest = _indexed(path)
+        return summarize_manifest(manifest, min(sample, 64), seed)
+    return summarize_manifest(_indexed(path), min(sample, 64), seed)
+
+
+def _indexed(path: Path) -> Manifest:
+    from vaedx.data.index import IndexOptions, index_source
+
+    try:
+        manifest = index_source(path, IndexOptions(on_error="skip"))
+    except VaedxError as e:
+        if path.is_dir():
+            raise InputError(
+                f"not a vaedx tensor store (store.json missing) and not indexable: {e.problem}", path
+            ) from None
+        raise InputError(
+            f"expected a tensor store folder, a manifest .csv or an image source: {e.problem}", path
+        ) from None
+    if not manifest.rows:
+        what = "not a vaedx tensor store (store.json missing) and" if path.is_dir() else "expected images;"
+        raise InputError(f"{what} no images found to index", path)
+    return manifest
 
 
 def _order(splits: set[str]) -> list[str]:

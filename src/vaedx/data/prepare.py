@@ -36,7 +36,7 @@ STORE_FILES = ("images.npy", "masks.npy", "labels.npy", "records.json", "store.j
 
 
 # ------------------------------------------------------------------------------------------ configuration
-def build_config(config_file: str | Path | None = None, **overrides: Any) -> PreprocessConfig:
+def prepare_config(config_file: str | Path | None = None, **overrides: Any) -> PreprocessConfig:
     """YAML file (fields at top level or under ``preprocess:``; a store.json works too) + CLI overrides."""
     data: dict[str, Any] = {}
     where = str(config_file) if config_file else "options"

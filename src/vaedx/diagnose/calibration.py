@@ -28,7 +28,9 @@ from vaedx.metrics.thresholds import threshold_at_sensitivity, threshold_at_spec
 CALIBRATION_METHODS = ("sigmoid", "isotonic", "none")
 
 
-def calibrate(estimator: Any, x_val: np.ndarray, y_val: np.ndarray, method: str = "sigmoid") -> Any:
+def fit_probability_calibration(
+    estimator: Any, x_val: np.ndarray, y_val: np.ndarray, method: str = "sigmoid"
+) -> Any:
     """A fitted CalibratedClassifierCV around the frozen ``estimator``, or None for ``method="none"``."""
     if method not in CALIBRATION_METHODS:
         raise ConfigError(f"calibration must be one of {', '.join(CALIBRATION_METHODS)}, not {method!r}")

@@ -13,16 +13,16 @@ from vaedx.errors import InputError, ModelMismatchError
 from vaedx.runs import checkpoint as ck
 
 
-def as_loaded(model: Any) -> Any:
+def as_loaded(model: Any, device: str = "cpu") -> Any:
     """A LoadedModel from a run/checkpoint path, a LoadedSemi from an M2 folder, or the object itself."""
     if isinstance(model, str | Path):
-        from vaedx.runs.semi import SEMI_JSON, load_semi
+        from vaedx.runs.networks import SEMI_JSON, load_semi
 
         if (Path(model) / SEMI_JSON).is_file():
-            return load_semi(model)
+            return load_semi(model, device=device)
         from vaedx.runs.loaded import load_model
 
-        return load_model(model)
+        return load_model(model, device=device)
     if not hasattr(model, "preprocess") or not hasattr(model, "path"):
         raise ModelMismatchError(
             "diagnosis needs a trained model from vaedx.load_model (with its preprocessing)"
@@ -53,11 +53,11 @@ def check_encoder(diag: DiagnosisModel, loaded: Any) -> None:
             raise ModelMismatchError(f"encoder preprocessing differs from the diagnosis: {'; '.join(diffs)}")
 
 
-def load_encoder(diag: DiagnosisModel, path: str | Path | None = None) -> Any:
+def load_encoder(diag: DiagnosisModel, path: str | Path | None = None, device: str = "cpu") -> Any:
     """The encoder recorded in the diagnosis (or at ``path``), checked against the recorded hash."""
     where = path or diag.encoder.get("path")
     if not where:
         raise InputError("the diagnosis does not record its encoder; pass the encoder's run folder")
-    loaded = as_loaded(where)
+    loaded = as_loaded(where, device=device)
     check_encoder(diag, loaded)
     return loaded

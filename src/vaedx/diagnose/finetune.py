@@ -28,6 +28,7 @@ from typing import Any
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, InputError
 from vaedx.runs import checkpoint as ck
+from vaedx.runs.folder import BEST, RunFolder
 
 
 def finetune_encoder(
@@ -57,7 +58,7 @@ def finetune_encoder(
     from vaedx.runs.loaded import load_model
 
     out = Path(out)
-    if (out / "best").exists() and not overwrite:
+    if (out / BEST).exists() and not overwrite:
         raise ConfigError(f"{out} already holds a run; pass overwrite=True (--overwrite) to replace it")
     loaded = as_loaded(vae)
     if loaded.meta.get("finetune"):
@@ -83,15 +84,10 @@ def finetune_encoder(
     }
     config = {**ck.read_run_config(source / ck.CONFIG_FILE), "finetune": recipe}
 
-    def write(tmp: Path) -> None:
+    def write_weights(tmp: Path) -> None:
         ck.save_tensors(tmp / ck.MODEL_FILE, weights, {"format": "vaedx-finetuned-encoder"})
-        ck.write_json(tmp / ck.CONFIG_FILE, config)
-        state = {"format": "vaedx-state", "format_version": 1}
-        state["run"] = {"epoch": recipe["epochs"], "finetuned": True}
-        state["sha256"] = {ck.MODEL_FILE: ck.sha256(tmp / ck.MODEL_FILE)}
-        ck.write_json(tmp / ck.STATE_FILE, state)
 
-    out.mkdir(parents=True, exist_ok=True)
-    ck.write_folder(out / "best", write)
-    atomic_write_json(out / "finetune.json", {**recipe, "history": res.history})
+    run = RunFolder(out)
+    run.write_checkpoint(BEST, write_weights, config, {"run": {"epoch": recipe["epochs"], "finetuned": True}})
+    atomic_write_json(run.finetune, {**recipe, "history": res.history})
     return load_model(out, device=device)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from vaedx.data.store import TensorStore
-from vaedx.diagnose.calibration import ThresholdRule, calibrate
+from vaedx.diagnose.calibration import ThresholdRule, fit_probability_calibration
 from vaedx.diagnose.classifiers import CLASSIFIERS, select_classifier
 from vaedx.diagnose.encoder import as_loaded, check_encoder, encoder_record
 from vaedx.diagnose.features import FeatureSpec
@@ -80,7 +80,7 @@ def fit_diagnosis(
     y_tr = st.labels[rows]
     sel = select_classifier(x_tr, y_tr, candidates, n_splits, seed)
     x_val, y_val = spec.compute(loaded, RowView(st.images, val), batch_size), st.labels[val]
-    cal = calibrate(sel.estimator, x_val, y_val, calibration)
+    cal = fit_probability_calibration(sel.estimator, x_val, y_val, calibration)
     clf, portable_cal = export_calibrated(cal) if cal is not None else (export_pipeline(sel.estimator), None)
     diag = DiagnosisModel(
         classifier=clf,

@@ -13,30 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from vaedx.data.preprocess import PreprocessConfig, apply
+from vaedx.data.preprocess import PreprocessConfig
 from vaedx.diagnose.explain import LatentNeighbours, describe_neighbours
 from vaedx.diagnose.model import DiagnosisModel
 from vaedx.errors import InputError, ModelMismatchError
+from vaedx.runs.inputs import ModelInputs
 
 
 def read_image_files(
     files: Sequence[str | Path], preprocess: PreprocessConfig
 ) -> tuple[np.ndarray, list[str]]:
     """(N, C, H, W) float32 images from files (a multi-frame file gives several), and a name for each."""
-    from vaedx.io.dispatch import read_any
-
-    images, refs = [], []
-    for f in files:
-        for j, img in enumerate(read_any(f)):
-            x, _ = apply(img.array, preprocess)
-            images.append(x)
-            refs.append(str(f) if j == 0 else f"{f}#{j}")
-    if not images:
+    if not files:
         raise InputError("no images to diagnose")
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise InputError(f"files give different shapes after preprocessing: {sorted(shapes)}")
-    return np.stack(images).astype(np.float32), refs
+    images, refs = ModelInputs(preprocess).files(files)
+    return images, [str(f) if k == 0 else f"{f}#{k}" for f, k in refs]
 
 
 def diagnose_images(
@@ -80,6 +71,7 @@ def attach_anomaly(
     scorer: str | None = None,
     heatmaps: str | Path | None = None,
     chunk: int = 1024,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Add ``row["anomaly"] = {scorer, score, threshold, flag, heatmap}`` to every row of diagnose_images.
 
@@ -93,7 +85,7 @@ def attach_anomaly(
     from vaedx.anomaly.scoring import run_scorers
     from vaedx.runs.loaded import load_model
 
-    model = load_model(anomaly_model)
+    model = load_model(anomaly_model, device=device)
     model.require_decoder()
     diffs = model.preprocess.describe_difference(encoder.preprocess)
     if diffs or model.image_shape != encoder.image_shape:

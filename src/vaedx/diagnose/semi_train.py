@@ -25,9 +25,8 @@ from vaedx.diagnose.torchfit import (
     check_schedule,
     class_index,
     cycle,
-    fit_epochs,
+    fit_classifier,
     load_rows,
-    make_schedule,
     model_config_for,
     torch_threads,
     val_rows,
@@ -35,7 +34,7 @@ from vaedx.diagnose.torchfit import (
 from vaedx.errors import ConfigError
 from vaedx.models.config import ModelConfig
 from vaedx.models.semi import SemiConfig, SemiVAE
-from vaedx.runs.semi import save_semi
+from vaedx.runs.networks import save_semi
 from vaedx.training.batches import derive_seed
 
 
@@ -128,39 +127,32 @@ def _fit(
     aug: AugmentConfig | None = None,
     schedule: str = "none",
 ) -> None:
-    """The epochs: mixed batches, validation AUC of q(y|x), best epoch restored into ``result.model``."""
+    """Mixed batches through :func:`fit_classifier`: validation AUC of q(y|x), best epoch kept."""
     net, lab, classes, alpha = result.model, result.labelled_rows, result.classes, result.config.alpha
     n_l, n_u = len(lab), len(unl)
     opt = torch.optim.AdamW(net.parameters(), lr=lr)
     rng = np.random.default_rng(derive_seed(seed, 0xBA7C))
     lab_batches = cycle(lab, b_l, rng)
     steps = math.ceil(n_u / batch_size) if n_u else math.ceil(n_l / b_l)
-    sched = make_schedule(opt, schedule, epochs * steps)
     gen = torch.Generator().manual_seed(derive_seed(seed, 0xBA7D))
 
-    def train_epoch(epoch: int) -> dict[str, Any]:
-        order = rng.permutation(unl)
-        sums: dict[str, float] = {}
-        for s in range(steps):
-            rows_l = np.sort(next(lab_batches))
-            x_l = random_affine(load_rows(st.images, rows_l, device), aug, gen)
-            y_l = torch.from_numpy(class_index(st.labels[rows_l], classes)).to(device)
-            rows_u = order[s * batch_size : (s + 1) * batch_size]
-            x_u = random_affine(load_rows(st.images, rows_u, device), aug, gen) if n_u else None
-            loss, logs = net.loss(x_l, y_l, x_u, alpha=alpha)
-            if not torch.isfinite(loss):
-                raise ConfigError(f"M2 training diverged (non-finite loss) in epoch {epoch}; lower lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            result.step_losses.append(logs["loss"])
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + v / steps
-        return sums
+    order = unl
 
-    result.best_epoch = fit_epochs(
-        net, st, val, classes, epochs=epochs, patience=patience, train_epoch=train_epoch,
-        history=result.history, keep_last=schedule == "onecycle",
+    def new_epoch() -> None:
+        nonlocal order
+        order = rng.permutation(unl)
+
+    def batch_loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        rows_l = np.sort(next(lab_batches))
+        x_l = random_affine(load_rows(st.images, rows_l, device), aug, gen)
+        y_l = torch.from_numpy(class_index(st.labels[rows_l], classes)).to(device)
+        rows_u = order[step * batch_size : (step + 1) * batch_size]
+        x_u = random_affine(load_rows(st.images, rows_u, device), aug, gen) if n_u else None
+        loss, logs = net.loss(x_l, y_l, x_u, alpha=alpha)
+        result.step_losses.append(logs["loss"])
+        return loss, logs
+
+    result.best_epoch = fit_classifier(
+        net, st, val, classes, opt=opt, schedule=schedule, epochs=epochs, steps=steps, patience=patience,
+        batch_loss=batch_loss, new_epoch=new_epoch, history=result.history, what="M2",
     )  # fmt: skip

@@ -38,7 +38,6 @@ from vaedx.errors import ConfigError
 from vaedx.metrics.measures import auroc, multiclass_report, sensitivity_specificity
 from vaedx.training.batches import RowView
 
-METHODS = ("vae_latent_lr", "m2", "vae_finetune", "supervised_cnn")
 METRICS = ("auc", "acc", "sens", "spec")
 
 
@@ -91,16 +90,78 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _pretrained_vae(
-    st: TensorStore, vae: Any, model: dict[str, Any], epochs: int, work: Path, seed: int, threads: int | None
+    st: TensorStore, vae: Any, model: dict[str, Any], epochs: int, work: Path, seed: int, threads: int | None,
+    device: str = "cpu",
 ) -> Any:
     if vae is not None:
-        loaded = as_loaded(vae)
+        loaded = as_loaded(vae, device=device)
         st.check_compatible(loaded.preprocess, loaded.image_shape)
         return loaded
     from vaedx.training.engine import train
 
     opts = {k: v for k, v in model.items() if k not in ("in_channels", "image_size")}
-    return train(st.root, work / "vae", epochs=epochs, seed=seed, overwrite=True, num_threads=threads, **opts)
+    return train(
+        st.root, work / "vae", epochs=epochs, seed=seed, overwrite=True, num_threads=threads, device=device,
+        **opts,
+    )  # fmt: skip
+
+
+@dataclass
+class StudyInputs:
+    """What every study method reads: the store, the rows, the shared recipe and the pre-trained VAE."""
+
+    store: TensorStore
+    train_rows: np.ndarray  # labelled training rows, sorted
+    test: np.ndarray  # labelled test rows of a class seen in training
+    epochs: int
+    trainer_options: dict[str, Any]  # model, batch size, splits, threads, augment, schedule, lr, device
+    min_steps: int = 0
+    vae: Any = None  # the loaded VAE, when a method needs it
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # its latent means: train, test
+
+
+@dataclass(frozen=True)
+class StudyMethod:
+    """``run(inputs, fraction, seed, labelled rows) -> test probabilities``, and what it needs prepared."""
+
+    run: Callable[[StudyInputs, float, int, np.ndarray], np.ndarray]
+    needs_vae: bool = False
+    needs_features: bool = False
+
+
+def _vae_latent_lr(inp: StudyInputs, fraction: float, seed: int, rows: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(inp.train_rows, rows)
+    sel = select_classifier(inp.features["train"][pos], inp.store.labels[rows], ("logreg",), seed=seed)
+    return sel.estimator.predict_proba(inp.features["test"])
+
+
+def _trained(
+    inp: StudyInputs, train: Callable[..., Any], fraction: float, seed: int, **extra: Any
+) -> np.ndarray:
+    res = train(inp.store, fraction, seed, inp.epochs, **inp.trainer_options, **extra)
+    return res.model.predict_proba(RowView(inp.store.images, inp.test))
+
+
+def _m2(inp: StudyInputs, fraction: float, seed: int, rows: np.ndarray) -> np.ndarray:
+    return _trained(inp, train_semi, fraction, seed)
+
+
+def _vae_finetune(inp: StudyInputs, fraction: float, seed: int, rows: np.ndarray) -> np.ndarray:
+    return _trained(inp, train_supervised, fraction, seed, min_steps=inp.min_steps, init_from=inp.vae)
+
+
+def _supervised_cnn(inp: StudyInputs, fraction: float, seed: int, rows: np.ndarray) -> np.ndarray:
+    return _trained(inp, train_supervised, fraction, seed, min_steps=inp.min_steps)
+
+
+#: The study's methods by name, in table order; a new method is one entry here.
+STUDY_METHODS: dict[str, StudyMethod] = {
+    "vae_latent_lr": StudyMethod(_vae_latent_lr, needs_vae=True, needs_features=True),
+    "m2": StudyMethod(_m2),
+    "vae_finetune": StudyMethod(_vae_finetune, needs_vae=True),
+    "supervised_cnn": StudyMethod(_supervised_cnn),
+}
+METHODS = tuple(STUDY_METHODS)
 
 
 def label_fraction_study(
@@ -124,6 +185,7 @@ def label_fraction_study(
     schedule: str = "none",
     lr: float = 1e-3,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    device: str = "cpu",
 ) -> StudyResult:
     """Rows {method, fraction, n_labelled, seed, auc, acc, sens, spec} and their mean ± sd over seeds.
 
@@ -135,7 +197,7 @@ def label_fraction_study(
     it applies to ``vae_finetune`` too. ``augment``, ``schedule`` and ``lr`` go to every trained network.
     """
     st = store if isinstance(store, TensorStore) else TensorStore.open(store)
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if m not in STUDY_METHODS]
     if bad or not methods:
         raise ConfigError(f"unknown method(s) {bad or '(none)'}; choose from {', '.join(METHODS)}")
     train_rows, test = labelled_rows(st, train_split), labelled_rows(st, test_split)
@@ -147,48 +209,28 @@ def label_fraction_study(
         for s in seeds
     }
     arch = {**SMALL_MODEL, **(model or {})}
+    options = {"model": arch, "batch_size": batch_size, "train_split": train_split, "val_split": val_split}
+    options |= {"num_threads": num_threads, "device": device}
+    options |= {"augment": augment, "schedule": schedule, "lr": lr}
+    inp = StudyInputs(st, train_rows, test, epochs, options, supervised_min_steps)
+    chosen = [STUDY_METHODS[m] for m in methods]
     result = StudyResult()
     with tempfile.TemporaryDirectory(prefix="vaedx-study-") as tmp:
         work = Path(work_dir) if work_dir is not None else Path(tmp)
-        feats: dict[str, np.ndarray] = {}
-        loaded = None
-        if "vae_latent_lr" in methods or "vae_finetune" in methods:
-            loaded = _pretrained_vae(
-                st, vae, arch, vae_epochs or epochs, work, min(seeds, default=0), num_threads
+        if any(m.needs_vae for m in chosen):
+            inp.vae = _pretrained_vae(
+                st, vae, arch, vae_epochs or epochs, work, min(seeds, default=0), num_threads, device
             )
-        if "vae_latent_lr" in methods:
-            feats = {
-                "train": latent_features(loaded, RowView(st.images, train_rows)),
-                "test": latent_features(loaded, RowView(st.images, test)),
+        if any(m.needs_features for m in chosen):
+            inp.features = {
+                "train": latent_features(inp.vae, RowView(st.images, train_rows)),
+                "test": latent_features(inp.vae, RowView(st.images, test)),
             }
         for (fraction, seed), rows in subsets.items():
-            for method in methods:
-                if method == "vae_latent_lr":
-                    pos = np.searchsorted(train_rows, rows)
-                    sel = select_classifier(feats["train"][pos], st.labels[rows], ("logreg",), seed=seed)
-                    proba = sel.estimator.predict_proba(feats["test"])
-                else:
-                    train = train_semi if method == "m2" else train_supervised
-                    extra: dict[str, Any] = {"augment": augment, "schedule": schedule, "lr": lr}
-                    if method != "m2":
-                        extra["min_steps"] = supervised_min_steps
-                    if method == "vae_finetune":
-                        extra["init_from"] = loaded
-                    res = train(
-                        st,
-                        fraction,
-                        seed,
-                        epochs,
-                        model=arch,
-                        batch_size=batch_size,
-                        train_split=train_split,
-                        val_split=val_split,
-                        num_threads=num_threads,
-                        **extra,
-                    )
-                    proba = res.model.predict_proba(RowView(st.images, test))
+            for name, method in zip(methods, chosen, strict=True):
+                proba = method.run(inp, fraction, seed, rows)
                 row = {
-                    "method": method,
+                    "method": name,
                     "fraction": fraction,
                     "n_labelled": len(rows),
                     "seed": seed,

@@ -1,7 +1,9 @@
-"""Small pieces shared by the torch classifiers of this package (M2 and the supervised CNN baseline).
+"""The training loop of the torch classifiers of this package (M2, the supervised CNN and its fine-tuning
+from a VAE encoder) and the small pieces around it.
 
-Why shared: the label-fraction study compares the two, so they must read batches, score validation and
-keep their best epoch the same way; otherwise a difference in the table could come from the loop.
+Why one loop: the label-fraction study compares these networks, so they must step, schedule, score
+validation and keep their best epoch the same way; otherwise a difference in the table could come from
+the loop. Each trainer only says how to draw a batch and compute its loss.
 """
 
 from __future__ import annotations
@@ -171,3 +173,52 @@ def fit_epochs(
     return best.epoch
 
 
+
+
+def fit_classifier(
+    net: Any,
+    store: TensorStore,
+    val: np.ndarray,
+    classes: np.ndarray,
+    *,
+    opt: torch.optim.Optimizer,
+    schedule: str,
+    epochs: int,
+    steps: int,
+    patience: int,
+    batch_loss: Callable[[int], tuple[torch.Tensor, dict[str, float]]],
+    history: list[dict[str, Any]],
+    what: str,
+    new_epoch: Callable[[], None] | None = None,
+) -> int:
+    """``epochs`` x ``steps`` optimiser steps on ``batch_loss(step) -> (loss, logged floats)``; returns the
+    kept epoch (see :func:`fit_epochs`), whose weights end in ``net``.
+
+    ``new_epoch()`` runs before each epoch's steps (M2 reshuffles its unlabelled rows there). Each history
+    row holds the epoch means of the logged floats. A non-finite loss stops training with a ConfigError
+    naming ``what`` and the epoch. ``schedule="onecycle"`` steps the one-cycle rate after every update and
+    keeps the final weights.
+    """
+    sched = make_schedule(opt, schedule, epochs * steps)
+
+    def train_epoch(epoch: int) -> dict[str, Any]:
+        if new_epoch is not None:
+            new_epoch()
+        sums: dict[str, float] = {}
+        for step in range(steps):
+            loss, logs = batch_loss(step)
+            if not torch.isfinite(loss):
+                raise ConfigError(f"{what} training diverged (non-finite loss) in epoch {epoch}; lower lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v / steps
+        return sums
+
+    return fit_epochs(
+        net, store, val, classes, epochs=epochs, patience=patience, train_epoch=train_epoch,
+        history=history, keep_last=schedule == "onecycle",
+    )  # fmt: skip

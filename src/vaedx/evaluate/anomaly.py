@@ -8,14 +8,14 @@ honest one is Dice at the pixel threshold calibrated on the validation split.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vaedx.anomaly.scoring import file_name, read_scores_csv
+from vaedx.anomaly.output import DetectOutput
+from vaedx.anomaly.scoring import file_name
 from vaedx.data.store import TensorStore
 from vaedx.errors import InputError
 from vaedx.metrics.bootstrap import BootstrapCI, bootstrap_ci, bootstrap_pixel_ci
@@ -101,62 +101,75 @@ def pixel_metrics(
 
 
 @dataclass
-class Prediction:
-    """A ``vaedx detect`` folder lined up with the store it was run on (labelled rows only for ``y``)."""
+class ScoredPrediction:
+    """A ``vaedx detect`` folder (:class:`DetectOutput`) lined up with the store it was run on (labelled
+    rows only for ``y``)."""
 
-    path: Path
+    output: DetectOutput
     store: TensorStore
-    rows: list[dict[str, str]]
-    scorers: list[str]
-    index: np.ndarray  # store row of each scores.csv row
     labelled: np.ndarray  # bool per row: has a label
     y: np.ndarray  # 1 = abnormal, per labelled row
     groups: np.ndarray | None  # patient id per row, when patients have several images
     normal: str
-    meta: dict[str, Any]
+
+    @property
+    def path(self) -> Path:
+        return self.output.path
+
+    @property
+    def rows(self) -> list[dict[str, str]]:
+        return self.output.rows
+
+    @property
+    def scorers(self) -> list[str]:
+        return self.output.scorers
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.output.meta
+
+    @property
+    def index(self) -> np.ndarray:
+        """Store row of each scores.csv row."""
+        return self.output.index
 
     def scores(self, name: str) -> np.ndarray:
         """Image scores of one scorer for the labelled rows."""
-        if name not in self.scorers:
-            raise InputError(f"no scorer '{name}' in scores.csv (has {', '.join(self.scorers)})", self.path)
-        return np.array([float(r[name]) for r in self.rows])[self.labelled]
+        return self.output.scores(name)[self.labelled]
 
     def maps(self, name: str) -> np.ndarray:
-        path = self.path / "maps" / f"{name}.npy"
-        if not path.is_file():
-            raise InputError(f"maps for scorer '{name}' missing", path)
-        return np.load(path).astype(np.float32)
+        maps = self.output.load_maps(name)
+        if maps is None:
+            raise InputError(f"maps for scorer '{name}' missing", self.output.map_path(name))
+        return maps.astype(np.float32)
 
     def pixel_threshold(self, name: str) -> float | None:
         """The pixel threshold detect used for ``name`` (best Dice on the validation split), if any."""
-        value = ((self.meta.get("thresholds") or {}).get(name) or {}).get("pixel_threshold")
-        return None if value is None else float(value)
+        return self.output.pixel_threshold(name)
 
     def valid(self) -> np.ndarray | None:
-        path = self.path / "maps" / "valid.npy"
-        return np.load(path) if path.is_file() else None
+        return self.output.valid()
 
 
-def read_prediction(pred: str | Path, truth: str | Path | TensorStore) -> Prediction:
-    """Read scores.csv and detect.json of ``pred`` and check they belong to the store ``truth``."""
-    pred = Path(pred)
-    rows, names = read_scores_csv(pred / "scores.csv")
-    meta = json.loads((pred / "detect.json").read_text()) if (pred / "detect.json").is_file() else {}
-    if meta.get("source") == "files":
+def read_prediction(pred: str | Path, truth: str | Path | TensorStore) -> ScoredPrediction:
+    """Read the detect folder ``pred`` and check it belongs to the store ``truth``."""
+    out = DetectOutput.open(pred)
+    pred = out.path
+    if out.from_files:
         raise InputError("predictions were made on files, not a store; evaluation needs a store", pred)
     store = truth if isinstance(truth, TensorStore) else TensorStore.open(truth)
-    idx = np.array([int(r["index"]) for r in rows])
+    rows, idx = out.rows, out.index
     if idx.size == 0 or idx.max() >= len(store) or idx.min() < 0:
         raise InputError("scores.csv row indices do not fit the store; was it run on this store?", pred)
     if [file_name(str(store.paths[i])) for i in idx] != [r["path"] for r in rows]:
         raise InputError(f"scores.csv paths differ from the store {store.root}'s; wrong --truth?", pred)
-    normal = meta.get("normal_label") or store.label_names[0]
+    normal = out.normal_label or store.label_names[0]
     codes = store.labels[idx]
     labelled = codes >= 0
     y = (codes[labelled] != store.label_index(normal)).astype(np.int64)
     pids = store.patient_ids[idx]
     groups = pids if all(str(p) for p in pids) and len(set(pids)) < len(pids) else None
-    return Prediction(pred, store, rows, names, idx, labelled, y, groups, normal, meta)
+    return ScoredPrediction(out, store, labelled, y, groups, normal)
 
 
 def evaluate_anomaly(

@@ -16,7 +16,7 @@ import numpy as np
 
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, InputError
-from vaedx.evaluate.anomaly import Prediction, read_prediction
+from vaedx.evaluate.anomaly import ScoredPrediction, read_prediction
 from vaedx.metrics.bootstrap import (
     PairedDifference,
     bootstrap_dice_paired,
@@ -77,8 +77,8 @@ def compare_scorers(
 
 
 def _pixel(
-    pa: Prediction,
-    pb: Prediction,
+    pa: ScoredPrediction,
+    pb: ScoredPrediction,
     a: Side,
     b: Side,
     store: TensorStore,

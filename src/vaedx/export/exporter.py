@@ -133,16 +133,16 @@ def _export_torchscript(module: nn.Module, example: torch.Tensor, out: Path) -> 
     traced.save(str(out))
 
 
-def export_model(model_dir: str | Path, fmt: Format, out: str | Path) -> Path:
+def export_model(model_dir: str | Path, fmt: Format, out: str | Path, device: str = "cpu") -> Path:
     """Export the model of a run folder (or checkpoint folder) to ``out`` and write ``out.json``."""
     if fmt not in TOLERANCE:
         raise ConfigError(f"unknown export format '{fmt}'; choose onnx or torchscript")
-    loaded = load_model(model_dir)
+    loaded = load_model(model_dir, device=device)
     module = export_module(loaded)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # batch of 2: tracing with 1 lets some exporters specialise the batch axis to a constant
-    example = torch.rand(2, *loaded.image_shape)
+    example = torch.rand(2, *loaded.image_shape, device=device)
     tmp = out.with_name(f".{out.name}.tmp")
     # the exporters warn about torchvision ops and the model's Python-side shape check; neither applies
     onnx_log = logging.getLogger("torch.onnx")

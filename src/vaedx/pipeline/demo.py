@@ -21,7 +21,7 @@ from rich.console import Console
 
 from vaedx.data.inspect import render, summarize
 from vaedx.data.locate import find_data_file, user_cache_dir
-from vaedx.data.prepare import build_config, prepare
+from vaedx.data.prepare import prepare, prepare_config
 from vaedx.errors import ConfigError, InputError
 
 MEDMNIST_RELATIVE = "pneumoniamnist/pneumoniamnist.npz"
@@ -144,7 +144,7 @@ def _pipeline(out: Path, data: Path | None, quick: bool, s: Any, console: Consol
     store, models, detect_dir = out / "store", out / "models", out / "detect"
     with st.stage("data", "PneumoniaMNIST"):
         npz = find_or_download(data, console)
-        prepare(npz, store, build_config())
+        prepare(npz, store, prepare_config())
     render(summarize(store), console)
     what = f"{s.epochs} epochs, normal training images" + (
         f" (at most {s.max_images})" if s.max_images else ""
@@ -195,14 +195,14 @@ def _pipeline(out: Path, data: Path | None, quick: bool, s: Any, console: Consol
         },
     }
     with st.stage("report"):
-        report = ds.build_report_if_available(out, s.seed, console)
-    summary["report"] = str(report) if report is not None else None
+        report = ds.build_report(out, s.seed)
+    summary["report"] = str(report)
     summary["timings_s"] = st.timings
     summary["load_average_1min"] = {"start": load0, "end": round(os.getloadavg()[0], 2)}
     summary["total_s"] = round(sum(st.timings.values()), 1)
     ds.write_summary(out, summary)
     ds.print_headline(summary, console)
-    where = f"report: {report}" if report is not None else "no report (vaedx.report not available)"
+    where = f"report: {report}"
     console.print(
         f"{where}; headline figures in {out / 'summary.json'}; total {summary['total_s']:.0f} s",
         highlight=False,

@@ -109,7 +109,8 @@ def detect_and_evaluate(model_dir: Path, store: Path, out: Path, kind: str, s: S
     from vaedx.anomaly.detect import detect
     from vaedx.evaluate.anomaly import evaluate_anomaly, to_json
 
-    detect(model_dir, out, store=store, split="test", scorers=SCORERS[kind], max_overlays=20, quiet=True)
+    detect(model_dir, out, store=store, split="test", scorers=SCORERS[kind], max_overlays=20, quiet=True,
+           save_calibration=True)  # fmt: skip  # the demo's own models: `vaedx serve` finds their calibration
     result = evaluate_anomaly(out, store, n_boot=s.n_boot, seed=s.seed)
     atomic_write_json(out / "evaluation.json", to_json(result))
     return result
@@ -131,14 +132,11 @@ def diagnose(encoder: Path, store: Path, out: Path, s: Settings) -> dict[str, An
     return result
 
 
-def build_report_if_available(out: Path, seed: int, console: Console) -> Path | None:
-    """vaedx.report.build_report when it exists (another part of the project); a note otherwise."""
-    try:
-        from vaedx.report import build_report  # type: ignore[attr-defined]
-    except ImportError:
-        console.print("[yellow]note:[/] vaedx.report.build_report is not available yet: no report.html")
-        return None
-    return Path(build_report(out, seed=seed))
+def build_report(out: Path, seed: int) -> Path:
+    """The HTML report of the demo's run folder (``report.html``)."""
+    from vaedx.report import build_report as build
+
+    return Path(build(out, seed=seed))
 
 
 def _ci(v: Any) -> dict[str, float | None] | None:

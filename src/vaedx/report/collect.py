@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from vaedx.anomaly.scoring import read_scores_csv
+from vaedx.anomaly.output import DetectOutput
 from vaedx.data.store import TensorStore
 from vaedx.errors import InputError
+from vaedx.runs.folder import BEST, LAST, METRICS_FILE
 
 MAIN_MODEL = "vae"
-METRIC_FILE = "metrics.csv"
+METRIC_FILE = METRICS_FILE
 
 
 def read_json_file(path: Path) -> dict[str, Any]:
@@ -76,23 +77,15 @@ class RunInfo:
 
 
 @dataclass
-class DetectInfo:
+class DetectInfo(DetectOutput):
     """One `vaedx detect` output: scores per scorer, truth (1 = abnormal, -1 = unlabelled), flags, meta."""
 
-    name: str
-    path: Path
-    meta: dict[str, Any]
-    rows: list[dict[str, str]]
-    scorers: list[str]
-    evaluation: dict[str, Any] | None
-
-    @property
-    def index(self) -> np.ndarray:
-        return np.array([int(r["index"]) for r in self.rows])
+    name: str = ""
+    evaluation: dict[str, Any] | None = None
 
     @property
     def truth(self) -> np.ndarray:
-        normal = self.meta.get("normal_label") or ""
+        normal = self.normal_label
         return np.array([-1 if not r["label"] else int(r["label"] != normal) for r in self.rows])
 
     @property
@@ -101,29 +94,9 @@ class DetectInfo:
         pids = np.array([r.get("patient_id", "") for r in self.rows], dtype=object)
         return pids if all(pids) and len(set(pids)) < len(pids) else None
 
-    def scores(self, scorer: str) -> np.ndarray:
-        return np.array([float(r[scorer]) for r in self.rows])
-
-    def flags(self, scorer: str) -> np.ndarray | None:
-        """1/0 per image at the calibrated threshold, None when detect had no threshold for the scorer."""
-        vals = [r.get(f"{scorer}_flag", "") for r in self.rows]
-        return None if any(v == "" for v in vals) else np.array([int(v) for v in vals])
-
-    def pixel_threshold(self, scorer: str) -> float | None:
-        thr = (self.meta.get("thresholds") or {}).get(scorer) or {}
-        return thr.get("pixel_threshold")
-
     def maps(self, scorer: str) -> np.ndarray | None:
-        path = self.path / "maps" / f"{scorer}.npy"
-        if not path.is_file():
-            return None
-        try:
-            maps = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as e:
-            raise InputError(f"unreadable anomaly maps ({e})", path) from None
-        if maps.ndim != 3 or len(maps) != len(self.rows):
-            raise InputError(f"maps have shape {maps.shape}, expected ({len(self.rows)}, H, W)", path)
-        return maps
+        """Memory-mapped maps of one scorer, None when detect wrote none."""
+        return self.load_maps(scorer, mmap=True)
 
 
 @dataclass
@@ -156,7 +129,7 @@ class Pipeline:
 
 
 def _is_run(path: Path) -> bool:
-    return path.is_dir() and any((path / p).exists() for p in (METRIC_FILE, "best", "last", "config.json"))
+    return path.is_dir() and any((path / p).exists() for p in (METRIC_FILE, BEST, LAST, "config.json"))
 
 
 def read_run(name: str, path: Path) -> RunInfo:
@@ -168,15 +141,8 @@ def read_run(name: str, path: Path) -> RunInfo:
 
 def read_detect(path: Path, name: str | None = None) -> DetectInfo:
     """A detect folder; its evaluation.json when `vaedx evaluate anomaly` was run on it."""
-    if not path.is_dir():
-        raise InputError("no such detect output folder", path)
-    rows, scorers = read_scores_csv(path / "scores.csv")
-    meta = read_json_file(path / "detect.json") if (path / "detect.json").is_file() else {}
-    ev_path = path / "evaluation.json"
-    evaluation = read_json_file(ev_path) if ev_path.is_file() else None
-    if evaluation is not None and not isinstance(evaluation.get("scorers"), dict):
-        raise InputError("not an anomaly evaluation (no 'scorers' object)", ev_path)
-    return DetectInfo(name or path.name, path, meta, rows, scorers, evaluation)
+    out = DetectOutput.open(path)
+    return DetectInfo(out.path, out.rows, out.scorers, out.meta, name or out.path.name, out.read_evaluation())
 
 
 def read_diagnosis(path: Path) -> DiagnosisInfo:

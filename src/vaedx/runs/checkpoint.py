@@ -27,7 +27,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from vaedx.atomic import atomic_write, atomic_write_json
 from vaedx.errors import InputError, ModelMismatchError
 
 RUN_FORMAT = "vaedx-run"
@@ -194,27 +193,6 @@ def load_weights(model: torch.nn.Module, path: Path, expected_sha256: str | None
     except RuntimeError as e:
         msg = str(e).splitlines()[0]
         raise ModelMismatchError(f"weights do not fit the configured model ({msg})", path) from None
-
-
-def save_net(
-    directory: Path, net: torch.nn.Module, fmt: str, files: tuple[str, str], doc: dict[str, Any]
-) -> Path:
-    """A network that is not a training run (M2, supervised CNN): weights to ``files[1]`` (safetensors),
-    then ``doc`` + format + the weights' sha256 to ``files[0]``, each written atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / files[1]
-    atomic_write(weights, lambda p: save_tensors(p, net.state_dict(), {"format": fmt}))
-    atomic_write_json(directory / files[0], {"format": fmt, **doc, "sha256": sha256(weights)})
-    return directory
-
-
-def read_net_json(path: Path, fmt: str, what: str) -> dict[str, Any]:
-    """The JSON written by :func:`save_net`; another format is an InputError naming the file. ``what`` is
-    the thing with its article ("an M2 model"), for the message."""
-    doc = read_json(path)
-    if doc.get("format") != fmt:
-        raise InputError(f"not {what} of format {fmt} (found {doc.get('format')!r})", path)
-    return doc
 
 
 def resolve_checkpoint(path: str | Path, prefer: str = "best") -> Path:

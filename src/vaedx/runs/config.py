@@ -29,22 +29,26 @@ class TrainConfig(BaseModel):
     store: Path | None = Field(default=None, description="Tensor store folder (vaedx data prepare).")
     out: Path | None = Field(default=None, description="Run folder for checkpoints, metrics and logs.")
     model: ModelConfig = Field(default_factory=ModelConfig)
-    epochs: int = Field(default=20, ge=1)
-    batch_size: int = Field(default=64, ge=1)
-    lr: float = Field(default=1e-3, gt=0)
+    epochs: int = Field(default=20, ge=1, description="Passes over the training images.")
+    batch_size: int = Field(default=64, ge=1, description="Images per optimiser step.")
+    lr: float = Field(default=1e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(default=0.0, ge=0, description="AdamW decoupled weight decay.")
-    scheduler: Literal["none", "cosine", "plateau"] = "none"
+    scheduler: Literal["none", "cosine", "plateau"] = Field(
+        default="none", description="Learning-rate schedule."
+    )
     grad_clip: float | None = Field(default=None, gt=0, description="Max global gradient norm; None = off.")
     beta: float = Field(default=1.0, ge=0, description="Weight of the summed KL against the summed NLL.")
-    kl_anneal: Literal["none", "linear", "cyclical"] = "none"
-    anneal_epochs: int = Field(default=5, ge=0)
-    cycles: int = Field(default=4, ge=1)
+    kl_anneal: Literal["none", "linear", "cyclical"] = Field(
+        default="none", description="KL warm-up schedule."
+    )
+    anneal_epochs: int = Field(default=5, ge=0, description="Epochs of one KL warm-up (or cycle).")
+    cycles: int = Field(default=4, ge=1, description="Warm-up cycles of --kl-anneal cyclical.")
     free_bits: float = Field(default=0.0, ge=0, description="Nats per latent dim (Kingma et al. 2016).")
     patience: int = Field(default=0, ge=0, description="Early stopping on val loss; 0 = off.")
-    min_delta: float = Field(default=0.0, ge=0)
-    seed: int = 0
-    train_split: str = "train"
-    val_split: str | None = "val"
+    min_delta: float = Field(default=0.0, ge=0, description="Least val-loss gain that resets patience.")
+    seed: int = Field(default=0, description="Seed of initialisation, batches and augmentation.")
+    train_split: str = Field(default="train", description="Store split to train on.")
+    val_split: str | None = Field(default="val", description="Store split for validation; None = none.")
     label_filter: list[str | int] | None = Field(
         default=None, description="Train and validate only on these labels, e.g. ['normal']."
     )
@@ -52,12 +56,12 @@ class TrainConfig(BaseModel):
     augment: AugmentConfig | None = Field(
         default=None, description="Random rotation/zoom/shift of training batches (true = defaults)."
     )
-    device: str = "auto"
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N.")
     amp: bool | None = Field(default=None, description="Mixed precision; None = on for CUDA.")
     channels_last: bool | None = Field(default=None, description="None = on for CUDA and CPU images >= 96px.")
-    num_threads: int | None = Field(default=None, ge=1)
-    compile: bool = False
-    log_every: int = Field(default=50, ge=1)
+    num_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch.")
+    compile: bool = Field(default=False, description="torch.compile the model.")
+    log_every: int = Field(default=50, ge=1, description="Steps between train.log lines.")
 
     @field_validator("augment", mode="before")
     @classmethod
@@ -128,6 +132,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config ({str(e).splitlines()[0]})", p) from None
     if not isinstance(data, dict):
         raise ConfigError("config must be a mapping of option: value", p)
+    if isinstance(data.get("train"), dict) and "format" in data:
+        # a run's config.json: its training settings reproduce the run (JSON is YAML, so it reads as one)
+        data = data["train"]
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 

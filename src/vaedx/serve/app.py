@@ -97,12 +97,13 @@ def create_app(
     diagnosis_dir: str | Path | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     scorer: str | None = None,
+    device: str = "cpu",
 ) -> FastAPI:
     """Build the app; the model (and diagnosis, if any) is loaded here, once, so errors show at start-up.
 
     ``scorer`` None picks residual, or the scorer thresholds.json was calibrated for (see resolve_scoring).
     """
-    predictor = Predictor(model_dir, diagnosis_dir, scorer=scorer)
+    predictor = Predictor(model_dir, diagnosis_dir, scorer=scorer, device=device)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]

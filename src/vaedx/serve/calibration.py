@@ -9,8 +9,6 @@ refused at start-up. A diagnosis folder that is unusable gives ``diagnosis: null
 
 from __future__ import annotations
 
-import importlib
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,6 @@ import numpy as np
 from vaedx.anomaly.calibrated import DEFAULT_SCORER, Calibration, resolve_scoring
 
 __all__ = ["DEFAULT_SCORER", "Calibration", "DiagnosisAdapter", "resolve_scoring"]
-log = logging.getLogger("vaedx.serve")
 
 
 # --------------------------------------------------------------------------------------------- diagnosis
@@ -51,16 +48,11 @@ def _diagnosis_encoder(diag: Any, loaded: Any, check_encoder: Any) -> Any:
     return tuned
 
 
-_GENERIC_LOADERS = ("load_diagnosis", "load_classifier", "load_diagnoser")
-
-
 class DiagnosisAdapter:
-    """``predict(x (1, C, H, W)) -> {class, probability, probabilities}`` over whatever vaedx.diagnose offers.
-
-    Preferred: the real API (``DiagnosisModel.load`` + ``diagnose_images``), which computes the features the
-    classifier was fitted on and checks the encoder's hash and preprocessing. Fallback: a module-level
-    loader returning an object with ``predict_proba(posterior means (N, d))``. Nearest training cases are
-    never returned: their references are store paths, which may name patients.
+    """``predict(x (1, C, H, W)) -> {class, probability, probabilities}`` through ``DiagnosisModel.load`` +
+    ``diagnose_images``, which compute the features the classifier was fitted on and check the encoder's
+    hash and preprocessing. Nearest training cases are never returned: their references are store paths,
+    which may name patients.
     """
 
     def __init__(self, predict: Any, label_names: list[str], info: dict[str, Any]):
@@ -70,17 +62,14 @@ class DiagnosisAdapter:
 
     @classmethod
     def load(cls, folder: Path, loaded: Any) -> tuple[DiagnosisAdapter | None, str | None]:
-        """(adapter, None) or (None, reason) when vaedx.diagnose is absent or offers nothing usable.
-
-        Raises VaedxError when the folder is unreadable or was fitted on a different encoder.
+        """(adapter, None): the second slot is the reason a diagnosis is left out, kept for the caller's
+        ``GET /v1/model`` field. Raises VaedxError when the folder is unreadable or was fitted on a
+        different encoder.
         """
-        try:
-            from vaedx.diagnose.encoder import check_encoder
-            from vaedx.diagnose.model import DiagnosisModel
-            from vaedx.diagnose.predict import diagnose_images
-        except Exception as e:  # the module may be absent or mid-edit: fall back, then give up quietly
-            log.info("vaedx.diagnose API unavailable (%s); trying a generic loader", e.__class__.__name__)
-            return cls._generic(folder, loaded)
+        from vaedx.diagnose.encoder import check_encoder
+        from vaedx.diagnose.model import DiagnosisModel
+        from vaedx.diagnose.predict import diagnose_images
+
         diag = DiagnosisModel.load(folder)
         encoder = _diagnosis_encoder(diag, loaded, check_encoder)
 
@@ -94,36 +83,6 @@ class DiagnosisAdapter:
             "classes": diag.class_names,
         }
         return cls(predict, diag.class_names, info), None
-
-    @classmethod
-    def _generic(cls, folder: Path, loaded: Any) -> tuple[DiagnosisAdapter | None, str | None]:
-        try:
-            module = importlib.import_module("vaedx.diagnose")
-        except Exception as e:
-            return None, f"vaedx.diagnose unavailable ({e.__class__.__name__})"
-        loader = next(
-            (getattr(module, n) for n in _GENERIC_LOADERS if callable(getattr(module, n, None))), None
-        )
-        if loader is None:
-            return None, "vaedx.diagnose offers no loader"
-        obj = loader(folder)
-        if not callable(getattr(obj, "predict_proba", None)):
-            return None, "the diagnosis model has no predict_proba"
-        names = [str(n) for n in (getattr(obj, "label_names", None) or loaded.label_names)]
-
-        def predict(x: np.ndarray) -> dict[str, Any]:
-            import torch
-
-            with torch.no_grad():
-                mu = loaded.model.encode(torch.from_numpy(x))[0]
-            z = mu.numpy() if isinstance(mu, torch.Tensor) else np.asarray(mu)
-            p = np.asarray(obj.predict_proba(z), dtype=np.float64)[0]
-            labels = names if len(names) == p.size else [str(i) for i in range(p.size)]
-            k = int(np.argmax(p))
-            probs = {n: float(v) for n, v in zip(labels, p, strict=True)}
-            return {"class": labels[k], "probability": float(p[k]), "probabilities": probs}
-
-        return cls(predict, names, {"loader": loader.__name__}), None
 
     def predict(self, x: np.ndarray) -> dict[str, Any]:
         return self._predict(x)

@@ -24,9 +24,9 @@ import numpy as np
 
 from vaedx.anomaly.registry import available_scorers, build_scorer
 from vaedx.anomaly.scoring import run_scorers
-from vaedx.data.preprocess import apply
 from vaedx.errors import ConfigError, InputError, ModelMismatchError, VaedxError
 from vaedx.io import detect_format, read_any
+from vaedx.runs.inputs import ModelInputs
 from vaedx.runs.loaded import LoadedModel, load_model
 from vaedx.serve import render
 from vaedx.serve.calibration import Calibration, DiagnosisAdapter, resolve_scoring
@@ -131,10 +131,14 @@ class Predictor:
     """A model loaded once, with its scorer, calibration and optional diagnosis; thread-safe predict()."""
 
     def __init__(
-        self, model_dir: str | Path, diagnosis_dir: str | Path | None = None, scorer: str | None = None
+        self,
+        model_dir: str | Path,
+        diagnosis_dir: str | Path | None = None,
+        scorer: str | None = None,
+        device: str = "cpu",
     ):
         self.model_dir = Path(model_dir)
-        self.loaded: LoadedModel = load_model(self.model_dir)
+        self.loaded: LoadedModel = load_model(self.model_dir, device=device)
         self.loaded.require_decoder()  # the anomaly model; a fine-tuned encoder belongs to --diagnosis
         self.run_dir = self.loaded.path.parent if self.loaded.path != self.model_dir else self.model_dir
         offered = available_scorers(self.loaded.model)
@@ -154,9 +158,10 @@ class Predictor:
             if self.diagnosis_problem:
                 log.warning("diagnosis not attached: %s", self.diagnosis_problem)
         pre = self.loaded.preprocess
-        c, h, w = self.loaded.image_shape
+        c = self.loaded.image_shape[0]
         # a model trained without a fixed size still needs one: resize uploads to its training size
-        self.preprocess = pre if pre.size is not None else pre.model_copy(update={"size": (h, w)})
+        self.inputs = ModelInputs.for_model(self.loaded, fill_size=True)
+        self.preprocess = self.inputs.preprocess
         # a one-channel model that does not pick or fold channels itself gets RGB uploads folded to grey; one
         # that picks a channel (LGG FLAIR: channels [1] of an RGB PNG) must see the colour image as trained
         self.fold_rgb = c == 1 and pre.channels is None and not pre.grey
@@ -206,7 +211,7 @@ class Predictor:
     def prepare(self, array: np.ndarray) -> np.ndarray:
         c = self.loaded.image_shape[0]
         try:
-            x, _ = apply(array, self.preprocess)
+            x = self.inputs.prepare(array)
         except (ConfigError, InputError) as e:
             raise ServeError(
                 422, f"cannot preprocess the image like the training data: {e.problem}"
@@ -215,6 +220,9 @@ class Predictor:
             raise ServeError(
                 422, f"the model expects {c}-channel images but this one has {x.shape[0]} channel(s)"
             )
+        why = self.inputs.mismatch(x)
+        if why is not None:
+            raise ServeError(422, why)
         if not np.isfinite(x).all():
             raise ServeError(422, "the image holds non-finite pixel values")
         return x

@@ -30,6 +30,7 @@ from vaedx.errors import InputError, VaedxError
 from vaedx.models.registry import build_model
 from vaedx.runs import checkpoint as ck
 from vaedx.runs.config import TrainConfig
+from vaedx.runs.folder import BEST, LAST, RunFolder
 from vaedx.training.batches import BatchReader, derive_seed
 from vaedx.training.distributed import Runtime
 from vaedx.training.losses import kl_weight, ssim_term, vae_loss
@@ -278,8 +279,6 @@ class TorchTrainer:
         tensors: dict[str, torch.Tensor] = {"rng.cpu": torch.get_rng_state()}
         sched = self.sched.state_dict() if self.sched is not None else None
         state = {
-            "format": "vaedx-state",
-            "format_version": ck.RUN_FORMAT_VERSION,
             "run": asdict(self.state),
             "optimizer": ck.flatten_state(self.opt.state_dict(), tensors, "optimizer"),
             "scheduler": ck.flatten_state(sched, tensors, "scheduler"),
@@ -287,17 +286,15 @@ class TorchTrainer:
         }
         weights = self.raw.state_dict()
 
-        def write(tmp: Path) -> None:
+        def write_tensors(tmp: Path) -> None:
             meta = {"format": "vaedx-model", "kind": self.cfg.model.kind}
             ck.save_tensors(tmp / ck.MODEL_FILE, weights, metadata=meta)
             ck.save_tensors(tmp / ck.OPTIM_FILE, tensors)
-            ck.write_json(tmp / ck.CONFIG_FILE, self.run_meta)
-            files = (ck.MODEL_FILE, ck.OPTIM_FILE)
-            ck.write_json(tmp / ck.STATE_FILE, {**state, "sha256": {f: ck.sha256(tmp / f) for f in files}})
 
-        ck.write_folder(self.out / "last", write)
+        run = RunFolder(self.out)
+        run.write_checkpoint(LAST, write_tensors, self.run_meta, state, (ck.MODEL_FILE, ck.OPTIM_FILE))
         if improved:
-            ck.copy_folder(self.out / "last", self.out / "best")
+            run.copy_checkpoint(LAST, BEST)
 
     def _report(self, epoch: int, row: dict[str, Any], improved: bool) -> None:
         val = "" if row["val_loss"] is None else (

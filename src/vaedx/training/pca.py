@@ -14,8 +14,8 @@ import numpy as np
 
 from vaedx.data.store import TensorStore
 from vaedx.models.baselines import PCABaseline
-from vaedx.runs import checkpoint as ck
 from vaedx.runs.config import TrainConfig
+from vaedx.runs.folder import BEST, LAST, RunFolder
 from vaedx.training.batches import RowView
 from vaedx.training.progress import MetricsLog, Reporter
 
@@ -53,16 +53,9 @@ def fit_pca(
     if metrics is not None:
         metrics.append(row)
     run = {"epoch": 1, "global_step": 1, "best_epoch": 1, "metrics": row}
-    state = {"format": "vaedx-state", "format_version": ck.RUN_FORMAT_VERSION, "run": run}
-
-    def write(tmp: Path) -> None:
-        pca.save(tmp)
-        ck.write_json(tmp / ck.CONFIG_FILE, meta)
-        sums = {ck.MODEL_FILE: ck.sha256(tmp / ck.MODEL_FILE)}
-        ck.write_json(tmp / ck.STATE_FILE, {**state, "sha256": sums})
-
-    ck.write_folder(out / "last", write)
-    ck.copy_folder(out / "last", out / "best")
+    folder = RunFolder(out)
+    folder.write_checkpoint(LAST, pca.save, meta, {"run": run})
+    folder.copy_checkpoint(LAST, BEST)
     k = len(pca.components) if pca.components is not None else 0
     val = f", val mse {row['val_mse']:.5g}" if "val_mse" in row else ""
     reporter.line(f"PCA with {k} components fitted in {secs:.2f} s{val}")

@@ -1,0 +1,83 @@
+"""`vaedx train`: options generated from TrainConfig/ModelConfig, defaults in --help, --config round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from train_fixtures import tiny_store  # noqa: F401
+from vaedx.cli import app, main
+from vaedx.models.config import ModelConfig
+from vaedx.runs.config import TrainConfig
+
+runner = CliRunner()
+
+
+def test_help_shows_every_field_with_its_default() -> None:
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for name in [*TrainConfig.model_fields, *ModelConfig.model_fields]:
+        if name in ("model", "in_channels", "image_size"):
+            continue
+        flag = "--threads" if name == "num_threads" else "--" + name.replace("_", "-")
+        assert flag in text, flag
+    for shown in ("[default: 20]", "[default: 32]", "[default: 32,64,128]", "[default: auto]"):
+        assert shown in text
+    assert "--num-threads" not in text  # old spelling: hidden, still accepted
+
+
+def test_print_config_feeds_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "-s", "st", "-o", "out", "--latent-dim", "8", "--widths", "8,16", "--val-split", "none",
+            "--label-filter", "normal", "--augment", "--num-threads", "2", "--beta", "2"]  # fmt: skip
+    assert main([*args, "--print-config"]) == 0
+    captured = capsys.readouterr()
+    assert "--num-threads is deprecated; use --threads" in captured.err
+    (tmp_path / "c.yaml").write_text(captured.out)
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--print-config"]) == 0
+    assert capsys.readouterr().out == captured.out
+    import yaml
+
+    cfg = TrainConfig.model_validate(yaml.safe_load(captured.out))
+    assert cfg.model.latent_dim == 8 and cfg.model.widths == [8, 16] and cfg.val_split is None
+    assert cfg.num_threads == 2 and cfg.beta == 2 and cfg.augment is not None
+
+
+def test_a_runs_config_json_round_trips(tiny_store: Path, tmp_path: Path) -> None:  # noqa: F811
+    first = tmp_path / "a"
+    args = ["train", "-s", str(tiny_store), "-o", str(first), "--epochs", "1", "--latent-dim", "4",
+            "--widths", "8,16", "--batch-size", "8", "--threads", "1", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    saved = next(first.glob("*/config.json"))
+    second = tmp_path / "b"
+    assert main(["train", "--config", str(saved), "-o", str(second), "--quiet"]) == 0
+    a = json.loads(saved.read_text())["train"]
+    b = json.loads(next(second.glob(f"{saved.parent.name}/config.json")).read_text())["train"]
+    assert a.pop("out") != b.pop("out")
+    assert a == b
+
+
+def test_train_refuses_to_replace_a_run(tiny_store: Path, tmp_path: Path, capsys) -> None:  # noqa: F811
+    args = ["train", "-s", str(tiny_store), "-o", str(tmp_path / "r"), "--epochs", "1", "--latent-dim", "2",
+            "--widths", "4", "--threads", "1", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_cli_import_and_root_help_stay_free_of_torch() -> None:
+    """train's options come from torch-importing config modules, so they are built only when train runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from vaedx.cli import main; rc = main(['--help']); "
+        "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "train" in done.stdout
