@@ -92,8 +92,7 @@ def test_threshold_best_dice_uses_validation_maps():
 def test_thresholds_model_roundtrip(tmp_path):
     th = Thresholds.from_normal_scores(np.arange(100.0), 0.95, pixel_threshold=0.25)
     assert (th.image_threshold, th.target_specificity, th.n_calibration) == (94.0, 0.95, 100)
-    path = th.save(tmp_path / "sub" / "thresholds.json")
-    assert Thresholds.load(path) == th
+    assert Thresholds.model_validate_json(th.model_dump_json()) == th
 
 
 def test_thresholds_model_validation(tmp_path):
@@ -101,12 +100,5 @@ def test_thresholds_model_validation(tmp_path):
         Thresholds(image_threshold=float("inf"), n_calibration=3)
     with pytest.raises(ValidationError):
         Thresholds(image_threshold=1.0, n_calibration=3, target_specificity=1.5)
-    with pytest.raises(InputError, match="not found"):
-        Thresholds.load(tmp_path / "missing.json")
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"image_threshold": 1.0}')
-    with pytest.raises(InputError, match="n_calibration"):
-        Thresholds.load(bad)
-    bad.write_text("{not json")
-    with pytest.raises(InputError, match="unreadable"):
-        Thresholds.load(bad)
+    with pytest.raises(ValidationError, match="n_calibration"):
+        Thresholds.model_validate({"image_threshold": 1.0})

@@ -8,16 +8,13 @@ never on the test set they will be evaluated on.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sklearn.metrics import roc_curve
 
-from vaedx.atomic import atomic_write_text
 from vaedx.errors import ConfigError, InputError
 from vaedx.metrics.measures import as_pair, as_scores, best_dice, undefined_reason
 
@@ -87,7 +84,8 @@ def threshold_best_dice(
 
 
 class Thresholds(BaseModel):
-    """Calibrated thresholds saved beside a model, so detection later applies exactly the same cut."""
+    """One scorer's calibrated thresholds. Saved only inside the calibration file
+    (:class:`vaedx.anomaly.calibration.CalibrationFile`, ``thresholds.json``), its one schema."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -116,19 +114,3 @@ class Thresholds(BaseModel):
             method="specificity",
             n_calibration=s.size,
         )
-
-    def save(self, path: str | Path) -> Path:
-        return atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> Thresholds:
-        try:
-            return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
-        except FileNotFoundError as e:
-            raise InputError("thresholds file not found", path) from e
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InputError(f"unreadable thresholds file ({e.__class__.__name__})", path) from e
-        except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(x) for x in err["loc"]) or "file"
-            raise InputError(f"invalid thresholds: {where}: {err['msg']}", path) from e
