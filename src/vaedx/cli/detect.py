@@ -52,7 +52,9 @@ def detect_command(
         help="Specificity on normal validation images that sets the calibrated threshold.",
     ),  # fmt: skip
     normal_label: str | None = typer.Option(
-        None, "--normal-label", help="Label of the normal class [the store's normal/healthy label]."
+        None,
+        "--normal-label",
+        help="Label of the normal class (default: normal, no_tumour or healthy if present, else label 0).",
     ),
     save_calibration: bool = typer.Option(
         False, "--save-calibration", help="Also write the calibration into the model's run folder."

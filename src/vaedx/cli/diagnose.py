@@ -217,7 +217,7 @@ def predict_cmd(
     anomaly_model: Path | None = typer.Option(
         None, "--anomaly-model", help="Run trained on healthy images (vaedx train + detect): adds its score."
     ),
-    scorer: str | None = typer.Option(None, help="Scorer of --anomaly-model [its calibrated one]."),
+    scorer: str | None = typer.Option(None, help="Scorer of --anomaly-model (default: its calibrated one)."),
     heatmaps: Path | None = typer.Option(None, help="Folder for one anomaly heatmap .npy per image."),
     device: str = DeviceOpt,
     threads: int | None = ThreadsOpt,
