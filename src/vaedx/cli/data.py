@@ -16,11 +16,6 @@ import typer
 from rich.console import Console
 
 from vaedx.cli.options import OVERWRITE_HELP, deprecated, dump_settings, pick, refuse_existing, required
-from vaedx.data.index import Columns, IndexOptions, index_source
-from vaedx.data.inspect import render, summarize, summarize_manifest
-from vaedx.data.manifest import read_manifest, write_manifest
-from vaedx.data.prepare import prepare, prepare_config
-from vaedx.data.splits import DEFAULT_FRACTIONS, assign_splits, parse_fractions
 from vaedx.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -111,6 +106,10 @@ def index_cmd(
     old_split: Annotated[bool | None, typer.Option("--split/--no-split", hidden=True)] = None,
 ) -> None:
     """Build a manifest CSV (path,label,mask,split,patient_id) from a folder, table, npz or volume."""
+    from vaedx.data.index import Columns, IndexOptions, index_source
+    from vaedx.data.inspect import render, summarize_manifest
+    from vaedx.data.manifest import write_manifest
+    from vaedx.data.splits import assign_splits, parse_fractions
     output = required(pick(out, output, "--output", "--out"), "--out")
     if old_split is not None:
         deprecated("--split/--no-split", "--assign-splits/--no-assign-splits")
@@ -154,6 +153,9 @@ def split_cmd(
     Without --out the manifest itself is updated (that is what the command is for); another existing file
     given as --out is replaced only with --overwrite.
     """
+    from vaedx.data.inspect import render, summarize_manifest
+    from vaedx.data.manifest import read_manifest, write_manifest
+    from vaedx.data.splits import assign_splits, parse_fractions
     output = pick(out, output, "--output", "--out")
     if output is not None and output.resolve() != manifest.resolve():
         refuse_existing(output, overwrite)
@@ -208,6 +210,9 @@ def prepare_cmd(
     output: OldOutputOpt = None,
 ) -> None:
     """Decode, preprocess and cache every image in a memory-mapped tensor store."""
+    from vaedx.data.inspect import render, summarize
+    from vaedx.data.prepare import prepare, prepare_config
+    from vaedx.data.splits import DEFAULT_FRACTIONS, parse_fractions
     cfg = prepare_config(
         config,
         size=size,
@@ -260,6 +265,7 @@ def inspect_cmd(
     sample: Annotated[int, typer.Option(help="Images sampled for statistics (manifests: <= 64).")] = 2000,
 ) -> None:
     """Counts per split x label, sizes, channels, intensities, mask coverage, patients and problems."""
+    from vaedx.data.inspect import render, summarize
     info = summarize(path, sample=sample)
     if as_json:
         typer.echo(json.dumps(info, indent=2, default=str))
