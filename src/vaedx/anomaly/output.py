@@ -31,7 +31,8 @@ VALID_FILE = "valid.npy"
 EVALUATION_FILE = "evaluation.json"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; unreadable or non-object content is an InputError naming the file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -58,7 +59,7 @@ class DetectOutput:
         if not path.is_dir():
             raise InputError("no such detect output folder", path)
         rows, scorers = read_scores_csv(path / SCORES_FILE)
-        meta = _read_json(path / META_FILE) if (path / META_FILE).is_file() else {}
+        meta = read_json_object(path / META_FILE) if (path / META_FILE).is_file() else {}
         return cls(path, rows, scorers, meta)
 
     @property
@@ -131,7 +132,7 @@ class DetectOutput:
         path = self.path / EVALUATION_FILE
         if not path.is_file():
             return None
-        data = _read_json(path)
+        data = read_json_object(path)
         if not isinstance(data.get("scorers"), dict):
             raise InputError("not an anomaly evaluation (no 'scorers' object)", path)
         return data

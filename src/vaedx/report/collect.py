@@ -9,7 +9,6 @@ for loading weights.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,24 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from vaedx.anomaly.output import DetectOutput
+from vaedx.anomaly.output import DetectOutput, read_json_object
 from vaedx.data.store import TensorStore
 from vaedx.errors import InputError
 from vaedx.runs.folder import BEST, LAST, METRICS_FILE
 
 MAIN_MODEL = "vae"
 METRIC_FILE = METRICS_FILE
-
-
-def read_json_file(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; unreadable or non-object content is an InputError naming the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"corrupt or unreadable JSON ({e.__class__.__name__}: {e})", path) from None
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object", path)
-    return data
 
 
 def read_metrics_csv(path: Path) -> dict[str, np.ndarray]:
@@ -135,7 +123,7 @@ def _is_run(path: Path) -> bool:
 def read_run(name: str, path: Path) -> RunInfo:
     metrics = read_metrics_csv(path / METRIC_FILE) if (path / METRIC_FILE).is_file() else None
     cfg_path = next((p for p in (path / "config.json", path / "best" / "config.json") if p.is_file()), None)
-    config = read_json_file(cfg_path) if cfg_path is not None else {}
+    config = read_json_object(cfg_path) if cfg_path is not None else {}
     return RunInfo(name, path, metrics, config)
 
 
@@ -150,7 +138,7 @@ def read_diagnosis(path: Path) -> DiagnosisInfo:
         raise InputError("not a diagnosis folder (diagnosis.json missing); see `vaedx diagnose fit`", path)
     evals = {}
     for f in sorted(path.glob("evaluation_*.json")):
-        data = read_json_file(f)
+        data = read_json_object(f)
         if not isinstance(data.get("report"), dict):
             raise InputError("not a diagnosis evaluation (no 'report' object)", f)
         evals[f.stem.removeprefix("evaluation_")] = data
@@ -193,5 +181,5 @@ def collect(
     runs = {main: runs[main], **runs}  # the main model first in every section
     detects = sorted((read_detect(Path(d)) for d in detect_dirs or []), key=lambda d: d.name != main)
     diagnosis = read_diagnosis(Path(diagnosis_dir)) if diagnosis_dir is not None else None
-    summary = read_json_file(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else None
+    summary = read_json_object(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else None
     return Pipeline(run_dir, runs, main, Path(store) if store else None, detects, diagnosis, summary)
