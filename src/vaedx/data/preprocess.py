@@ -39,6 +39,19 @@ class PreprocessConfig(BaseModel):
     )
     foreground_mask: bool = Field(default=False, description="Zero out background found by thresholding.")
     foreground_threshold: float = Field(default=0.02, description="Fraction of the normalised range.")
+    normalize_scope: Literal["image", "volume"] = Field(
+        default="image",
+        description="'volume': intensity percentiles over a whole volume (inside the brain or foreground), "
+        "so one slice's lesion does not rescale that slice; 2-D images are their own volume.",
+    )
+    brain_extraction: str = Field(
+        default="none", description="Skull stripping of volumes before normalisation (vaedx.data.brain)."
+    )
+    target_spacing: tuple[float, float] | None = Field(
+        default=None,
+        description="In-plane (row, column) spacing in mm that volumes are resampled to before resizing; "
+        "the spacing between slices is kept, so every slice stays one row.",
+    )
 
     @field_validator("size", mode="before")
     @classmethod
@@ -46,6 +59,19 @@ class PreprocessConfig(BaseModel):
         if isinstance(v, int):
             return (v, v)
         return v
+
+    @field_validator("target_spacing")
+    @classmethod
+    def _spacing(cls, v):
+        if v is not None and not all(float(s) > 0 for s in v):
+            raise ValueError("target_spacing must be positive millimetres")
+        return v
+
+    @property
+    def volume_steps(self) -> bool:
+        """True when preparing needs the whole volume (volume statistics, skull stripping, resampling)."""
+        scoped = self.normalize_scope == "volume"
+        return scoped or self.brain_extraction != "none" or bool(self.target_spacing)
 
     @field_validator("clip_percentiles")
     @classmethod
@@ -81,12 +107,21 @@ def select_channels(x: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     return x
 
 
-def normalize_intensity(x: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """Map intensities to a common scale; percentile/minmax/fixed give [0, 1]."""
+def normalize_intensity(
+    x: np.ndarray, cfg: PreprocessConfig, value_range: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Map intensities to a common scale; percentile/minmax/fixed give [0, 1].
+
+    ``value_range`` (lo, hi), measured elsewhere (over a whole volume), replaces the image's own statistics.
+    """
     x = x.astype(np.float32, copy=False)
     if cfg.normalize == "none":
         return x
-    if cfg.normalize == "fixed":
+    if value_range is not None:
+        lo, hi = value_range
+        if cfg.normalize == "zscore":
+            return (x - lo) / (hi if hi > 0 else 1.0)  # for zscore the range is (mean, sd)
+    elif cfg.normalize == "fixed":
         lo, hi = cfg.fixed_range
     elif cfg.normalize == "zscore":
         sd = float(x.std())

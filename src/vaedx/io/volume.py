@@ -17,7 +17,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-from nibabel.orientations import apply_orientation, io_orientation, ornt_transform
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from vaedx.errors import ConfigError, InputError
 from vaedx.io._files import describe, existing_file
@@ -75,6 +75,35 @@ class Volume:
             meta={**meta, "spacing": (z, y, x)},
         )
 
+    def reoriented(self, codes: str = "LPS") -> Volume:
+        """The same volume with its voxel axes i, j, k pointing to ``codes`` ('LPS'), keeping the way back.
+
+        Why LPS for models: its axial planes ``data[k]`` are in radiological display orientation (row 0 =
+        anterior, column 0 = the patient's right), which is how 2-D DICOM and PNG slices look; a model trained
+        on such slices then sees a volume's slices the same way up. A volume of unknown orientation (a slice
+        stack) is returned as it is: there is nothing to reorient it by.
+        """
+        if self.orientation is None:
+            return self
+        target = axcodes2ornt(tuple(codes.upper()))
+        xyz = self.data.transpose(2, 1, 0)
+        turn = ornt_transform(io_orientation(self.affine), target)
+        moved = apply_orientation(xyz, turn)
+        affine = self.affine @ inv_ornt_aff(turn, xyz.shape)
+        x, y, z = (float(v) for v in nib.affines.voxel_sizes(affine))
+        code = orientation_code(affine)
+        meta = {**self.meta, "orientation": code, "shape": tuple(int(d) for d in moved.shape[::-1])}
+        meta.setdefault("original_orientation", self.orientation)
+        return Volume(
+            data=np.ascontiguousarray(moved.transpose(2, 1, 0), dtype=np.float32),
+            affine=affine,
+            spacing=(z, y, x),
+            path=self.path,
+            orientation=code,
+            original_affine=self.original_affine,
+            meta={**meta, "spacing": (z, y, x)},
+        )
+
     def to_nifti(self, array: np.ndarray | None = None) -> nib.Nifti1Image:
         """``array`` (default: ``data``), laid out like ``data``, as a NIfTI image in this volume's space."""
         arr = self._check_layout(self.data if array is None else array)
@@ -106,6 +135,22 @@ class Volume:
 def orientation_code(affine: np.ndarray) -> str:
     """Three-letter code (e.g. 'RAS', 'LPS') of the world direction each voxel axis i, j, k points to."""
     return "".join(str(c) for c in nib.aff2axcodes(affine))
+
+
+def model_plane(data: np.ndarray, axis: int, k: int) -> np.ndarray:
+    """Plane ``k`` across ``axis`` of an LPS-ordered (z, y, x) array, the way a radiologist looks at it.
+
+    axis 0 (axial): row 0 anterior, column 0 the patient's right; axis 1 (coronal) and axis 2 (sagittal):
+    row 0 superior, columns right-to-left / anterior-to-posterior. Every reader that turns a volume into
+    2-D model inputs uses this, so training slices and the slices of a volume scored later agree.
+    """
+    if axis == 0:
+        return data[k]
+    if axis == 1:
+        return data[::-1, k, :]
+    if axis == 2:
+        return data[::-1, :, k]
+    raise ConfigError(f"axis must be 0 (axial), 1 (coronal) or 2 (sagittal), got {axis!r}")
 
 
 def read_nifti_volume(path: str | Path, *, volume_index: int | None = None) -> Volume:
