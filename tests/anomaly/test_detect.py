@@ -122,7 +122,8 @@ def test_detect_png_folder_and_dicom(setup: tuple[Path, Path], tmp_path: Path) -
 
 
 def test_detect_nifti_volume_and_dicom_series_folder(setup: tuple[Path, Path], tmp_path: Path) -> None:
-    """A 3-D NIfTI gives one row per slice; a DICOM series folder one row per file, with no identifier."""
+    """A 3-D NIfTI is a volume, one row per slice; a folder of unrelated DICOM files one row per file; the
+    outputs hold no identifier."""
     import nibabel as nib
 
     from dicom_builders import PHI_STRINGS, write_ct_dicom
@@ -140,7 +141,9 @@ def test_detect_nifti_volume_and_dicom_series_folder(setup: tuple[Path, Path], t
     out = detect(run, tmp_path / "o", inputs=[nii, series], scorers=["residual", "ssim"], quiet=True)
     rows = _read(out / "scores.csv")
     names = [r["path"] for r in rows]
-    assert names == ["vol.nii.gz", *(f"vol.nii.gz#{k}" for k in (1, 2, 3)), "s0.dcm", "s1.dcm", "s2.dcm"]
+    assert names == [*(f"vol#{k}" for k in range(4)), "s0.dcm", "s1.dcm", "s2.dcm"]
+    assert [int(r["index"]) for r in rows] == list(range(7))
+    assert (out / "volumes" / "vol" / "residual_map.nii.gz").is_file()
     assert all(np.isfinite(float(r[s])) for r in rows for s in ("residual", "ssim"))
     maps = np.load(out / "maps" / "residual.npy")
     assert maps.shape == (7, SIZE, SIZE) and np.isfinite(maps).all()

@@ -1,4 +1,4 @@
-"""``detect()``: score a store split or raw files with a trained model; maps, flags, overlays.
+"""``detect()``: score a store split, raw files or volumes with a trained model; maps, flags, overlays.
 
 This is the Python entry point behind ``vaedx detect``, also called by the demo, the benchmarks and tests.
 Why thresholds are calibrated here on demand: a flag is only meaningful at a threshold chosen on held-out
@@ -31,7 +31,6 @@ from vaedx.anomaly.output import DetectOutput
 from vaedx.anomaly.scoring import (
     Inputs,
     PostSpec,
-    file_inputs,
     merge_shards,
     run_scorers,
     save_shard,
@@ -39,6 +38,7 @@ from vaedx.anomaly.scoring import (
     store_inputs,
     write_overlays,
 )
+from vaedx.anomaly.volumes import VOLUMES_FILE, ScoredVolume, detect_inputs, write_volume_outputs
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError
 from vaedx.training.distributed import setup_runtime
@@ -131,7 +131,9 @@ def detect(
     save_calibration: bool = False,
 ) -> Path:
     """Score a store split or files; write scores.csv, maps/<scorer>.npy, overlays/, thresholds.json and
-    detect.json into out.
+    detect.json into out. Input volumes (3-D NIfTI, DICOM series folders or zips, numbered slice folders)
+    also get ``volumes/<id>/<scorer>_map.nii.gz`` and ``_mask.nii.gz`` in their own space and
+    ``volumes.json`` (lesion volume in mm³, 3-D components): see :mod:`vaedx.anomaly.volumes`.
 
     ``target_specificity`` and ``normal_label`` (None: the store's 'normal'/'no_tumour'/'healthy' label,
     else label code 0; the choice is printed and recorded) set how missing thresholds are calibrated;
@@ -152,11 +154,11 @@ def detect(
         loaded = load_model(model_dir, device=rt.device)
         loaded.require_decoder()
         ts = TensorStore.open(store) if store is not None else None
-        data: Inputs = (
-            store_inputs(ts, loaded.preprocess, loaded.image_shape, split)
-            if ts is not None
-            else file_inputs(inputs or [], loaded.preprocess, loaded.image_shape)
-        )
+        volumes: list[ScoredVolume] = []
+        if ts is not None:
+            data: Inputs = store_inputs(ts, loaded.preprocess, loaded.image_shape, split)
+        else:
+            data, volumes = detect_inputs(inputs or [], loaded.preprocess, loaded.image_shape)
         names = ts.label_names if ts is not None else (loaded.label_names or [])
         normal = _normal_label(names, normal_label)
         if rt.is_main:
@@ -181,7 +183,8 @@ def detect(
                 return out
             scored = merge_shards(out, rt.world_size)
         calib = {"normal_label": normal, "target_specificity": target_specificity, "saved": save_calibration}
-        _write(out, loaded, data, scored, cal, scorers, opts, post, split, max_overlays, store, calib)
+        args = (scorers, opts, post, split, max_overlays, store, calib, volumes)
+        _write(out, loaded, data, scored, cal, *args)
         return out
     finally:
         rt.close()
@@ -207,6 +210,7 @@ def _write(
     max_overlays: int,
     store: Any,
     calib: dict[str, Any],
+    volumes: Sequence[ScoredVolume] = (),
 ) -> None:
     target = DetectOutput.create(out)
     found = {s: cal.lookup(s, opts.get(s, {}), post) for s in scorers}
@@ -216,6 +220,7 @@ def _write(
     n_over = (
         write_overlays(out, data.images, data.rows, scored, pixel_thr, max_overlays) if max_overlays else 0
     )
+    described = write_volume_outputs(out, volumes, scored.maps, pixel_thr) if volumes else []
     target.write_meta(
         {
             "model": str(loaded.path),
@@ -233,5 +238,6 @@ def _write(
             "calibration": {"file": "thresholds.json", "saved_in_run": calib["saved"]},
             "preprocess": loaded.preprocess.model_dump(mode="json"),
             "overlays": n_over,
+            "volumes": {"n": len(described), "file": VOLUMES_FILE if described else None},
         },
     )

@@ -237,14 +237,17 @@ def write_scores_csv(
     path: Path, rows: Sequence[dict[str, Any]], scored: Scored, thresholds: dict[str, Any]
 ) -> None:
     """One row per image: record columns, then per scorer ``<name>`` score and ``<name>_flag`` (1/0/blank)."""
-    cols = ["index", "path", "split", "label", "patient_id"]
+    base = ["index", "path", "split", "label", "patient_id"]
+    if any("volume" in r for r in rows):
+        base += ["volume", "slice_index"]  # rows of input volumes: which volume, which slice
+    cols = list(base)
     for name in scored.scores:
         cols += [name, f"{name}_flag"]
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
         for i, row in enumerate(rows):
-            vals = [row[c] for c in cols[:5]]
+            vals = [row.get(c, "") for c in base]
             for name, s in scored.scores.items():
                 thr = thresholds.get(name)
                 vals += [repr(float(s[i])), "" if thr is None else int(s[i] > thr)]

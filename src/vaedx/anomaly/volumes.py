@@ -1,0 +1,187 @@
+"""Volumes through detection: slices in, anomaly-map and lesion-mask NIfTIs in the input's own space out.
+
+Why NIfTI in the input's space: users look at results in ITK-SNAP, 3D Slicer or FSLeyes over the scan they
+gave. Each map is put back through every preprocessing step (padding, resizing, resampling, reorientation;
+see :class:`vaedx.data.volume_prep.PreparedVolume`) so it has the input's shape, affine and voxel order and
+overlays it voxel for voxel. The lesion mask is the map thresholded at the calibrated pixel threshold on the
+input grid (thresholding after upsampling gives smooth outlines rather than blocky ones), restricted to the
+brain when the model's preprocessing strips the skull. Per volume, ``volumes.json`` gives the lesion volume
+in mm³ and its 3-D connected components.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from vaedx.anomaly.scoring import Inputs, file_inputs
+from vaedx.atomic import atomic_write, atomic_write_json
+from vaedx.data.preprocess import PreprocessConfig
+from vaedx.data.volume_prep import PreparedVolume, prepare_volume
+from vaedx.io.volume_source import read_volume, volume_id, volume_kind
+from vaedx.metrics.volume import components, lesion_volume_mm3
+from vaedx.runs.inputs import ModelInputs
+
+VOLUMES_DIR = "volumes"
+VOLUMES_FILE = "volumes.json"
+MAX_COMPONENTS = 50  # components listed per volume and scorer in volumes.json (all are counted)
+
+
+@dataclass
+class ScoredVolume:
+    """One input volume: its id, the prepared slices, and where its rows start in the detect inputs."""
+
+    id: str
+    kind: str
+    prepared: PreparedVolume
+    start: int
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.prepared.slices.shape[0]
+
+
+def split_volume_inputs(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+    """(volume inputs, other inputs), in the order given."""
+    volumes, others = [], []
+    for p in map(Path, paths):
+        (volumes if volume_kind(p) is not None else others).append(p)
+    return volumes, others
+
+
+def read_volumes(
+    paths: Sequence[Path], preprocess: PreprocessConfig, image_shape: Sequence[int], start: int = 0
+) -> tuple[np.ndarray, list[dict[str, Any]], list[ScoredVolume]]:
+    """Model-input slices (N, C, H, W) of every volume, one record per slice, and the volumes themselves.
+
+    Slices are checked against the model like any other input, so a volume that does not fit is refused
+    with one line naming it.
+    """
+    reader = ModelInputs(preprocess, tuple(image_shape))  # type: ignore[arg-type]
+    channel = preprocess.channels[0] if preprocess.channels else None
+    images, rows, done = [], [], []
+    seen: dict[str, int] = {}
+    for p in paths:
+        vol = read_volume(p, channel=channel)
+        prepared = prepare_volume(vol, preprocess)
+        why = reader.mismatch(prepared.slices[0])
+        if why is not None:
+            from vaedx.errors import ModelMismatchError
+
+            raise ModelMismatchError(why + " (check the model's preprocessing)", p)
+        name = volume_id(p)
+        if name in seen:  # two inputs of the same name: keep outputs apart
+            seen[name] += 1
+            name = f"{name}-{seen[name]}"
+        seen.setdefault(name, 0)
+        offset = start + sum(len(x) for x in images)
+        done.append(ScoredVolume(name, str(volume_kind(p)), prepared, offset))
+        images.append(prepared.slices)
+        rows += [
+            {"index": offset + k, "path": f"{name}#{k}", "split": "", "label": "", "patient_id": "",
+             "volume": name, "slice_index": k}
+            for k in range(prepared.slices.shape[0])
+        ]  # fmt: skip
+    return np.concatenate(images).astype(np.float32), rows, done
+
+
+def write_volume_outputs(
+    out: Path,
+    volumes: Sequence[ScoredVolume],
+    maps: dict[str, np.ndarray],
+    pixel_thresholds: dict[str, float | None],
+) -> list[dict[str, Any]]:
+    """``volumes/<id>/<scorer>_map.nii.gz`` and ``<scorer>_mask.nii.gz`` per volume; returns volumes.json."""
+    summary = []
+    for vol in volumes:
+        folder = out / VOLUMES_DIR / vol.id
+        folder.mkdir(parents=True, exist_ok=True)
+        src = vol.prepared.source
+        entry: dict[str, Any] = {
+            "volume": vol.id,
+            "kind": vol.kind,
+            "shape": list(src.to_original(np.zeros(src.shape, np.uint8)).shape),
+            "spacing_mm": [float(s) for s in src.spacing],
+            "spacing_assumed": bool(src.meta.get("spacing_assumed", False)),
+            "orientation": src.meta.get("original_orientation") or src.orientation,
+            "brain_extraction": vol.prepared.cfg.brain_extraction,
+            "notes": vol.prepared.notes,
+            "scorers": {},
+        }
+        for name, stack in maps.items():
+            entry["scorers"][name] = _write_one(folder, vol, name, stack[vol.start : vol.stop],
+                                                pixel_thresholds.get(name))  # fmt: skip
+        summary.append(entry)
+    atomic_write_json(out / VOLUMES_FILE, {"volumes": summary})
+    return summary
+
+
+def _write_one(
+    folder: Path, vol: ScoredVolume, name: str, maps: np.ndarray, threshold: float | None
+) -> dict[str, Any]:
+    prepared, src = vol.prepared, vol.prepared.source
+    on_source = prepared.to_source(maps)
+    if prepared.brain is not None:
+        on_source = np.where(prepared.brain, on_source, 0.0).astype(np.float32)
+    rel = Path(VOLUMES_DIR) / vol.id
+    _save(src.to_original(on_source.astype(np.float32)), folder / f"{name}_map.nii.gz")
+    result: dict[str, Any] = {"map": str(rel / f"{name}_map.nii.gz"), "threshold": threshold}
+    if threshold is None:
+        result.update(mask=None, lesion_volume_mm3=None, n_components=None, components=[])
+        return result
+    lesion = on_source > threshold
+    if prepared.brain is not None:
+        lesion &= prepared.brain
+    _save(src.to_original(lesion.astype(np.uint8)), folder / f"{name}_mask.nii.gz")
+    found = components(lesion, src.spacing)
+    for c in found:
+        k, j, i = c["centroid_voxel"]
+        c["centroid_mm"] = [round(float(v), 2) for v in (src.affine @ np.array([i, j, k, 1.0]))[:3]]
+    result.update(
+        mask=str(rel / f"{name}_mask.nii.gz"),
+        lesion_volume_mm3=float(lesion_volume_mm3(lesion, src.spacing)),
+        n_components=len(found),
+        components=found[:MAX_COMPONENTS],
+    )
+    return result
+
+
+def _save(img: nib.Nifti1Image, path: Path) -> None:
+    """Written through a temporary file, so a viewer never opens half a NIfTI."""
+
+    atomic_write(path, lambda tmp: tmp.write_bytes(gzip.compress(img.to_bytes(), compresslevel=6)))
+
+
+def detect_inputs(
+    paths: Sequence[str | Path], preprocess: PreprocessConfig, image_shape: Sequence[int]
+) -> tuple[Inputs, list[ScoredVolume]]:
+    """``--input`` paths as detect inputs in the order given: 2-D files (and folders of them) as
+    :func:`file_inputs` reads them, volumes as their slices, with the volumes to write back."""
+    parts: list[Inputs] = []
+    volumes: list[ScoredVolume] = []
+    start = 0
+    for p in map(Path, paths):
+        if volume_kind(p) is None:
+            part = file_inputs([p], preprocess, image_shape)
+            for r in part.rows:
+                r["index"] += start
+        else:
+            images, rows, done = read_volumes([p], preprocess, image_shape, start)
+            part = Inputs(images, rows, None, "files")
+            volumes += done
+        parts.append(part)
+        start += len(part.rows)
+    if not parts:
+        from vaedx.errors import InputError
+
+        raise InputError("no images to read")
+    if len(parts) == 1:
+        return parts[0], volumes
+    rows = [r for q in parts for r in q.rows]
+    return Inputs(np.concatenate([q.images for q in parts]), rows, None, "files"), volumes
