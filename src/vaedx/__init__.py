@@ -2,15 +2,17 @@
 
 from vaedx.version import __version__ as __version__
 
-_API = ("train", "load_model", "LoadedModel")
+_API = (
+    "train", "load_model", "LoadedModel", "detect", "read_volume", "prepare_volume", "PreparedVolume",
+    "Volume", "volume_metrics",
+)  # fmt: skip
 
 
 def __getattr__(name: str) -> object:
     """Lazy public API, so ``import vaedx`` stays fast and does not import torch.
 
-    ``vaedx.train``, ``vaedx.load_model`` and ``vaedx.LoadedModel`` are the functions and class of
-    :mod:`vaedx.api` (the training code itself lives in the ``vaedx.training`` package, so the name
-    ``vaedx.train`` is free for the function).
+    The names in ``_API`` are the functions and classes of :mod:`vaedx.api` (the training code itself
+    lives in the ``vaedx.training`` package, so the name ``vaedx.train`` is free for the function).
     """
     if name in _API:
         from vaedx import api
