@@ -35,7 +35,13 @@ def detect_command(
     out: Path | None = typer.Option(None, "--out", "-o", help="Output folder."),
     store: Path | None = typer.Option(None, "--store", "-s", help="Tensor store to score."),
     split: str = typer.Option("test", help="Store split to score ('all' for every row)."),
-    inputs: list[Path] | None = typer.Option(None, "--input", "-i", help="Image files or folders (repeat)."),
+    inputs: list[Path] | None = typer.Option(
+        None,
+        "--input",
+        "-i",
+        help="Image files or folders, or volumes: 3-D NIfTI, DICOM series folder or .zip, folder of "
+        "numbered slices (repeat). Volumes also get NIfTI maps and lesion masks in their own space.",
+    ),
     scorer: list[str] | None = typer.Option(
         None, "--scorer", help="Scorer names (repeat or comma-separate); default residual."
     ),
@@ -99,6 +105,7 @@ def detect_command(
         save_calibration=s["save_calibration"],
     )
     if not s["quiet"]:
-        console.print(f"wrote {path / 'scores.csv'}, maps/, overlays/ and detect.json")
+        extra = ", volumes/ (NIfTI maps and masks), volumes.json" if (path / "volumes.json").is_file() else ""
+        console.print(f"wrote {path / 'scores.csv'}, maps/, overlays/{extra} and detect.json")
         if s["save_calibration"]:
             console.print(f"calibration also saved in the model's run folder {s['model']}")
