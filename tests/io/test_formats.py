@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -105,3 +106,19 @@ def test_bad_input_is_one_line_naming_the_file(build, case):
 
 def test_bad_input_cases_are_all_listed(build):
     assert sorted(bad_inputs(build)) == sorted(CASES)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "MR_small_bigendian.dcm"])
+def test_dual_personality_dicom_is_read_as_dicom(name):
+    """pydicom's classic CT_small/MR_small keep a TIFF header in their 128-byte preamble (the standard allows
+    it); the DICM marker behind it decides, so they decode as DICOM with pydicom's own pixel values."""
+    import pydicom
+
+    from vaedx.io import read_any
+
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / name
+    assert path.read_bytes()[:4] in (b"II*\0", b"MM\0*")  # the TIFF header is really there
+    assert detect_format(path) == "dicom"
+    (img,) = read_any(path)
+    ds = pydicom.dcmread(path)
+    assert img.array.shape[-2:] == ds.pixel_array.shape

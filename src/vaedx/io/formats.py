@@ -48,14 +48,16 @@ def detect_format(path: str | Path) -> Format:
 
 
 def _by_content(p: Path, head: bytes) -> Format | None:
+    if head[128:132] == b"DICM":
+        # First: a DICOM file's 128-byte preamble may legally hold a TIFF header ("dual personality"),
+        # and the DICOM reading is the one the file exists for.
+        return "dicom"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):  # classic and BigTIFF
         return "tiff"
-    if head[128:132] == b"DICM":
-        return "dicom"
     if _is_nifti_header(head):
         return "nifti"
     if head.startswith(b"\x1f\x8b"):
