@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,3 +161,31 @@ def test_non_dicom_with_dcm_name_is_rejected(build, content):
     with pytest.raises(InputError, match="not a DICOM file") as e:
         read_dicom(build.raw("fake.dcm", content))
     assert "fake.dcm" in str(e.value)
+
+
+def test_auto_window_uses_a_voi_lut_sequence(tmp_path):
+    """CR/DX files often carry their display mapping as a VOI LUT Sequence instead of a window: a real
+    bundled MR file given such a table (and no window) is displayed through it as pydicom applies it."""
+    import pydicom
+    from pydicom.dataset import Dataset as PydicomDataset
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.sequence import Sequence as PydicomSequence
+
+    src = Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small.dcm"
+    ds = pydicom.dcmread(src)
+    for kw in ("WindowCenter", "WindowWidth"):
+        if kw in ds:
+            delattr(ds, kw)
+    values = apply_modality_lut(ds.pixel_array, ds)
+    lo, n = int(values.min()), int(values.max() - values.min()) + 1
+    item = PydicomDataset()
+    item.add_new(0x00283002, "US", [n, lo, 12])  # LUTDescriptor: entries, first input value, bits
+    item.add_new(0x00283006, "US", [int(round(4095 * np.sqrt(k / (n - 1)))) for k in range(n)])  # gamma-like
+    ds.VOILUTSequence = PydicomSequence([item])
+    path = tmp_path / "cr_like.dcm"
+    ds.save_as(path)
+    (img,) = read_dicom(path, window="auto")
+    expected = apply_voi_lut(values, pydicom.dcmread(path), index=0, prefer_lut=True) / 4095.0
+    assert np.allclose(img.array[0], expected, atol=1e-6)
+    assert img.array.min() >= 0.0 and img.array.max() <= 1.0
+    assert img.meta["window_function"] == "LUT"

@@ -159,11 +159,41 @@ def _present(
     out = np.empty(values.shape, dtype=np.float32)
     used: list[tuple[float, float, str] | None] = []
     for i, frame in enumerate(values):
+        if wanted == "auto" and _lut_only(ds, i):
+            y, entry = _voi_lut_table(frame, ds, p)
+            out[i] = 1.0 - y if invert else y
+            used.append(entry)
+            continue
         centre, width, function = _file_window(ds, i, p) if wanted == "auto" else (*wanted, "LINEAR")
         y = _voi(frame, centre, width, function)
         out[i] = 1.0 - y if invert else y
         used.append((centre, width, function))
     return out, used
+
+
+def _lut_only(ds: Dataset, frame: int) -> bool:
+    """The file's own VOI is a lookup table (VOI LUT Sequence, usual in CR/DX) rather than a window."""
+    has_window = _lookup(ds, frame, "FrameVOILUTSequence", "WindowCenter") is not None
+    return not has_window and bool(ds.get("VOILUTSequence"))
+
+
+def _voi_lut_table(frame: np.ndarray, ds: Dataset, p: Path) -> tuple[np.ndarray, tuple[float, float, str]]:
+    """The first VOI LUT of the file applied as pydicom does, scaled to [0, 1] by the table's bit depth.
+
+    The LUT maps modality values to display values of ``LUTDescriptor[2]`` bits, so dividing by
+    2**bits - 1 gives the same [0, 1] range as a window. Recorded as (first input value, table length, 'LUT').
+    """
+    from pydicom.pixels import apply_voi_lut
+
+    item = ds.VOILUTSequence[0]
+    try:
+        length, first, bits = (int(v) for v in item.LUTDescriptor)
+        y = apply_voi_lut(np.asarray(frame), ds, index=0, prefer_lut=True)
+    except Exception as e:
+        raise InputError(f"VOI LUT Sequence cannot be applied ({describe(e)})", p) from e
+    top = float(2 ** min(max(bits, 1), 16) - 1)
+    scaled = np.clip(np.asarray(y, dtype=np.float64) / top, 0.0, 1.0)
+    return scaled, (float(first), float(length or 65536), "LUT")
 
 
 def _file_window(ds: Dataset, frame: int, p: Path) -> tuple[float, float, str]:
