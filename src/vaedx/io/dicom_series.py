@@ -87,6 +87,25 @@ def read_dicom_series(path: str | Path, *, series_uid: str | None = None, voi: b
     )
 
 
+def series_sources(path: str | Path, *, series_uid: str | None = None) -> list[tuple[Dataset, int | None]]:
+    """``(dataset, frame)`` behind each slice ``k`` of ``read_dicom_series(path).data``, in that order.
+
+    ``frame`` is the 0-based frame index in a multi-frame file, None for a single-frame file. Writers of
+    derived DICOM objects (segmentations) need the source instances slice by slice, in exactly the order
+    the volume was built, or a mask would be attached to the wrong slice. Pixels are not decoded.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError("file or folder not found", p)
+    slices = [s for ds, name in _datasets(p) for s in _frames(ds, name)]
+    if not slices:
+        raise InputError("no DICOM images found", p)
+    slices = _one_series(slices, series_uid, p)
+    _check_consistent(slices)
+    ordered, _, _ = _order(slices)
+    return [(s.ds, s.frame) for s in ordered]
+
+
 def _datasets(p: Path) -> Iterator[tuple[Dataset, str]]:
     """Every DICOM dataset under ``p`` with the name to show in messages; other files are skipped."""
     if p.is_dir():
