@@ -112,3 +112,34 @@ def test_inspect_takes_every_source_index_takes(tmp_path: Path, capsys: pytest.C
     assert sum(info["counts"]["train"].values()) == 4
     assert main(["data", "inspect", str(_pngs(tmp_path / "pngs"))]) == 0
     assert "6 images" in capsys.readouterr().out
+
+
+def test_volume_options_of_prepare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    import nibabel as nib
+
+    shutil.copy(Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii", tmp_path / "anat.nii")
+    manifest = tmp_path / "m.csv"
+    assert main(["data", "index", str(tmp_path / "anat.nii"), "-o", str(manifest)]) == 0
+    assert "volumes: 1 (slices per volume min 25" in capsys.readouterr().out
+    out = str(tmp_path / "s")
+    args = ["--normalize-scope", "volume", "--target-spacing", "1.5,1.5", "--size", "32"]
+    assert main(["data", "prepare", str(manifest), "-o", out, *args]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "25 images of 1x32x32" in text
+        and "normalize_scope volume" in text
+        and "target_spacing [1.5, 1.5]" in text
+    )
+    assert main(["data", "inspect", out, "--json"]) == 0
+    vols = json.loads(capsys.readouterr().out)["volumes"]
+    assert vols["n"] == 1 and vols["spacing"]["known"] == 1 and vols["per_split"] == {"train": 1}
+    assert (
+        main(["data", "prepare", str(manifest), "-o", out, "--brain-extraction", "bogus", "--overwrite"]) == 2
+    )
+    assert "--brain-extraction 'bogus' is not a method" in capsys.readouterr().err
+    assert (
+        main(["data", "prepare", str(manifest), "-o", out, "--target-spacing", "1,2,3", "--overwrite"]) == 2
+    )
+    assert "--target-spacing expects 2" in capsys.readouterr().err

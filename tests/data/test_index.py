@@ -1,15 +1,26 @@
 from __future__ import annotations
 
+import shutil
+import zipfile
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 
 from synth_data import gradient, write_csv, write_dicom, write_png
 from vaedx.data.index import Columns, IndexOptions, index_source
 from vaedx.data.manifest import read_manifest, write_manifest
 from vaedx.data.prepare import prepare, prepare_config
+from vaedx.data.splits import assign_splits
 from vaedx.errors import ConfigError, InputError
+from vaedx.io import read_dicom_series, read_lgg_patient, read_raster
+
+NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
+DIRTESTS = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests"
+CT5N = DIRTESTS / "98892001" / "CT5N"  # one axial CT series of 5 slices
+CR = [DIRTESTS / "77654033" / f"CR{i}" for i in (1, 2, 3)]  # three one-image radiographs
 
 
 def _by_path(m) -> dict[str, dict[str, str]]:
@@ -133,6 +144,7 @@ def test_nifti_volume_gives_one_row_per_kept_slice(nifti_volume: Path) -> None:
     kept = index_source(nifti_volume, IndexOptions(min_foreground=0.1))
     assert [r["slice_index"] for r in kept.rows] == ["1", "2", "3"]
     assert {(r["path"], r["axis"], r["patient_id"]) for r in kept.rows} == {("case7.nii.gz", "2", "case7")}
+    assert {r["volume"] for r in every.rows} == {"case7.nii.gz"}
     other_axis = index_source(nifti_volume, IndexOptions(axis=0))
     assert len(other_axis) == 12
 
@@ -198,3 +210,63 @@ def test_dicom_tree_single_and_multi_frame(tmp_path: Path) -> None:
     assert {r["patient_id"] for r in m.rows} == {"pat1"} and {r["label"] for r in m.rows} == {""}
     store = prepare(write_manifest(m, root / "m.csv"), tmp_path / "s", prepare_config(normalize="none"))
     assert [float(x.max()) for x in store.images] == [10.0, 20.0, 30.0, 50.0]
+
+
+def test_volumes_sharing_a_file_name_are_named_by_their_path(tmp_path: Path) -> None:
+    for patient in ("p1", "p2"):
+        shutil.copy(NIBABEL_DATA / "anatomical.nii", _mkdir(tmp_path / patient) / "T1.nii")
+    m = index_source(tmp_path)
+    assert {(r["volume"], r["patient_id"]) for r in m.rows} == {("p1/T1.nii", "p1"), ("p2/T1.nii", "p2")}
+    assert len(m) == 2 * 25  # 25 axial slices each
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def test_lgg_rows_are_slices_of_their_case_volume(lgg_dir: Path) -> None:
+    m = index_source(lgg_dir)
+    case = "TCGA_CS_4941_19960909"
+    rows = [r for r in m.rows if r["volume"] == case]
+    vol, _ = read_lgg_patient(lgg_dir / case)
+    assert sorted(int(r["slice_index"]) for r in rows) == list(range(vol.shape[0]))
+    for r in rows[::7]:  # slice_index indexes read_lgg_patient's volume (FLAIR = channel 1)
+        assert np.array_equal(vol.data[int(r["slice_index"])], read_raster(lgg_dir / r["path"]).array[1])
+    assert len({r["volume"] for r in m.rows}) == 28
+    assign_splits(m, seed=1)
+    splits_of: dict[str, set[str]] = {}
+    for r in m.rows:
+        splits_of.setdefault(r["volume"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in splits_of.values())  # a volume never straddles two splits
+
+
+def test_dicom_series_folder_is_one_volume_and_unrelated_files_stay_files(tmp_path: Path) -> None:
+    root = tmp_path / "dicom"
+    shutil.copytree(CT5N, root / "patA" / "CT5N")
+    for cr in CR:  # one radiograph per patient folder, each its own series
+        shutil.copytree(cr, root / "xrays", dirs_exist_ok=True)
+    m = index_source(root)
+    series = [r for r in m.rows if r.get("volume")]
+    assert [(r["path"], r["volume"], r["slice_index"], r["patient_id"]) for r in series] == [
+        ("patA/CT5N", "CT5N", str(k), "patA") for k in range(5)
+    ]
+    assert sorted(r["path"] for r in m.rows if not r.get("volume")) == [
+        "xrays/6154",
+        "xrays/6247",
+        "xrays/6278",
+    ]
+    store = prepare(write_manifest(m, tmp_path / "m.csv"), tmp_path / "s", prepare_config(normalize="none"))
+    lps = read_dicom_series(CT5N).reoriented("LPS").data
+    for i, r in enumerate(store.records["slice_index"][:5]):
+        np.testing.assert_array_equal(store.images[i, 0], lps[int(r)])
+
+
+def test_a_series_zip_is_one_volume(tmp_path: Path) -> None:
+    archive = tmp_path / "ct.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in sorted(CT5N.iterdir()):
+            z.write(f, f"CT5N/{f.name}")
+    m = index_source(archive, IndexOptions(min_foreground=0.5))
+    assert {(r["path"], r["volume"], r["patient_id"]) for r in m.rows} == {("ct.zip", "ct.zip", "ct")}
+    assert 0 < len(m) <= 5 and read_manifest(write_manifest(m, tmp_path / "m.csv")).rows == m.rows

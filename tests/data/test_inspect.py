@@ -9,8 +9,8 @@ from rich.console import Console
 
 from synth_data import write_csv, write_png
 from vaedx.data.index import IndexOptions, index_source
-from vaedx.data.inspect import render, summarize
-from vaedx.data.manifest import write_manifest
+from vaedx.data.inspect import render, summarize, summarize_manifest
+from vaedx.data.manifest import Manifest, write_manifest
 from vaedx.data.prepare import prepare, prepare_config
 from vaedx.errors import InputError
 
@@ -102,3 +102,43 @@ def test_identical_images_in_two_splits_are_reported(class_folder: Path, tmp_pat
         "1 image(s) appear identically in more than one split (train/test): possible leakage"
         in info["problems"]
     )
+
+
+@pytest.mark.realdata
+def test_volumes_of_a_manifest_and_of_a_store(lgg_dir: Path, tmp_path: Path) -> None:
+    m = index_source(lgg_dir)
+    keep = sorted({r["volume"] for r in m.rows})[:3]
+    subset = Manifest([r for r in m.rows if r["volume"] in keep], m.root, m.source)
+    sizes = sorted(sum(r["volume"] == v for r in subset.rows) for v in keep)
+    info = summarize_manifest(subset, sample=0)
+    vols = info["volumes"]
+    assert vols["n"] == 3 and vols["slices"] == {"min": sizes[0], "median": float(sizes[1]), "max": sizes[2]}
+    assert vols["with_masks"] == 3 and vols["with_lesion"] is None and vols["per_split"] == {"none": 3}
+    assert vols["spacing"] == {"known": 0, "assumed": 3, "from": "file kinds"}
+    cfg = prepare_config(size=32, channels=[1], normalize_scope="volume")
+    store = prepare(
+        write_manifest(subset, tmp_path / "m.csv"), tmp_path / "s", cfg, fractions=(0.34, 0.33, 0.33)
+    )
+    sinfo = summarize(store.root)
+    json.loads(json.dumps(sinfo))
+    svols = sinfo["volumes"]
+    assert svols["n"] == 3 and sum(svols["per_split"].values()) == 3 and svols["in_several_splits"] == 0
+    assert svols["with_lesion"] == 3 and svols["spacing"] == {
+        "known": 0,
+        "assumed": 3,
+        "from": "volumes read",
+    }
+    text = _render(sinfo)
+    assert f"volumes: 3 (slices per volume min {sizes[0]}, median {sizes[1]}, max {sizes[2]})" in text
+    assert (
+        "with masks 3, with lesion 3; spacing known 0, assumed 3" in text and "normalize_scope volume" in text
+    )
+
+
+def test_a_volume_in_two_splits_is_a_problem(tmp_path: Path) -> None:
+    from vaedx.data.inspect import _volume_summary
+
+    vols = _volume_summary(["v", "v", "w", ""], ["train", "test", "val", "train"], [False] * 4, None,
+                           {"v": False, "w": True}, "file kinds")  # fmt: skip
+    assert vols is not None and vols["in_several_splits"] == 1 and vols["rows_outside_volumes"] == 1
+    assert vols["per_split"] == {"train": 1, "val": 1, "test": 1}

@@ -105,3 +105,36 @@ def test_label_names_and_codes(tmp_path: Path) -> None:
     )
     assert text.label_names() == ["a", "b"]
     assert text.label_codes(text.label_names(["b", "a"])) == [0, 1]  # explicit order wins
+
+
+def test_a_volume_belongs_to_one_patient_and_one_split(tmp_path: Path) -> None:
+    _images(tmp_path)
+    header = ["path", "split", "patient_id", "volume", "slice_index"]
+    ok = write_csv(
+        tmp_path / "ok.csv", header, [["img/a0.png", "", "", "v1", "0"], ["img/a1.png", "", "", "v1", "1"]]
+    )
+    assert {r["patient_id"] for r in read_manifest(ok).rows} == {"v1"}  # blank patient: the volume's id
+    two_patients = write_csv(
+        tmp_path / "p.csv", header, [["img/a0.png", "", "A", "v1", "0"], ["img/a1.png", "", "B", "v1", "1"]]
+    )
+    with pytest.raises(InputError, match="volume 'v1' has rows of patients 'A' and 'B'"):
+        read_manifest(two_patients)
+    two_splits = write_csv(
+        tmp_path / "s.csv",
+        header,
+        [["img/a0.png", "train", "A", "v1", "0"], ["img/a1.png", "test", "A", "v1", "1"]],
+    )
+    with pytest.raises(InputError, match="keep a volume in one split"):
+        read_manifest(two_splits)
+    bad_index = write_csv(tmp_path / "i.csv", header, [["img/a0.png", "", "A", "v1", "one"]])
+    with pytest.raises(InputError, match="slice_index 'one'"):
+        read_manifest(bad_index)
+
+
+def test_a_dicom_series_folder_is_a_valid_path_only_for_volume_rows(tmp_path: Path) -> None:
+    (tmp_path / "series").mkdir()
+    header = ["path", "volume", "slice_index"]
+    m = read_manifest(write_csv(tmp_path / "m.csv", header, [["series", "series", "0"]]))
+    assert m.resolve(m.rows[0]["path"]).file.is_dir()
+    with pytest.raises(InputError, match="image file does not exist"):
+        read_manifest(write_csv(tmp_path / "n.csv", ["path"], [["series"]]))

@@ -1,19 +1,29 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import yaml
 
 from synth_data import gradient, write_csv, write_png
 from vaedx.data.index import IndexOptions, index_source
-from vaedx.data.manifest import write_manifest
+from vaedx.data.manifest import Manifest, write_manifest
 from vaedx.data.prepare import apply_batch, prepare, prepare_config
 from vaedx.data.preprocess import PreprocessConfig, apply
 from vaedx.data.store import TensorStore
+from vaedx.data.volume_prep import prepare_volume
 from vaedx.errors import ConfigError, InputError
+from vaedx.io import read_dicom, read_dicom_series, read_lgg_patient, read_nifti_volume
+from vaedx.io.slice_stack import LGG_SEQUENCES
+
+ANATOMICAL = Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii"
+CT5N = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests" / "98892001" / "CT5N"
+LGG_CASES = ("TCGA_CS_4941_19960909", "TCGA_CS_5393_19990606")
 
 
 @pytest.mark.parametrize(
@@ -204,3 +214,110 @@ def test_manifest_with_labels_csv_and_explicit_names(class_folder: Path, tmp_pat
         "normal/n0.png": 1,
         "pneumonia/p1.png": 0,
     }
+
+
+@pytest.fixture(scope="module")
+def lgg_two(lgg_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Manifest of two real LGG patients (slices of their case volumes)."""
+    m = index_source(lgg_dir)
+    rows = [r for r in m.rows if r["volume"] in LGG_CASES]
+    return write_manifest(Manifest(rows, m.root, m.source), tmp_path_factory.mktemp("lgg") / "m.csv")
+
+
+def _rows_of(store: TensorStore, volume: str) -> list[tuple[int, int]]:
+    """(store row, slice_index) of one volume."""
+    pairs = zip(store.records["volume"], store.records["slice_index"], strict=True)
+    return [(i, int(k)) for i, (v, k) in enumerate(pairs) if v == volume]
+
+
+def test_lgg_volume_scope_equals_the_volume_route(lgg_two: Path, lgg_dir: Path, tmp_path: Path) -> None:
+    cfg = prepare_config(size=64, channels=[1], normalize_scope="volume")
+    store = prepare(lgg_two, tmp_path / "s", cfg)
+    assert store.meta["volumes"][LGG_CASES[0]]["spacing_assumed"] is True
+    for case in LGG_CASES:
+        vol, mask = read_lgg_patient(lgg_dir / case)
+        want = prepare_volume(vol, cfg, mask)
+        rows = _rows_of(store, case)
+        assert len(rows) == vol.shape[0]
+        for i, k in rows:
+            np.testing.assert_allclose(store.images[i], want.slices[k], atol=1e-6)
+            np.testing.assert_array_equal(store.masks[i, 0], want.masks[k])
+    per_slice = prepare(lgg_two, tmp_path / "p", prepare_config(size=64, channels=[1]))
+    assert not np.allclose(np.asarray(per_slice.images), np.asarray(store.images), atol=0.02)
+
+
+def test_lgg_three_channels_are_normalised_channel_by_channel(
+    lgg_two: Path, lgg_dir: Path, tmp_path: Path
+) -> None:
+    store = prepare(lgg_two, tmp_path / "s", prepare_config(size=32, normalize_scope="volume"))
+    assert store.image_shape == (3, 32, 32)
+    rows = _rows_of(store, LGG_CASES[1])
+    for c, sequence in enumerate(LGG_SEQUENCES):
+        vol, _ = read_lgg_patient(lgg_dir / LGG_CASES[1], sequence=sequence)
+        want = prepare_volume(vol, PreprocessConfig(size=32, normalize_scope="volume"))
+        for i, k in rows[::5]:
+            np.testing.assert_allclose(store.images[i, c], want.slices[k, 0], atol=1e-6)
+    with pytest.raises(ConfigError, match="needs one channel: choose it with --channels"):
+        prepare(lgg_two, tmp_path / "b", prepare_config(normalize_scope="volume", brain_extraction="bet"))
+
+
+def test_nifti_slices_agree_between_the_2d_and_the_volume_route(tmp_path: Path) -> None:
+    shutil.copy(ANATOMICAL, tmp_path / "anat.nii")
+    csv_path = write_manifest(index_source(tmp_path / "anat.nii"), tmp_path / "m.csv")
+    lps = read_nifti_volume(ANATOMICAL).reoriented("LPS").data
+    flat = prepare(csv_path, tmp_path / "flat", prepare_config(normalize="none"))
+    for i, k in _rows_of(flat, "anat.nii"):
+        np.testing.assert_array_equal(flat.images[i, 0], lps[k])  # the 2-D reader gives the model's planes
+    cfg = prepare_config(size=48, normalize_scope="volume", target_spacing=[1.5, 1.5])
+    store = prepare(csv_path, tmp_path / "vol", cfg)
+    want = prepare_volume(read_nifti_volume(ANATOMICAL), cfg)
+    for i, k in _rows_of(store, "anat.nii"):
+        np.testing.assert_allclose(store.images[i], want.slices[k], atol=1e-6)
+    assert store.meta["volumes"]["anat.nii"]["spacing"] == [2.0, 2.0, 2.0]
+    with pytest.raises(ConfigError, match="train on one channel"):  # not skipped: no file is at fault
+        prepare(csv_path, tmp_path / "m", cfg.model_copy(update={"channels": [0, 1, 2]}), on_error="skip")
+    coronal = write_manifest(index_source(tmp_path / "anat.nii", IndexOptions(axis=1)), tmp_path / "c.csv")
+    with pytest.raises(ConfigError, match="index the volume with --axis 2"):
+        prepare(coronal, tmp_path / "c", cfg)
+
+
+def test_dicom_series_volume_scope_and_window(tmp_path: Path) -> None:
+    shutil.copytree(CT5N, tmp_path / "data" / "CT5N")
+    csv_path = write_manifest(index_source(tmp_path / "data"), tmp_path / "m.csv")
+    cfg = prepare_config(normalize_scope="volume", size=16)
+    store = prepare(csv_path, tmp_path / "s", cfg)
+    want = prepare_volume(read_dicom_series(CT5N), cfg)
+    np.testing.assert_allclose(np.asarray(store.images), want.slices, atol=1e-6)
+    windowed = prepare(
+        csv_path, tmp_path / "w", prepare_config(normalize="none"), read_options={"window": "brain"}
+    )
+    for i, f in enumerate(
+        sorted(CT5N.iterdir(), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    ):
+        [one] = read_dicom(f, window="brain")  # the same window as the 2-D reader applies
+        np.testing.assert_allclose(windowed.images[i], one.array, atol=1e-6)
+    with pytest.raises(ConfigError, match="--window auto"):
+        prepare(csv_path, tmp_path / "a", cfg, read_options={"window": "auto"})
+
+
+def test_a_broken_volume_is_skipped_as_a_whole(tmp_path: Path) -> None:
+    for name in ("good.nii", "bad.nii"):
+        shutil.copy(ANATOMICAL, tmp_path / name)
+    csv_path = write_manifest(index_source(tmp_path), tmp_path / "m.csv")
+    (tmp_path / "bad.nii").write_bytes((tmp_path / "bad.nii").read_bytes()[:5000])
+    cfg = prepare_config(normalize_scope="volume")
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        prepare(csv_path, tmp_path / "s", cfg)
+    store = prepare(csv_path, tmp_path / "s", cfg, on_error="skip")
+    assert set(store.records["volume"]) == {"good.nii"} and len(store) == 25
+    assert len(store.meta["skipped"]) == 25 and {s["path"] for s in store.meta["skipped"]} == {"bad.nii"}
+
+
+def test_rows_without_a_volume_are_volumes_of_one_image(class_folder: Path, tmp_path: Path) -> None:
+    store = prepare(
+        _manifest_of(class_folder, tmp_path), tmp_path / "s", prepare_config(normalize_scope="volume")
+    )
+    assert len(store) == 5 and store.meta["volumes"] == {}
+    assert store.meta["notes"] == [
+        "rows without a volume column: each image is normalised as a volume of its own"
+    ]

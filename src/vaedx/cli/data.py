@@ -26,6 +26,29 @@ class OnErrorChoice(StrEnum):
     skip = "skip"
 
 
+class ScopeChoice(StrEnum):
+    image = "image"
+    volume = "volume"
+
+
+def brain_methods() -> tuple[str, ...]:
+    """Skull-stripping method names; only 'none' where vaedx.data.brain is not installed."""
+    try:
+        from vaedx.data.brain import METHODS
+    except ImportError:
+        return ("none",)
+    return tuple(METHODS)
+
+
+def _brain_method(text: str | None) -> str | None:
+    if text is None:
+        return None
+    methods = brain_methods()
+    if text not in methods:
+        raise ConfigError(f"--brain-extraction {text!r} is not a method; use one of {', '.join(methods)}")
+    return text
+
+
 class NormalizeChoice(StrEnum):
     percentile = "percentile"
     minmax = "minmax"
@@ -83,7 +106,13 @@ def index_cmd(
         ),
     ] = None,
     mask_suffix: Annotated[str, typer.Option(help="X<suffix>.ext beside X.ext is X's mask.")] = "_mask",
-    axis: Annotated[int, typer.Option(help="Volume axis to slice along (0, 1, 2 of the RAS array).")] = 2,
+    axis: Annotated[
+        int,
+        typer.Option(
+            help="Volume axis to slice NIfTI volumes across, an axis of the RAS array: 2 (z) axial, "
+            "1 (y) coronal, 0 (x) sagittal; slices come in display orientation (as 2-D DICOM/PNG)."
+        ),
+    ] = 2,
     min_foreground: Annotated[
         float, typer.Option(help="Keep volume slices with this foreground fraction.")
     ] = 0.0,
@@ -110,6 +139,7 @@ def index_cmd(
     from vaedx.data.inspect import render, summarize_manifest
     from vaedx.data.manifest import write_manifest
     from vaedx.data.splits import assign_splits, parse_fractions
+
     output = required(pick(out, output, "--output", "--out"), "--out")
     if old_split is not None:
         deprecated("--split/--no-split", "--assign-splits/--no-assign-splits")
@@ -156,6 +186,7 @@ def split_cmd(
     from vaedx.data.inspect import render, summarize_manifest
     from vaedx.data.manifest import read_manifest, write_manifest
     from vaedx.data.splits import assign_splits, parse_fractions
+
     output = pick(out, output, "--output", "--out")
     if output is not None and output.resolve() != manifest.resolve():
         refuse_existing(output, overwrite)
@@ -199,6 +230,26 @@ def prepare_cmd(
     window: Annotated[
         str | None, typer.Option(help="DICOM/CT window: a name (brain, lung...) or low,high.")
     ] = None,
+    normalize_scope: Annotated[
+        ScopeChoice | None,
+        typer.Option(
+            help="image: intensity statistics per slice; volume: over each whole volume (manifest column "
+            "'volume'), inside the brain or foreground, so a lesion does not rescale its own slice."
+        ),
+    ] = None,
+    brain_extraction: Annotated[
+        str | None,
+        typer.Option(
+            "--brain-extraction", metavar="METHOD", help="Skull stripping of volumes before normalising."
+        ),
+    ] = None,
+    target_spacing: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ROW,COL",
+            help="Resample volumes in-plane to this spacing in mm before --size (slices stay rows).",
+        ),
+    ] = None,
     label_names: LabelNamesOpt = None,
     fractions: FractionsOpt = "0.7,0.15,0.15",
     seed: SeedOpt = 0,
@@ -213,6 +264,7 @@ def prepare_cmd(
     from vaedx.data.inspect import render, summarize
     from vaedx.data.prepare import prepare, prepare_config
     from vaedx.data.splits import DEFAULT_FRACTIONS, parse_fractions
+
     cfg = prepare_config(
         config,
         size=size,
@@ -225,6 +277,9 @@ def prepare_cmd(
         pad_value=pad_value,
         foreground_mask=foreground_mask,
         foreground_threshold=foreground_threshold,
+        normalize_scope=normalize_scope.value if normalize_scope else None,
+        brain_extraction=_brain_method(brain_extraction),
+        target_spacing=_numbers(target_spacing, 2, "--target-spacing"),
     )
     if print_config:
         typer.echo(dump_settings(cfg.model_dump(mode="json")), nl=False)
@@ -266,6 +321,7 @@ def inspect_cmd(
 ) -> None:
     """Counts per split x label, sizes, channels, intensities, mask coverage, patients and problems."""
     from vaedx.data.inspect import render, summarize
+
     info = summarize(path, sample=sample)
     if as_json:
         typer.echo(json.dumps(info, indent=2, default=str))

@@ -7,8 +7,17 @@ Sources understood (``index_source`` picks one):
 * images with masks beside them: ``X_mask.png`` next to ``X.png`` is the mask of ``X`` (not a row itself);
 * a MedMNIST ``.npz`` (one row per image, split and label from the archive);
 * NIfTI volumes and multi-frame DICOM (one row per kept slice/frame);
+* DICOM series: a folder whose DICOM files are single-frame slices of one series (one SeriesInstanceUID,
+  at least two files, no DICOM files in sub-folders), or a ``.zip`` of one series given as the source, is
+  one volume with one row per kept slice of the series in model orientation; any other folder of DICOM
+  files (one image per patient, several series mixed in one folder) keeps one row per file;
 * a CSV table: a vaedx manifest, the LGG layout (``brain_lgg/manifest.csv``, recognised by its columns), or
   any table with ``--path-col``/``--label-col``/``--mask-col``/``--patient-col`` naming its columns.
+
+Rows of a volume carry ``volume`` (the NIfTI file name, the LGG case folder, the DICOM series folder or zip
+name; a relative path where two volumes would share a name) and ``slice_index``, the slice's index in the
+volume in model orientation (see :mod:`vaedx.data.manifest`), so ``vaedx data prepare`` can rebuild the
+volume and normalise it as a whole.
 
 Labels come from sub-folder names when that is likely (no masks, no DICOM/NIfTI, at most
 ``MAX_CLASS_FOLDERS`` sub-folders, no images loose in the top folder); ``--folder-labels`` or
@@ -31,9 +40,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vaedx.data.manifest import Manifest, OnError, check_labels, validate
+import numpy as np
+
+from vaedx.data.manifest import Manifest, OnError, check_labels, unique_volume_ids, validate
 from vaedx.errors import ConfigError, InputError, VaedxError
-from vaedx.io import detect_format, read_any, read_npz
+from vaedx.io import detect_format, read_any, read_dicom_series, read_npz
+from vaedx.io.slice_stack import slice_number
 
 # Columns of brain_lgg/manifest.csv and what they mean in a vaedx manifest.
 LGG_COLUMNS = {"image": "path", "tumour": "label", "mask": "mask", "patient": "patient_id"}
@@ -89,6 +101,10 @@ def index_source(source: str | Path, opts: IndexOptions | None = None) -> Manife
             m = index_folder(source, opts)
     elif opts.from_csv or source.suffix.lower() in (".csv", ".tsv"):
         m = index_csv(source, opts)
+    elif source.suffix.lower() == ".zip":
+        m = Manifest(rows=[], root=source.parent)
+        base = {"path": source.name, "label": "", "mask": "", "split": "", "patient_id": _stem(source)}
+        m.rows = _series_rows(source, base, opts)
     else:
         if detect_format(source) == "npz":
             m = index_npz(source, opts)
@@ -99,6 +115,7 @@ def index_source(source: str | Path, opts: IndexOptions | None = None) -> Manife
         raise InputError(
             f"no images found in {source}" + (f" ({len(m.skipped)} skipped)" if m.skipped else "")
         )
+    unique_volume_ids(m)
     return m
 
 
@@ -150,7 +167,10 @@ def index_folder(folder: Path, opts: IndexOptions) -> Manifest:
         raise InputError(
             "labels from class folders requested, but some images sit directly in the folder", folder
         )
-    _index_files(formats, folder, opts, 1 if use_folders else 0, m, masks)
+    depth = 1 if use_folders else 0
+    series = {d for d in _series_folders(formats) if _index_series(d, folder, depth, m, opts)}
+    rest = {f: fmt for f, fmt in formats.items() if f.parent not in series}
+    _index_files(rest, folder, opts, depth, m, masks)
     paired = {r["mask"] for r in m.rows if r.get("mask")}
     for mask in masks.values():
         rel = mask.relative_to(folder).as_posix()
@@ -230,12 +250,71 @@ def _expand(f: Path, fmt: str, base: dict[str, str], opts: IndexOptions) -> list
     for i, im in enumerate(images):
         row = dict(base)
         if fmt == "nifti":
+            row["volume"] = f.name
             row["slice_index"] = str(im.meta.get("slice_index", i))
             row["axis"] = str(im.meta.get("axis", opts.axis))
         else:
             row["frame"] = str(im.meta.get("frame_index", i))
         rows.append(row)
     return rows
+
+
+# ---------------------------------------------------------------------------------------- DICOM series
+def _series_folders(formats: dict[Path, str]) -> list[Path]:
+    """Folders that hold exactly one DICOM series of single-frame slices (and no DICOM below them).
+
+    Why by SeriesInstanceUID: a folder of one X-ray per patient is a pile of unrelated images, a folder of
+    one CT series is a volume; the UID (read from headers only, never stored) tells them apart.
+    """
+    import pydicom
+
+    by_folder: dict[Path, list[Path]] = {}
+    for f, fmt in formats.items():
+        if fmt == "dicom":
+            by_folder.setdefault(f.parent, []).append(f)
+    series = []
+    for folder, files in by_folder.items():
+        if len(files) < 2 or any(other != folder and other.is_relative_to(folder) for other in by_folder):
+            continue
+        uids = set()
+        for f in files:
+            try:
+                ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
+            except Exception:  # unreadable headers are reported when the file is read as an image
+                uids.add("")
+                break
+            uids.add(str(ds.get("SeriesInstanceUID", "")) if int(ds.get("NumberOfFrames") or 1) == 1 else "")
+        if len(uids) == 1 and "" not in uids:
+            series.append(folder)
+    return series
+
+
+def _index_series(folder: Path, root: Path, label_depth: int, m: Manifest, opts: IndexOptions) -> bool:
+    """Rows of the series in ``folder``; False (no rows) when its slices do not form one regular volume
+    (a gap, mixed orientations), whose files are then indexed one by one as 2-D images."""
+    rel = folder.relative_to(root)
+    parts = rel.parts
+    base = {
+        "path": rel.as_posix(),
+        "label": parts[0] if label_depth and parts else "",
+        "mask": "",
+        "split": "",
+        "patient_id": parts[label_depth] if len(parts) - 1 > label_depth else folder.name,
+    }
+    try:
+        m.rows.extend(_series_rows(folder, base, opts))
+    except VaedxError:
+        return False
+    return True
+
+
+def _series_rows(source: Path, base: dict[str, str], opts: IndexOptions) -> list[dict[str, str]]:
+    """One row per axial slice of the series in model orientation that keeps ``min_foreground``."""
+    data = read_dicom_series(source).reoriented("LPS").data
+    lo, hi = float(data.min()), float(data.max())
+    fraction = (data > lo).reshape(len(data), -1).mean(axis=1) if hi > lo else np.zeros(len(data))
+    keep = [k for k in range(len(data)) if fraction[k] >= opts.min_foreground]
+    return [{**base, "volume": source.name, "slice_index": str(k)} for k in keep]
 
 
 # ------------------------------------------------------------------------------------------- CSV tables
@@ -314,8 +393,25 @@ def index_csv(path: Path, opts: IndexOptions) -> Manifest:
         row.update({k: v for k, v in r.items() if k not in used and k not in row})
         rows.append(row)
     m = Manifest(rows=rows, root=path.parent, source=path)
+    if set(LGG_COLUMNS) <= set(header) and cols.path == "image" and "volume" not in header:
+        _lgg_volumes(m.rows)
     apply_label_names(m, names)
     return validate(m, opts.on_error)
+
+
+def _lgg_volumes(rows: list[dict[str, str]]) -> None:
+    """LGG rows as slices of their case folder's volume: ``slice_index`` = slice number - the case's first,
+    the index into ``vaedx.io.read_lgg_patient(case folder).data``."""
+    numbers = []
+    for r in rows:
+        r["volume"] = r.get("case_folder") or Path(r["path"]).parent.name
+        text = r.get("slice", "")
+        numbers.append(int(text) if text.isdigit() else slice_number(r["path"]))
+    first: dict[str, int] = {}
+    for r, n in zip(rows, numbers, strict=True):
+        first[r["volume"]] = min(n, first.get(r["volume"], n))
+    for r, n in zip(rows, numbers, strict=True):
+        r["slice_index"] = str(n - first[r["volume"]])
 
 
 def _default_patient(path: str) -> str:

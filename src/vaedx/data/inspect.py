@@ -3,7 +3,9 @@
 Why: most failed experiments on medical images trace back to the data (a patient in two splits, a class
 missing from val, masks that did not survive resizing, half the files skipped). ``summarize`` gathers the
 facts as a plain dict (``--json``), ``render`` prints them for people. Pixel statistics come from a fixed
-random sample when the data is large, so inspecting stays fast on any size.
+random sample when the data is large, so inspecting stays fast on any size. Rows that carry a ``volume``
+are also counted as volumes (slices per volume, per split, with masks / lesions, spacing known or assumed),
+because a split, a lesion count or a Dice per patient is about volumes, not slices.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vaedx.data.manifest import Manifest, read_manifest
-from vaedx.data.prepare import RowDecoder
+from vaedx.data.prepare import RowDecoder, is_series
 from vaedx.data.splits import patient_overlap
 from vaedx.data.store import SPLITS, TensorStore
 from vaedx.errors import InputError, VaedxError
@@ -110,6 +112,9 @@ def _problems(info: dict[str, Any], splits: list[str], patients: list[str]) -> l
             out.append(f"{c['unlabelled']} unlabelled image(s) in {s}")
     if "none" in info["counts"]:
         out.append("some rows have no split; `vaedx data prepare` assigns them by patient")
+    vols = info.get("volumes")
+    if vols and vols["in_several_splits"]:
+        out.append(f"{vols['in_several_splits']} volume(s) have slices in more than one split")
     if info["skipped"]:
         out.append(f"{len(info['skipped'])} file(s) skipped or missing (listed below)")
     return out
@@ -148,9 +153,12 @@ def summarize_store(store: TensorStore, sample: int = MAX_SAMPLE, seed: int = 0)
     c, h, w = store.image_shape
     info["image"] = {"sizes": {f"{h}x{w}": len(store)}, "channels": c, "dtype": str(store.images.dtype)}
     info["intensity"] = {"sampled": len(idx), "channels": _intensity(np.asarray(store.images[idx]))}
-    info["masks"] = _store_masks(store)
+    fractions = _mask_fractions(store)
+    info["masks"] = _store_masks(store, fractions)
+    info["volumes"] = _store_volumes(store, splits, fractions)
     info["preprocess"] = store.preprocess.model_dump(mode="json")
     info["source"] = store.meta.get("source", "")
+    info["notes"] = list(store.meta.get("notes", []))
     info["problems"] = _problems(info, splits, patients)
     info["duplicates"] = _duplicates(store, splits)
     if info["duplicates"]["across_splits"]:
@@ -194,15 +202,80 @@ def _split_rank(s: str) -> tuple[int, str]:
     return (SPLITS.index(s) if s in SPLITS else len(SPLITS), s)
 
 
-def _store_masks(store: TensorStore) -> dict[str, Any] | None:
+def _mask_fractions(store: TensorStore) -> np.ndarray | None:
+    """Fraction of each row's mask that is lesion (None without masks)."""
     if store.masks is None:
         return None
-    has = np.asarray(store.records.get("has_mask", [True] * len(store)), dtype=bool)
     frac = np.zeros(len(store))
     for start in range(0, len(store), 1024):  # chunked: masks of a big store need not fit in RAM
         m = np.asarray(store.masks[start : start + 1024])
         frac[start : start + len(m)] = m.reshape(len(m), -1).mean(axis=1)
+    return frac
+
+
+def _store_masks(store: TensorStore, frac: np.ndarray | None) -> dict[str, Any] | None:
+    if frac is None:
+        return None
+    has = np.asarray(store.records.get("has_mask", [True] * len(store)), dtype=bool)
     return _mask_stats(int(has.sum()), frac[has], len(store))
+
+
+def _store_volumes(store: TensorStore, splits: list[str], frac: np.ndarray | None) -> dict[str, Any] | None:
+    ids = [str(v or "") for v in store.records.get("volume", [""] * len(store))]
+    has = [bool(v) for v in store.records.get("has_mask", [False] * len(store))]
+    lesion = None if frac is None else [bool(f > 0) for f in frac]
+    geometry = store.meta.get("volumes") or {}
+    paths = store.paths
+    assumed = {
+        v: geometry[v]["spacing_assumed"] if v in geometry else _assumed_by_kind(paths[i])
+        for i, v in enumerate(ids)
+        if v
+    }
+    return _volume_summary(ids, splits, has, lesion, assumed, "volumes read" if geometry else "file kinds")
+
+
+def _assumed_by_kind(path: str) -> bool:
+    """Spacing is in NIfTI headers and DICOM series; slices stored as 2-D files (LGG PNGs) have none."""
+    name = path.partition("#")[0].lower()
+    return not (name.endswith((".nii", ".nii.gz", ".zip")) or "." not in Path(name).name)
+
+
+def _volume_summary(
+    ids: list[str],
+    splits: list[str],
+    has_mask: list[bool],
+    lesion: list[bool] | None,
+    assumed: dict[str, bool],
+    spacing_from: str,
+) -> dict[str, Any] | None:
+    """Volume counts from the per-row volume ids ('' = a row outside any volume); None without volumes."""
+    rows_of: dict[str, list[int]] = {}
+    for i, v in enumerate(ids):
+        if v:
+            rows_of.setdefault(v, []).append(i)
+    if not rows_of:
+        return None
+    sizes = np.array([len(r) for r in rows_of.values()])
+    per_split: Counter[str] = Counter()
+    several = 0
+    for rows in rows_of.values():
+        found = {splits[i] or "none" for i in rows}
+        per_split.update(found)
+        several += len(found - {"none"}) > 1
+    return {
+        "n": len(rows_of),
+        "slices": {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())},
+        "per_split": {s: per_split[s] for s in _order(set(per_split))},
+        "in_several_splits": several,
+        "with_masks": sum(any(has_mask[i] for i in rows) for rows in rows_of.values()),
+        "with_lesion": None if lesion is None else sum(any(lesion[i] for i in r) for r in rows_of.values()),
+        "spacing": {
+            "known": sum(not assumed[v] for v in rows_of),
+            "assumed": sum(bool(assumed[v]) for v in rows_of),
+            "from": spacing_from,
+        },
+        "rows_outside_volumes": int(len(ids) - sizes.sum()),
+    }
 
 
 def _mask_stats(with_mask: int, fractions: np.ndarray, n: int) -> dict[str, Any]:
@@ -224,10 +297,19 @@ def summarize_manifest(m: Manifest, sample: int = 64, seed: int = 0) -> dict[str
     patients = [r.get("patient_id") or r["path"] for r in m.rows]
     info = {"kind": "manifest", "path": m.where, "n": len(m), "skipped": list(m.skipped)}
     info.update(_table(splits, labels, patients, names))
+    ids = [r.get("volume", "") for r in m.rows]
+    assumed = {r["volume"]: _manifest_assumed(m, r) for r in m.rows if r.get("volume")}
+    has = [bool(r.get("mask")) for r in m.rows]
+    info["volumes"] = _volume_summary(ids, splits, has, None, assumed, "file kinds")
     if sample:
         info.update(_decode_sample(m, sample, seed))
     info["problems"] = _problems(info, splits, patients)
     return info
+
+
+def _manifest_assumed(m: Manifest, row: dict[str, str]) -> bool:
+    ref = m.resolve(row["path"])
+    return False if ref.split is None and is_series(ref.file) else _assumed_by_kind(row["path"])
 
 
 def _decode_sample(m: Manifest, sample: int, seed: int) -> dict[str, Any]:
@@ -326,6 +408,9 @@ def _facts(info: dict[str, Any]) -> list[str]:
             )
     elif "masks" in info:
         out.append("masks: none")
+    vols = info.get("volumes")
+    if vols:
+        out.append(_volume_line(vols))
     dup = info.get("duplicates")
     if dup and dup["checked"]:
         out.append(
@@ -335,5 +420,20 @@ def _facts(info: dict[str, Any]) -> list[str]:
     if info.get("preprocess"):
         p = info["preprocess"]
         keys = ("size", "channels", "grey", "normalize", "keep_aspect", "foreground_mask")
-        out.append("preprocess: " + ", ".join(f"{k} {p[k]}" for k in keys))
+        keys += ("normalize_scope", "brain_extraction", "target_spacing")
+        out.append("preprocess: " + ", ".join(f"{k} {p[k]}" for k in keys if k in p))
+    out += [f"note: {n}" for n in info.get("notes", [])]
     return out
+
+
+def _volume_line(v: dict[str, Any]) -> str:
+    s = v["slices"]
+    splits = ", ".join(f"{k} {n}" for k, n in v["per_split"].items())
+    lesion = "unknown before prepare" if v["with_lesion"] is None else str(v["with_lesion"])
+    sp = v["spacing"]
+    outside = f"; {v['rows_outside_volumes']} rows outside volumes" if v["rows_outside_volumes"] else ""
+    return (
+        f"volumes: {v['n']} (slices per volume min {s['min']}, median {s['median']:g}, max {s['max']}); "
+        f"per split: {splits}; with masks {v['with_masks']}, with lesion {lesion}; "
+        f"spacing known {sp['known']}, assumed {sp['assumed']} (from {sp['from']}){outside}"
+    )

@@ -3,11 +3,18 @@
 Why a CSV: people open, edit and diff it, and a split or a relabelling is then a reviewable change rather
 than a side effect of where files happen to sit. Columns::
 
-    path, label, mask, split, patient_id, [source metadata: slice_index, axis, frame, volume, ...]
+    path, label, mask, split, patient_id, [source metadata: volume, slice_index, axis, frame, ...]
 
 ``path`` and ``mask`` are relative to the manifest's folder (or absolute), so a data folder and its manifest
 move together. A path may point inside a file: ``pneumoniamnist.npz#train/17`` is image 17 of the npz's
 ``train`` split; slices of a volume share the volume's path and differ in ``slice_index`` (with ``axis``).
+
+Rows of a volume name it in ``volume``: an id (the NIfTI file name, the LGG case folder, the DICOM series
+folder or zip name), never a full path. ``slice_index`` is the slice's index in the volume in model
+orientation: the LPS-reoriented array of a NIfTI or DICOM series (axial planes, as
+:func:`vaedx.io.volume.model_plane` cuts them), the slice-number order of a stack of 2-D slice files. The
+``path`` of a DICOM series row is its folder or zip. Every row of a volume has the same patient (and the
+same split), so a split can never cut a volume in two; a volume row without a patient id takes the volume's.
 Labels are either all integer codes or all class names (blank = unlabelled); a mix is almost always a
 spreadsheet accident, so it is refused rather than guessed at.
 """
@@ -155,10 +162,69 @@ def check_labels(rows: Iterable[dict[str, str]], where: str | Path) -> Literal["
     return "numeric" if first_num else "text" if first_text else "none"
 
 
+def volume_source(m: Manifest, row: dict[str, str]) -> Path:
+    """What a volume row's volume is read from: its NIfTI file or DICOM series folder/zip, or for slices
+    stored as 2-D files (LGG PNGs) the folder that holds them."""
+    file = m.resolve(row["path"]).file
+    name = file.name.lower()
+    if name.endswith((".nii", ".nii.gz", ".zip")) or file.is_dir():
+        return file
+    return file.parent
+
+
+def unique_volume_ids(m: Manifest) -> None:
+    """Volume ids are names (file, case folder, series folder); where two volumes share one (``T1.nii.gz``
+    of every patient), those volumes are named by their path relative to the manifest's folder instead."""
+    sources: dict[str, set[Path]] = {}
+    for r in m.rows:
+        if r.get("volume"):
+            sources.setdefault(r["volume"], set()).add(volume_source(m, r))
+    shared = {v for v, found in sources.items() if len(found) > 1}
+    for r in m.rows:
+        if r.get("volume") in shared:
+            where = volume_source(m, r)
+            root = Path(os.path.abspath(m.root))
+            where = Path(os.path.abspath(where))
+            r["volume"] = where.relative_to(root).as_posix() if where.is_relative_to(root) else where.name
+
+
+def _check_volumes(manifest: Manifest) -> None:
+    """One patient and at most one split per volume; blank patient ids become the volume id."""
+    unique_volume_ids(manifest)
+    patients: dict[str, str] = {}
+    splits: dict[str, str] = {}
+    for line, r in enumerate(manifest.rows, start=2):
+        volume = r.get("volume", "")
+        if not volume:
+            continue
+        if not r.get("patient_id"):
+            r["patient_id"] = volume
+        if not r.get("slice_index", "0").lstrip("-").isdigit():
+            raise InputError(
+                f"slice_index {r['slice_index']!r} is not a whole number (line {line})", manifest.where
+            )
+        first = patients.setdefault(volume, r["patient_id"])
+        if first != r["patient_id"]:
+            raise InputError(
+                f"volume {volume!r} has rows of patients {first!r} and {r['patient_id']!r} (line {line}); "
+                "a volume belongs to one patient",
+                manifest.where,
+            )
+        split = r.get("split", "")
+        if split and splits.setdefault(volume, split) != split:
+            raise InputError(
+                f"volume {volume!r} is in splits {splits[volume]!r} and {split!r} (line {line}); "
+                "keep a volume in one split",
+                manifest.where,
+            )
+
+
 def validate(manifest: Manifest, on_error: OnError = "fail", check_files: bool = True) -> Manifest:
-    """Check labels, split names and that every file exists; drop (and record) bad rows when skipping."""
+    """Check labels, split names, volumes and that every file exists; drop (and record) bad rows when
+    skipping."""
     where = manifest.where
     check_labels(manifest.rows, where)
+    _check_volumes(manifest)
     kept: list[dict[str, str]] = []
     for line, r in enumerate(manifest.rows, start=2):
         problem, bad = _row_problem(manifest, r, line, check_files)
@@ -184,6 +250,8 @@ def _row_problem(m: Manifest, r: dict[str, str], line: int, check_files: bool) -
         if not r.get(col):
             continue
         ref = m.resolve(r[col])
+        if col == "path" and r.get("volume") and ref.file.is_dir():
+            continue  # a DICOM series folder
         if not ref.file.is_file():
             what = "image" if col == "path" else "mask"
             return f"{what} file does not exist", str(ref.file)

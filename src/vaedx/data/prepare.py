@@ -5,6 +5,12 @@ makes every later run start in milliseconds. Rows are processed in chunks with o
 chunk (``apply_batch`` gives the same numbers as :func:`vaedx.data.preprocess.apply`, image by image), so a
 MedMNIST npz of thousands of images takes a second or two. The store is built in a hidden sibling folder and
 moved into place at the end: an interrupted run never leaves a half-written store that opens.
+
+With volume steps in the config (``normalize_scope='volume'``, skull stripping, ``target_spacing``), rows
+are grouped by their ``volume`` column and each volume is built once, prepared as a whole by
+:func:`vaedx.data.volume_prep.prepare_volume` and written slice by slice, one volume in memory at a time.
+A NIfTI is read as a volume, a DICOM series from its folder or zip, and slices stored as 2-D files (the LGG
+PNGs) are stacked from their rows; a row without a volume is a volume of one image.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from vaedx.data.preprocess import PreprocessConfig, apply, foreground, resize, s
 from vaedx.data.splits import DEFAULT_FRACTIONS, assign_splits
 from vaedx.data.store import StoreWriter, TensorStore
 from vaedx.errors import ConfigError, InputError, VaedxError
-from vaedx.io import detect_format, read_any, read_mask, read_npz
+from vaedx.io import Volume, detect_format, read_any, read_dicom_series, read_mask, read_npz
 
 # Rows are transformed together in chunks of about this many float32 values (32 MB), at most MAX_CHUNK_ROWS
 # rows: big enough for vectorisation to pay, small enough that a 512x512 RGB set does not need gigabytes.
@@ -208,6 +214,11 @@ def _prepare_npz(path: Path, out: Path, cfg: PreprocessConfig, label_names: Sequ
     _finish(writer, names, cfg, [], path, {"read_options": {}})
 
 
+def is_series(file: Path) -> bool:
+    """A DICOM series row's path is its folder or zip."""
+    return file.is_dir() or file.suffix.lower() == ".zip"
+
+
 class RowDecoder:
     """Decodes manifest rows; keeps the last npz and volume in memory because their rows come in runs."""
 
@@ -216,9 +227,42 @@ class RowDecoder:
         self.opts = read_options
         self._npz: dict[Path, Any] = {}
         self._multi: dict[tuple[Path, str], list[Any]] = {}
+        self._series: dict[Path, Volume] = {}
+
+    def series(self, file: Path) -> Volume:
+        """The DICOM series in ``file`` (folder or zip) in model orientation; the last one is kept.
+
+        A ``window`` preset or (centre, width) maps the values to [0, 1] with the same DICOM linear VOI
+        function as the 2-D reader, so a series and its slices read one by one look alike.
+        """
+        from vaedx.io.dicom import _parse_window, _voi
+
+        window = _parse_window(self.opts.get("window"))
+        if window == "auto":
+            raise ConfigError(
+                "--window auto reads each file's own window, which may change from slice to slice of a "
+                "DICOM series; give a preset (brain, lung...) or centre,width"
+            )
+        if file not in self._series:
+            vol = read_dicom_series(file).reoriented("LPS")
+            if window is not None:
+                vol.data = _voi(vol.data, *window, "LINEAR").astype(np.float32)
+            self._series = {file: vol}
+        return self._series[file]
+
+    def meta(self, row: dict[str, str]) -> dict[str, Any]:
+        """The reader's facts about a row's image (spacing...); empty for npz and series rows."""
+        ref = self.m.resolve(row["path"])
+        if ref.split is not None or is_series(ref.file):
+            return {}
+        return dict(self._pick(ref.file, row, self.opts).meta)
 
     def image(self, row: dict[str, str]) -> np.ndarray:
         ref = self.m.resolve(row["path"])
+        if ref.split is None and is_series(ref.file):
+            data = self.series(ref.file).data
+            k = _slice_of(row, len(data), ref.file)
+            return np.ascontiguousarray(data[k][None], dtype=np.float32)
         if ref.split is not None:
             if ref.file not in self._npz:
                 self._npz = {ref.file: read_npz(ref.file)}
@@ -235,7 +279,7 @@ class RowDecoder:
         if not row.get("mask"):
             return None
         file = self.m.resolve(row["mask"]).file
-        if row.get("slice_index") or row.get("frame"):
+        if (row.get("slice_index") or row.get("frame")) and detect_format(file) in ("nifti", "dicom"):
             mask = (self._pick(file, row, {}).array[0] > 0).astype(np.uint8)
         else:
             mask = read_mask(file)
@@ -255,12 +299,12 @@ class RowDecoder:
             images = read_any(file, **opts, **({"axis": int(axis)} if axis else {}))
             if len(images) > 1:  # keep the image volume and its mask volume, drop older ones
                 self._multi = {**dict(list(self._multi.items())[-1:]), key: images}
+        if len(images) == 1 and not row.get("frame"):
+            return images[0]  # a 2-D file; its slice_index places it in a stack of files
         if row.get("slice_index"):
             want, meta_key = int(row["slice_index"]), "slice_index"
         elif row.get("frame"):
             want, meta_key = int(row["frame"]), "frame_index"
-        elif len(images) == 1:
-            return images[0]
         else:
             raise InputError(
                 f"file holds {len(images)} images; the manifest row needs a slice_index or frame", file
@@ -269,6 +313,17 @@ class RowDecoder:
             if im.meta.get(meta_key) == want:
                 return im
         raise InputError(f"no {meta_key.replace('_', ' ')} {want} in this file", file)
+
+
+def _slice_of(row: dict[str, str], n: int, file: Path) -> int:
+    """The row's ``slice_index`` into a volume of ``n`` slices."""
+    text = row.get("slice_index", "")
+    if not text.lstrip("-").isdigit():
+        raise InputError("a row of a volume needs a slice_index", file)
+    k = int(text)
+    if not 0 <= k < n:
+        raise InputError(f"slice_index {k} is outside the volume's {n} slices", file)
+    return k
 
 
 def _prepare_manifest(
@@ -287,21 +342,188 @@ def _prepare_manifest(
     with_masks = any(r.get("mask") for r in m.rows)
     skipped = list(m.skipped)
     writer: StoreWriter | None = None
-    for batch in _decoded_chunks(m, decoder, cfg, on_error, skipped):
-        expected = tuple(writer.images.shape[1:]) if writer is not None else None
-        files = [m.resolve(m.rows[i]["path"]).file for i, _, _ in batch]
-        images, masks = _transform(batch, cfg, files, expected)
+    extra: dict[str, Any] = {"read_options": read_options, "splits_assigned": assigned}
+    if cfg.volume_steps:
+        batches = _prepared_volumes(m, decoder, cfg, on_error, skipped, extra)
+    else:
+        batches = _transformed_chunks(m, decoder, cfg, on_error, skipped)
+    for idx, images, masks, has_mask in batches:
         if writer is None:
             writer = StoreWriter(out, len(m.rows), images.shape[1:], with_masks=with_masks)
-        idx = [i for i, _, _ in batch]
+        elif tuple(images.shape[1:]) != tuple(writer.images.shape[1:]):
+            _check_shapes([images[0]], [m.resolve(m.rows[idx[0]]["path"]).file], writer.images.shape[1:])
         records: dict[str, list[Any]] = {
             k: [m.rows[i].get(k, "") for i in idx] for k in ("path", "split", "patient_id")
         }
         records.update({k: [m.rows[i].get(k, "") for i in idx] for k in extras})
-        records["has_mask"] = [mk is not None for _, _, mk in batch]
+        records["has_mask"] = has_mask
         writer.add_batch(images, labels=[codes[i] for i in idx], masks=masks, records=records)
-    extra = {"read_options": read_options, "splits_assigned": assigned}
     _finish(writer, names, cfg, skipped, m.source or m.root, extra)
+
+
+Batch = tuple[list[int], np.ndarray, np.ndarray | None, list[bool]]
+
+
+def _transformed_chunks(
+    m: Manifest, decoder: RowDecoder, cfg: PreprocessConfig, on_error: OnError, skipped: list[dict[str, str]]
+) -> Iterator[Batch]:
+    """(rows, images, masks, has_mask) per chunk, each image preprocessed on its own (the 2-D route)."""
+    expected: tuple[int, ...] | None = None
+    for batch in _decoded_chunks(m, decoder, cfg, on_error, skipped):
+        files = [m.resolve(m.rows[i]["path"]).file for i, _, _ in batch]
+        images, masks = _transform(batch, cfg, files, expected)
+        expected = expected or tuple(images.shape[1:])
+        yield [i for i, _, _ in batch], images, masks, [mk is not None for _, _, mk in batch]
+
+
+# -------------------------------------------------------------------------------------- volume route
+def _prepared_volumes(
+    m: Manifest,
+    decoder: RowDecoder,
+    cfg: PreprocessConfig,
+    on_error: OnError,
+    skipped: list[dict[str, str]],
+    extra: dict[str, Any],
+) -> Iterator[Batch]:
+    """One batch per volume, prepared as a whole; ``extra`` gains each volume's geometry and the notes.
+
+    A volume that cannot be read is one problem for all its rows (skipped together); a config the data
+    cannot satisfy (a multi-channel model for a one-channel volume) fails whatever ``on_error`` says.
+    """
+    notes: dict[str, None] = {}
+    geometry: dict[str, dict[str, Any]] = {}
+    groups = _volume_groups(m)
+    if any(key[0] == "image" for key in groups):
+        notes["rows without a volume column: each image is normalised as a volume of its own"] = None
+    for key, idx in groups.items():
+        try:
+            order, images, masks, vol, prepared = _prepare_group(m, decoder, cfg, idx)
+        except ConfigError:
+            raise
+        except (VaedxError, OSError) as e:
+            if on_error == "fail":
+                raise e if isinstance(e, VaedxError) else InputError(f"cannot read ({e})", key[-1]) from e
+            reason = getattr(e, "problem", str(e))
+            skipped.extend({"path": m.rows[i]["path"], "reason": reason} for i in idx)
+            continue
+        notes.update(dict.fromkeys(str(v) for v in prepared.notes.values()))
+        if key[0] == "volume":
+            geometry[key[1]] = {
+                "slices": int(vol.shape[0]),
+                "rows": len(order),
+                "spacing": [float(v) for v in vol.spacing],
+                "spacing_assumed": bool(vol.meta.get("spacing_assumed", False)),
+                "orientation": vol.orientation,
+            }
+        yield order, images, masks, [bool(m.rows[i].get("mask")) for i in order]
+    extra["volumes"] = geometry
+    extra["notes"] = list(notes)
+
+
+def _volume_groups(m: Manifest) -> dict[tuple[Any, ...], list[int]]:
+    """Row indices per volume, in order of first appearance; a row without a volume is its own group."""
+    from vaedx.data.manifest import volume_source
+
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, row in enumerate(m.rows):
+        key = ("volume", row["volume"], volume_source(m, row)) if row.get("volume") else ("image", i)
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
+def _prepare_group(
+    m: Manifest, decoder: RowDecoder, cfg: PreprocessConfig, idx: list[int]
+) -> tuple[list[int], np.ndarray, np.ndarray | None, Volume, Any]:
+    """(rows in store order, their slices, their masks, the model-orientation volume, the PreparedVolume)."""
+    from vaedx.data.volume_prep import prepare_volume
+
+    rows = [m.rows[i] for i in idx]
+    file = m.resolve(rows[0]["path"]).file
+    if rows[0].get("volume") and is_series(file):
+        vol = decoder.series(file)
+    elif rows[0].get("volume") and file.name.lower().endswith((".nii", ".nii.gz")):
+        vol = _nifti_volume(file, rows)
+    else:
+        return _prepare_stack(m, decoder, cfg, idx)
+    ks = [_slice_of(r, vol.shape[0], file) for r in rows]
+    truth = _mask_volume(decoder, rows, ks, vol.shape)
+    prepared = prepare_volume(vol, cfg, truth)
+    masks = None if prepared.masks is None else prepared.masks[ks]
+    return idx, prepared.slices[ks], masks, vol, prepared
+
+
+def _nifti_volume(file: Path, rows: list[dict[str, str]]) -> Volume:
+    """The NIfTI in model orientation; its rows must be axial slices, the planes volume steps give."""
+    from vaedx.io import read_nifti_volume
+
+    if any(r.get("axis", "2") not in ("", "2") for r in rows):
+        raise ConfigError(
+            f"{file.name}: volume preparation (volume normalisation, skull stripping, target spacing) gives "
+            "axial slices; index the volume with --axis 2"
+        )
+    return read_nifti_volume(file).reoriented("LPS")
+
+
+def _mask_volume(
+    decoder: RowDecoder, rows: list[dict[str, str]], ks: list[int], shape: tuple[int, int, int]
+) -> np.ndarray | None:
+    """Ground truth laid out like the volume: each row's mask plane at its slice, zero elsewhere."""
+    if not any(r.get("mask") for r in rows):
+        return None
+    truth = np.zeros(shape, np.uint8)
+    for r, k in zip(rows, ks, strict=True):
+        plane = decoder.mask(r, shape[1:])
+        if plane is not None:
+            truth[k] = plane
+    return truth
+
+
+def _prepare_stack(
+    m: Manifest, decoder: RowDecoder, cfg: PreprocessConfig, idx: list[int]
+) -> tuple[list[int], np.ndarray, np.ndarray | None, Volume, Any]:
+    """Slices stored as 2-D files (or one 2-D image) stacked in slice order and prepared as one volume.
+
+    Several channels (the LGG PNGs without ``channels``) are prepared channel by channel, each with its
+    own volume statistics.
+    """
+    from vaedx.data.volume_prep import prepare_volume
+
+    order = sorted(idx, key=lambda i: int(m.rows[i].get("slice_index") or 0))
+    rows = [m.rows[i] for i in order]
+    planes = [select_channels(decoder.image(r), cfg) for r in rows]
+    for r, plane in zip(rows, planes, strict=True):
+        if plane.shape != planes[0].shape:
+            h, w = planes[0].shape[1:]
+            raise InputError(
+                f"slice is {plane.shape[1]}x{plane.shape[2]} but the volume's first slice {h}x{w}",
+                m.resolve(r["path"]).file,
+            )
+    stack = np.stack(planes, axis=1)  # (C, Z, H, W)
+    masks = [decoder.mask(r, stack.shape[2:]) for r in rows]
+    truth = None
+    if any(mk is not None for mk in masks):
+        truth = np.stack([np.zeros(stack.shape[2:], np.uint8) if mk is None else mk for mk in masks])
+    spacing = decoder.meta(rows[0]).get("spacing")
+    meta = {
+        "format": "slice-stack",
+        "source": rows[0].get("volume") or m.resolve(rows[0]["path"]).file.name,
+        "spacing_assumed": spacing is None,
+    }
+    sy, sx = spacing or (1.0, 1.0)
+    if len(stack) > 1 and cfg.brain_extraction != "none":
+        raise ConfigError(
+            f"skull stripping ({cfg.brain_extraction}) needs one channel: choose it with --channels "
+            "(e.g. 1 for the LGG FLAIR)"
+        )
+    channel_cfg = cfg.model_copy(update={"channels": None, "grey": False})  # channels chosen above
+    done = []
+    vol = None
+    for channel in stack:
+        vol = Volume(channel, np.diag([sx, sy, 1.0, 1.0]), (1.0, float(sy), float(sx)), meta=dict(meta))
+        done.append(prepare_volume(vol, channel_cfg, truth))
+    slices = np.concatenate([d.slices for d in done], axis=1)
+    assert vol is not None  # a stack has at least one channel
+    return order, slices, done[0].masks, vol, done[0]
 
 
 def _decoded_chunks(
