@@ -124,3 +124,15 @@ def test_multi_channel_model_refuses_a_volume(tmp_path: Path, planted: tuple[Pat
 
     with pytest.raises(ConfigError, match="one channel"):
         prepare_volume(read_nifti_volume(planted[0]), PreprocessConfig(channels=[0, 1, 2]))
+
+
+def test_single_channel_files_stand_for_the_models_channel(run: Path, tmp_path: Path) -> None:
+    """The model was trained on the FLAIR channel (channel 1) of 3-channel PNGs; a one-channel MR DICOM
+    (pydicom's MR_small.dcm) is scored, and detect.json says how it was taken."""
+    mr = Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small.dcm"
+    out = detect(run, tmp_path / "out", inputs=[mr], scorers=["residual"], quiet=True, max_overlays=0)
+    meta = json.loads((out / "detect.json").read_text())
+    note = "single-channel images taken as channel 1, the one channel the model was trained on"
+    assert meta["notes"] == [note]
+    with (out / "scores.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == 1

@@ -174,6 +174,8 @@ def detect(
                 )
         rt.barrier()
         cal = CalibrationFile.load(out)
+        for note in data.notes if rt.is_main and not quiet else []:
+            console.print(f"note: {note}", soft_wrap=True)
         part = shard_slice(len(data.images), rt.rank, rt.world_size)
         scored = _score(loaded.model, data.images[part], scorers, opts, post, quiet or not rt.is_main)
         if rt.distributed:
@@ -239,5 +241,6 @@ def _write(
             "preprocess": loaded.preprocess.model_dump(mode="json"),
             "overlays": n_over,
             "volumes": {"n": len(described), "file": VOLUMES_FILE if described else None},
+            "notes": list(data.notes),
         },
     )

@@ -74,6 +74,7 @@ class Inputs:
     rows: list[dict[str, Any]]
     masks: np.ndarray | None = None  # (N, H, W) uint8 ground truth, only from a store
     source: str = ""
+    notes: list[str] = field(default_factory=list)  # facts about how inputs were read (channel mapping)
 
 
 @dataclass
@@ -138,12 +139,13 @@ def file_inputs(
     paths: Sequence[str | Path], preprocess: PreprocessConfig, image_shape: Sequence[int]
 ) -> Inputs:
     """Read DICOM/NIfTI/PNG files or folders, preprocess with the MODEL's config, check the shape per file."""
-    images, refs = ModelInputs(preprocess, tuple(image_shape)).files(_expand(paths))  # type: ignore[arg-type]
+    reader = ModelInputs(preprocess, tuple(image_shape))  # type: ignore[arg-type]
+    images, refs, notes = reader.read_files(_expand(paths))
     rows = [
         {"index": i, "path": f.name + (f"#{k}" if k else ""), "split": "", "label": "", "patient_id": ""}
         for i, (f, k) in enumerate(refs)
     ]
-    return Inputs(images, rows, None, "files")
+    return Inputs(images, rows, None, "files", notes=notes)
 
 
 # ----------------------------------------------------------------------------------------------- scoring

@@ -173,7 +173,8 @@ def detect_inputs(
                 r["index"] += start
         else:
             images, rows, done = read_volumes([p], preprocess, image_shape, start)
-            part = Inputs(images, rows, None, "files")
+            notes = [ModelInputs(preprocess).mapping_note(1)] if preprocess.channels else []
+            part = Inputs(images, rows, None, "files", notes=[n for n in notes if n])
             volumes += done
         parts.append(part)
         start += len(part.rows)
@@ -184,4 +185,5 @@ def detect_inputs(
     if len(parts) == 1:
         return parts[0], volumes
     rows = [r for q in parts for r in q.rows]
-    return Inputs(np.concatenate([q.images for q in parts]), rows, None, "files"), volumes
+    notes = sorted({n for q in parts for n in q.notes})
+    return Inputs(np.concatenate([q.images for q in parts]), rows, None, "files", notes=notes), volumes

@@ -93,8 +93,21 @@ class PreprocessConfig(BaseModel):
 _RGB_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
+def channel_mapped(n_channels: int, cfg: PreprocessConfig) -> bool:
+    """True when a single-channel image stands for the one channel a model was trained on.
+
+    A model trained on the FLAIR channel of 3-channel PNGs (``channels=[1]``) must accept a FLAIR DICOM or
+    NIfTI, which has one channel: that is the same modality, not a different image. Only a one-channel
+    selection maps; a model of several channels cannot be fed one.
+    """
+    return cfg.channels is not None and len(cfg.channels) == 1 and n_channels == 1 and cfg.channels[0] != 0
+
+
 def select_channels(x: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    if cfg.channels is not None:
+    """The channels ``cfg`` keeps (see :func:`channel_mapped` for single-channel inputs), then grey."""
+    if channel_mapped(x.shape[0], cfg):
+        pass  # the image's one channel is the modality the model's one channel was trained on
+    elif cfg.channels is not None:
         bad = [c for c in cfg.channels if c >= x.shape[0] or c < -x.shape[0]]
         if bad:
             raise ConfigError(f"channels {bad} requested but the image has {x.shape[0]} channel(s)")

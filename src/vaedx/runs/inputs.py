@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from vaedx.data.preprocess import PreprocessConfig, apply
+from vaedx.data.preprocess import PreprocessConfig, apply, channel_mapped
 from vaedx.data.store import TensorStore
 from vaedx.errors import InputError, ModelMismatchError
 
@@ -63,13 +63,28 @@ class ModelInputs:
             raise ModelMismatchError(why + " (check the model's preprocessing)", source)
         return x
 
+    def mapping_note(self, n_channels: int) -> str | None:
+        """What to tell the user when an image of ``n_channels`` stands for the model's one channel."""
+        if not channel_mapped(n_channels, self.preprocess):
+            return None
+        c = self.preprocess.channels[0]  # type: ignore[index]
+        return f"single-channel images taken as channel {c}, the one channel the model was trained on"
+
     def files(self, paths: Sequence[str | Path]) -> tuple[np.ndarray, list[tuple[Path, int]]]:
         """(N, C, H, W) float32 from image files (a multi-frame file gives several) and (file, frame) each."""
+        images, refs, _ = self.read_files(paths)
+        return images, refs
+
+    def read_files(self, paths: Sequence[str | Path]) -> tuple[np.ndarray, list[tuple[Path, int]], list[str]]:
+        """:meth:`files` plus the notes to show the user (a single-channel image mapped to the model's)."""
         from vaedx.io.dispatch import read_any
 
-        images, refs = [], []
+        images, refs, notes = [], [], set()
         for f in map(Path, paths):
             for k, img in enumerate(read_any(f)):
+                note = self.mapping_note(img.array.shape[0] if img.array.ndim == 3 else 1)
+                if note:
+                    notes.add(note)
                 images.append(self.array(img.array, f))
                 refs.append((f, k))
         if not images:
@@ -77,7 +92,7 @@ class ModelInputs:
         shapes = {im.shape for im in images}
         if len(shapes) > 1:
             raise InputError(f"files give different shapes after preprocessing: {sorted(shapes)}")
-        return np.stack(images).astype(np.float32), refs
+        return np.stack(images).astype(np.float32), refs, sorted(notes)
 
     def store(self, store: TensorStore, split: str | None) -> tuple[np.ndarray, np.ndarray]:
         """(images, row indices) of one split (all rows when None) of a store prepared like the model's data.
