@@ -1,4 +1,5 @@
-"""evaluate_anomaly on a hand-made prediction folder whose AUROC is known exactly."""
+"""evaluate_anomaly on a hand-made prediction folder whose AUROC is known exactly, and the volume figures
+on a store of real LGG slices with volume columns."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from detect_outputs import toy_detect_output as _toy
 from vaedx.cli import main
+from vaedx.data.store import TensorStore
 from vaedx.errors import InputError
 from vaedx.evaluate.anomaly import evaluate_anomaly
+from volume_fixtures import STORE_CASES, lgg_volume_detect_output
 
 
 def test_known_auroc_pixel_metrics_and_cis(tmp_path: Path) -> None:
@@ -82,3 +86,64 @@ def test_pixel_ci_resamples_patients(tmp_path: Path) -> None:
     assert ci.point == pytest.approx(0.5 + 0.5 * 4 / 128)
     # resamples {a,a} -> AP 1; {b,b} -> nothing found, AP = lesion share 2/64
     assert ci.high == 1.0 and ci.low == pytest.approx(2 / 64)
+
+
+# ------------------------------------------------------------------ volume metrics on real LGG slices
+@pytest.mark.realdata
+def test_volume_metrics_from_a_store_with_volume_columns(tmp_path: Path, lgg_dir: Path, capsys) -> None:
+    pred, store = lgg_volume_detect_output(tmp_path, lgg_dir)
+    res = evaluate_anomaly(pred, store, n_boot=200)
+    assert res["volumes"]["n_volumes"] == 3 and res["volumes"]["n_slices"] == 60
+    assert res["volumes"]["n_absent_slices"] == 0 and "absent" in res["volumes"]["note"]
+    entry = res["scorers"]["flair"]
+    vol = entry["volume"]
+    assert [r["volume"] for r in vol["per_volume"]] == sorted(STORE_CASES)
+    assert vol["threshold"] == 0.45 and vol["bootstrap"]["unit"] == "volume"
+    # same voxels as the pixel figure, which sklearn computes exactly
+    assert vol["voxel_auprc"]["point"] == pytest.approx(entry["metrics"]["pixel_auprc"], abs=1e-4)
+    for ci in (vol["dice_mean"], vol["voxel_auprc"], vol["lesions"]["sensitivity"]):
+        assert ci["low"] <= ci["point"] <= ci["high"]
+    assert vol["dice_best_threshold_optimistic"]["dice_mean"] >= vol["dice_mean"]["point"]
+
+    assert main(["evaluate", "anomaly", "--pred", str(pred), "--store", str(store), "--n-boot", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "3 volumes from 60 scored slices" in out and "per volume (patient)" in out
+    saved = json.loads((pred / "evaluation.json").read_text())
+    assert saved["scorers"]["flair"]["volume"]["lesions"]["n"] == vol["lesions"]["n"]
+    assert "NaN" not in (pred / "evaluation.json").read_text()
+
+
+@pytest.mark.realdata
+def test_truth_as_maps_scores_one_and_counts_the_real_lesions(tmp_path: Path, lgg_dir: Path) -> None:
+    pred, store = lgg_volume_detect_output(tmp_path, lgg_dir, maps_from="truth", threshold=0.5)
+    vol = evaluate_anomaly(pred, store, n_boot=50)["scorers"]["flair"]["volume"]
+    s = TensorStore.open(store)
+    expected = 0
+    for case in STORE_CASES:  # rows were written in reverse slice order
+        mask = np.asarray(s.masks[:, 0])[np.asarray(s.records["volume"]) == case][::-1]
+        expected += ndimage.label(mask, structure=np.ones((3, 3, 3)))[1]
+    assert vol["dice_mean"]["point"] == 1.0 and vol["lesions"]["n"] == expected
+    assert vol["lesions"]["detected"] == expected and vol["lesions"]["false_positive_components"] == 0
+
+
+@pytest.mark.realdata
+def test_unscored_slices_are_absent_and_do_not_count(tmp_path: Path, lgg_dir: Path) -> None:
+    pred, store = lgg_volume_detect_output(tmp_path, lgg_dir, maps_from="truth", threshold=0.5)
+    lines = (pred / "scores.csv").read_text().splitlines()
+    drop = 1 + 10  # the header, then row 10: slice 9 of the first case, inside the volume
+    (pred / "scores.csv").write_text("\n".join(lines[:drop] + lines[drop + 1 :]) + "\n")
+    np.save(pred / "maps" / "flair.npy", np.delete(np.load(pred / "maps" / "flair.npy"), 10, axis=0))
+    res = evaluate_anomaly(pred, store, n_boot=50)
+    assert res["volumes"]["n_slices"] == 59 and res["volumes"]["n_absent_slices"] == 1
+    row = res["scorers"]["flair"]["volume"]["per_volume"][0]
+    assert row["slices"] == 20 and row["voxels"] == 19 * 64 * 64 and row["dice"] == 1.0
+
+
+@pytest.mark.realdata
+def test_no_volume_columns_no_volume_metrics(tmp_path: Path, lgg_dir: Path, capsys) -> None:
+    pred, store = lgg_volume_detect_output(tmp_path, lgg_dir, volume_columns=False)
+    res = evaluate_anomaly(pred, store, n_boot=20)
+    assert "volume" not in res["scorers"]["flair"]
+    assert "no volume or slice_index column" in res["volumes"]["absent"]
+    assert main(["evaluate", "anomaly", "--pred", str(pred), "--store", str(store), "--n-boot", "20"]) == 0
+    assert "no volume metrics: the store records have no volume" in capsys.readouterr().out

@@ -40,8 +40,16 @@ def anomaly_command(
     overwrite: bool = OverwriteOpt,
     truth: Path | None = OldTruthOpt,
 ) -> None:
-    """Image AUROC/AUPRC/FPR@95TPR and pixel metrics per scorer; writes <pred>/evaluation.json."""
-    from vaedx.evaluate.anomaly import evaluate_anomaly, table_rows, to_json, undefined_notes
+    """Image AUROC/AUPRC/FPR@95TPR, pixel and (stores with volume columns) volume metrics per scorer;
+    writes <pred>/evaluation.json."""
+    from vaedx.evaluate.anomaly import (
+        evaluate_anomaly,
+        table_rows,
+        to_json,
+        undefined_notes,
+        volume_notes,
+        volume_table_rows,
+    )
     from vaedx.evaluate.tables import format_table
 
     store = required(pick(store, truth, "--truth", "--store"), "--store")
@@ -55,6 +63,11 @@ def anomaly_command(
     )
     console.print(format_table(table_rows(result), title=title))
     for note in undefined_notes(result):
+        console.print(f"[dim]{note}[/]")
+    volume_rows = volume_table_rows(result)
+    if volume_rows:
+        console.print(format_table(volume_rows, title="per volume (patient), CI by volume"))
+    for note in volume_notes(result):
         console.print(f"[dim]{note}[/]")
     console.print(f"wrote {target}")
 

@@ -4,10 +4,17 @@ Why the reasons: a metric can be undefined (one class only, no lesion pixels, no
 threshold); it is then reported as None with the reason instead of NaN, so tables and JSON never carry a
 number that is not one. Best Dice is chosen on the evaluated (test) data and is labelled optimistic; the
 honest one is Dice at the pixel threshold calibrated on the validation split.
+
+When the store's records say which volume and slice each scored row is (``volume`` and ``slice_index``
+columns), the scored slices are stacked back into volumes and :func:`vaedx.metrics.volume.volume_metrics`
+adds per-patient figures (mean Dice, voxel AUPRC, 3-D lesion-wise detection) with CIs over volumes. A
+volume is then only its scored slices: its slices in other splits are absent, not guessed. Without those
+columns the volume figures are left out and ``volumes.absent`` says why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +37,7 @@ from vaedx.metrics.measures import (
     pixel_auroc,
     undefined_reason,
 )
+from vaedx.metrics.volume import SliceLayout, slice_layout, volume_metrics
 
 IMAGE_METRICS = {"auroc": auroc, "auprc": auprc, "fpr@95tpr": fpr_at_tpr}
 
@@ -172,6 +180,57 @@ def read_prediction(pred: str | Path, truth: str | Path | TensorStore) -> Scored
     return ScoredPrediction(out, store, labelled, y, groups, normal)
 
 
+VOLUME_NOTE = "a volume is its scored slices: slices of it outside the scored rows are absent"
+
+
+@dataclass(frozen=True)
+class StackedVolumes(Mapping[str, np.ndarray]):
+    """{volume id: (Z, H, W)} view of per-row arrays, stacked when read, so no second copy is held."""
+
+    layouts: dict[str, SliceLayout]
+    arrays: np.ndarray
+    fill: float = 0
+
+    def __getitem__(self, vid: str) -> np.ndarray:
+        return self.layouts[vid].stack(self.arrays, self.fill)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layouts)
+
+    def __len__(self) -> int:
+        return len(self.layouts)
+
+
+def scored_volumes(store: TensorStore, idx: np.ndarray) -> tuple[dict[str, SliceLayout] | None, str]:
+    """The scored rows grouped into volumes, or (None, why not) when the records cannot say."""
+    rec = store.records
+    missing = [c for c in ("volume", "slice_index") if c not in rec]
+    if store.masks is None:
+        return None, "the store has no masks"
+    if missing:
+        return None, f"the store records have no {' or '.join(missing)} column"
+    vols, slices = [rec["volume"][i] for i in idx], [rec["slice_index"][i] for i in idx]
+    blank = sum(v in (None, "") or s in (None, "") for v, s in zip(vols, slices, strict=True))
+    if blank:
+        return None, f"{blank} of {len(idx)} scored rows have no volume or slice index"
+    axes = [rec["axis"][i] for i in idx] if "axis" in rec else None
+    try:
+        return slice_layout(vols, slices, axes), ""
+    except InputError as e:
+        return None, e.problem
+
+
+def _volume_inputs(
+    layouts: dict[str, SliceLayout], masks: np.ndarray, valid: np.ndarray | None
+) -> tuple[StackedVolumes, StackedVolumes | None]:
+    """Truth volumes, and valid volumes when some voxels must not count (post-processing, absent slices)."""
+    truth = StackedVolumes(layouts, masks)
+    if valid is None and not any(lay.n_gaps for lay in layouts.values()):
+        return truth, None
+    base = np.ones(masks.shape, dtype=bool) if valid is None else np.asarray(valid).astype(bool)
+    return truth, StackedVolumes(layouts, base, fill=False)
+
+
 def evaluate_anomaly(
     pred: str | Path, truth: str | Path, n_boot: int = 1000, seed: int = 0
 ) -> dict[str, Any]:
@@ -181,6 +240,7 @@ def evaluate_anomaly(
     has_masks = store.masks is not None
     masks = np.asarray(store.masks[idx, 0]) if has_masks else None
     valid = p.valid()
+    layouts, why_not = scored_volumes(store, idx)
     result: dict[str, Any] = {
         "pred": str(p.path),
         "truth": str(store.root),
@@ -191,6 +251,17 @@ def evaluate_anomaly(
         "bootstrap": {"n_boot": n_boot, "unit": "patient" if groups is not None else "image"},
         "scorers": {},
     }
+    if layouts is None:
+        result["volumes"] = {"absent": why_not}
+    else:
+        vol_truth, vol_valid = _volume_inputs(layouts, masks, valid)
+        result["volumes"] = {
+            "n_volumes": len(layouts),
+            "n_slices": int(idx.size),
+            "n_absent_slices": int(sum(lay.n_gaps for lay in layouts.values())),
+            "note": VOLUME_NOTE,
+            "spacing": "unknown: 1 mm assumed, so mm3 are voxels",
+        }
     for name in p.scorers:
         g = groups[labelled] if groups is not None else None
         values, reasons = image_metrics(y, p.scores(name), g, n_boot, seed)
@@ -203,6 +274,11 @@ def evaluate_anomaly(
             pv, pr = pixel_metrics(maps, masks, valid, pixel_thr, groups, n_boot, seed)
             values, reasons = {**values, **pv}, {**reasons, **pr}
         result["scorers"][name] = {"metrics": values, "undefined": reasons}
+        if layouts is not None:
+            vol_maps = StackedVolumes(layouts, maps)
+            result["scorers"][name]["volume"] = volume_metrics(
+                vol_maps, vol_truth, pixel_thr, None, vol_valid, n_boot=n_boot, seed=seed
+            )
     return result
 
 
@@ -251,3 +327,52 @@ def undefined_notes(result: dict[str, Any]) -> list[str]:
         for name, entry in result["scorers"].items()
         for k, why in entry["undefined"].items()
     ]
+
+
+def _triple(ci: dict[str, Any] | None) -> tuple[float, float, float] | None:
+    return None if ci is None else (ci["point"], ci["low"], ci["high"])
+
+
+def volume_table_rows(result: dict[str, Any], prefix: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per scorer of the volume figures (live result or its JSON), for ``format_table`` /
+    ``to_markdown``; empty when the evaluation has none."""
+    rows = []
+    for name, entry in result["scorers"].items():
+        v = entry.get("volume")
+        if v is None:
+            continue
+        les = v["lesions"]
+        found = None if les["detected"] is None else f"{les['detected']}/{les['n']}"
+        best = v["dice_best_threshold_optimistic"]
+        rows.append(
+            {
+                **(prefix or {}),
+                "scorer": name,
+                "volumes": v["n_volumes"],
+                "mean Dice (val thr)": _triple(v["dice_mean"]),
+                "best Dice (optimistic)": None if best is None else best["dice_mean"],
+                "voxel AUPRC": _triple(v["voxel_auprc"]),
+                "lesions found": found,
+                "lesion sensitivity": _triple(les["sensitivity"]),
+                "FP lesions/volume": les["false_positive_components_per_volume"],
+            }
+        )
+    return rows
+
+
+def volume_notes(result: dict[str, Any]) -> list[str]:
+    """What the volume table needs said: what a volume is, or why there are no volume figures."""
+    vols = result.get("volumes")
+    if vols is None:
+        return []
+    if "absent" in vols:
+        return [f"no volume metrics: {vols['absent']}"]
+    notes = [f"{vols['n_volumes']} volumes from {vols['n_slices']} scored slices; {vols['note']}"]
+    if vols["n_absent_slices"]:
+        notes.append(f"{vols['n_absent_slices']} slices inside the volumes were not scored and do not count")
+    notes.append(f"spacing {vols['spacing']}; lesions are 3-D connected components (26-connectivity)")
+    notes.append("a lesion is found when any voxel of it is predicted; FP = predicted lesion touching none")
+    for name, entry in result["scorers"].items():
+        for k, why in (entry.get("volume") or {}).get("undefined", {}).items():
+            notes.append(f"{name}: volume {k} n/a - {why}")
+    return notes
