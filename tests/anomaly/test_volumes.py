@@ -136,3 +136,24 @@ def test_single_channel_files_stand_for_the_models_channel(run: Path, tmp_path: 
     assert meta["notes"] == [note]
     with (out / "scores.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == 1
+
+
+def test_dicom_seg_for_a_dicom_series_only_there_identifiers(run: Path, tmp_path: Path) -> None:
+    """--dicom-seg: the SEG references the CT series' own instances; no other output names the patient."""
+    import highdicom as hd  # in the dicom extra, which the test set-up installs
+
+    out = detect(
+        run, tmp_path / "out", inputs=[CT5N], scorers=["residual"], quiet=True, max_overlays=0, dicom_seg=True
+    )
+    info = json.loads((out / "volumes.json").read_text())["volumes"][0]["scorers"]["residual"]
+    assert info["dicom_seg"] == "volumes/CT5N/residual_seg.dcm"
+    seg = hd.seg.segread(out / info["dicom_seg"])
+    sources = {pydicom.dcmread(f).SOPInstanceUID for f in CT5N.iterdir()}
+    listed = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    referenced = {r.ReferencedSOPInstanceUID for r in listed}
+    assert referenced <= sources and referenced
+    first = pydicom.dcmread(next(CT5N.iterdir()))
+    identifiers = [str(first.PatientName), str(first.PatientID)]
+    assert str(seg.PatientID) == identifiers[1]  # the SEG carries the patient module, as the standard asks
+    text = "".join(f.read_text() for f in out.rglob("*") if f.suffix in (".json", ".csv"))
+    assert not [v for v in identifiers if v and v in text]

@@ -238,3 +238,4 @@ def test_compressed_series_without_plugins_names_the_extra(tmp_path: Path) -> No
     assert "MR_small_jpeg_ls_lossless.dcm: cannot decode DICOM pixel data (JPEG-LS Lossless" in series_line
     assert series_line.endswith("compressed data needs the dicom extra: pip install 'vaedx[dicom]'")
     assert "cannot decode DICOM pixel data (JPEG-LS Lossless" in file_line
+    assert file_line.endswith("compressed data needs the dicom extra: pip install 'vaedx[dicom]'")

@@ -129,11 +129,13 @@ def detect(
     target_specificity: float = 0.95,
     normal_label: str | None = None,
     save_calibration: bool = False,
+    dicom_seg: bool = False,
 ) -> Path:
     """Score a store split or files; write scores.csv, maps/<scorer>.npy, overlays/, thresholds.json and
     detect.json into out. Input volumes (3-D NIfTI, DICOM series folders or zips, numbered slice folders)
     also get ``volumes/<id>/<scorer>_map.nii.gz`` and ``_mask.nii.gz`` in their own space and
-    ``volumes.json`` (lesion volume in mm³, 3-D components): see :mod:`vaedx.anomaly.volumes`.
+    ``volumes.json`` (lesion volume in mm³, 3-D components): see :mod:`vaedx.anomaly.volumes`;
+    ``dicom_seg`` adds a DICOM SEG per DICOM series input (the only output with patient identifiers).
 
     ``target_specificity`` and ``normal_label`` (None: the store's 'normal'/'no_tumour'/'healthy' label,
     else label code 0; the choice is printed and recorded) set how missing thresholds are calibrated;
@@ -185,6 +187,7 @@ def detect(
                 return out
             scored = merge_shards(out, rt.world_size)
         calib = {"normal_label": normal, "target_specificity": target_specificity, "saved": save_calibration}
+        calib["dicom_seg"] = dicom_seg
         args = (scorers, opts, post, split, max_overlays, store, calib, volumes)
         _write(out, loaded, data, scored, cal, *args)
         return out
@@ -222,7 +225,8 @@ def _write(
     n_over = (
         write_overlays(out, data.images, data.rows, scored, pixel_thr, max_overlays) if max_overlays else 0
     )
-    described = write_volume_outputs(out, volumes, scored.maps, pixel_thr) if volumes else []
+    seg = calib["dicom_seg"]
+    described = write_volume_outputs(out, volumes, scored.maps, pixel_thr, seg) if volumes else []
     target.write_meta(
         {
             "model": str(loaded.path),

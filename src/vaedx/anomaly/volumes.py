@@ -41,6 +41,7 @@ class ScoredVolume:
     kind: str
     prepared: PreparedVolume
     start: int
+    path: Path | None = None
 
     @property
     def stop(self) -> int:
@@ -81,7 +82,7 @@ def read_volumes(
             name = f"{name}-{seen[name]}"
         seen.setdefault(name, 0)
         offset = start + sum(len(x) for x in images)
-        done.append(ScoredVolume(name, str(volume_kind(p)), prepared, offset))
+        done.append(ScoredVolume(name, str(volume_kind(p)), prepared, offset, Path(p)))
         images.append(prepared.slices)
         rows += [
             {"index": offset + k, "path": f"{name}#{k}", "split": "", "label": "", "patient_id": "",
@@ -96,8 +97,14 @@ def write_volume_outputs(
     volumes: Sequence[ScoredVolume],
     maps: dict[str, np.ndarray],
     pixel_thresholds: dict[str, float | None],
+    dicom_seg: bool = False,
 ) -> list[dict[str, Any]]:
-    """``volumes/<id>/<scorer>_map.nii.gz`` and ``<scorer>_mask.nii.gz`` per volume; returns volumes.json."""
+    """``volumes/<id>/<scorer>_map.nii.gz`` and ``<scorer>_mask.nii.gz`` per volume; returns volumes.json.
+
+    ``dicom_seg``: DICOM series inputs also get ``<scorer>_seg.dcm``, a DICOM SEG of the lesion mask that
+    references the source images. It is the one output that carries the source's patient and study
+    modules (the SEG standard requires them); every other output stays free of identifiers.
+    """
     summary = []
     for vol in volumes:
         folder = out / VOLUMES_DIR / vol.id
@@ -116,14 +123,14 @@ def write_volume_outputs(
         }
         for name, stack in maps.items():
             entry["scorers"][name] = _write_one(folder, vol, name, stack[vol.start : vol.stop],
-                                                pixel_thresholds.get(name))  # fmt: skip
+                                                pixel_thresholds.get(name), dicom_seg)  # fmt: skip
         summary.append(entry)
     atomic_write_json(out / VOLUMES_FILE, {"volumes": summary})
     return summary
 
 
 def _write_one(
-    folder: Path, vol: ScoredVolume, name: str, maps: np.ndarray, threshold: float | None
+    folder: Path, vol: ScoredVolume, name: str, maps: np.ndarray, threshold: float | None, dicom_seg: bool
 ) -> dict[str, Any]:
     prepared, src = vol.prepared, vol.prepared.source
     on_source = prepared.to_source(maps)
@@ -138,7 +145,10 @@ def _write_one(
     lesion = on_source > threshold
     if prepared.brain is not None:
         lesion &= prepared.brain
-    _save(src.to_original(lesion.astype(np.uint8)), folder / f"{name}_mask.nii.gz")
+    mask_img = src.to_original(lesion.astype(np.uint8))
+    _save(mask_img, folder / f"{name}_mask.nii.gz")
+    if dicom_seg:
+        result["dicom_seg"] = _seg(vol, mask_img, folder / f"{name}_seg.dcm", name, rel)
     found = components(lesion, src.spacing)
     for c in found:
         k, j, i = c["centroid_voxel"]
@@ -150,6 +160,18 @@ def _write_one(
         components=found[:MAX_COMPONENTS],
     )
     return result
+
+
+def _seg(vol: ScoredVolume, mask_img: nib.Nifti1Image, path: Path, name: str, rel: Path) -> str | None:
+    """The DICOM SEG of a DICOM series input (None for other inputs, which have no source to reference)."""
+    if vol.kind != "dicom-series" or vol.path is None:
+        return None
+    from vaedx.io.dicom_seg import write_dicom_seg
+
+    # to_original gives the reader's own voxel order as (x, y, z); the SEG writer takes (z, y, x)
+    mask = np.asarray(mask_img.dataobj).transpose(2, 1, 0)
+    write_dicom_seg(mask, vol.path, path, label=f"anomaly ({name})")
+    return str(rel / path.name)
 
 
 def _save(img: nib.Nifti1Image, path: Path) -> None:

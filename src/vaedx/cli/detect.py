@@ -65,6 +65,12 @@ def detect_command(
     save_calibration: bool = typer.Option(
         False, "--save-calibration", help="Also write the calibration into the model's run folder."
     ),
+    dicom_seg: bool = typer.Option(
+        False,
+        "--dicom-seg",
+        help="For DICOM series inputs, also write a DICOM SEG of each lesion mask that references the "
+        "source images; that file (only) carries the source's patient and study modules, as SEG requires.",
+    ),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
@@ -103,6 +109,7 @@ def detect_command(
         target_specificity=s["target_specificity"],
         normal_label=s["normal_label"],
         save_calibration=s["save_calibration"],
+        dicom_seg=s["dicom_seg"],
     )
     if not s["quiet"]:
         extra = ", volumes/ (NIfTI maps and masks), volumes.json" if (path / "volumes.json").is_file() else ""

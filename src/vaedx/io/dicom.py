@@ -6,6 +6,7 @@ meta, logs or reports, whatever the file contains.
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,7 @@ def read_dicom(path: str | Path, *, window: str | tuple[float, float] | None = N
     try:
         raw = np.asarray(ds.pixel_array)
     except Exception as e:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = syntax.name if syntax is not None else "unknown transfer syntax"
-        raise InputError(f"cannot decode DICOM pixel data ({name}: {describe(e)})", p) from e
+        raise decode_failure(ds, e, p) from e
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     frames = raw[None] if n_frames == 1 else raw
@@ -67,6 +66,22 @@ def read_dicom(path: str | Path, *, window: str | tuple[float, float] | None = N
         arr = np.ascontiguousarray(arr if arr.ndim == 3 else arr[None], dtype=np.float32)
         images.append(Image(arr, _meta(p, ds, arr, i, len(stack), photometric, rescale[i], used[i], window)))
     return images
+
+
+def decode_failure(ds: Dataset, error: Exception, where: str | Path) -> InputError:
+    """One line for pixel data pydicom cannot decode: the transfer syntax, pydicom's reason, and for a
+    compressed syntax whose decoder plugin is absent, the extra that installs it."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    what = syntax.name if syntax is not None else "unknown transfer syntax"
+    reason = describe(error)
+    compressed = syntax is not None and syntax.is_compressed
+    no_plugin = "missing dependencies" in reason or "no pixel data handler" in reason.lower()
+    hint = (
+        "; compressed data needs the dicom extra: pip install 'vaedx[dicom]'"
+        if compressed and (no_plugin or importlib.util.find_spec("pylibjpeg") is None)
+        else ""
+    )
+    return InputError(f"cannot decode DICOM pixel data ({what}: {reason}){hint}", where)
 
 
 def _parse_window(window: Any) -> str | tuple[float, float] | None:

@@ -12,7 +12,6 @@ install the ``dicom`` extra (``pip install vaedx[dicom]``). Metadata is whitelis
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import warnings
 import zipfile
@@ -29,7 +28,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from vaedx.errors import ConfigError, InputError
 from vaedx.io._files import describe
-from vaedx.io.dicom import _PIXEL_KEYWORDS, _lookup
+from vaedx.io.dicom import _PIXEL_KEYWORDS, _lookup, decode_failure
 from vaedx.io.volume import Volume, orientation_code
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -304,16 +303,7 @@ def _pixels(ds: Dataset, name: str) -> np.ndarray:
     try:
         arr = np.asarray(ds.pixel_array)
     except Exception as e:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        what = syntax.name if syntax is not None else "unknown transfer syntax"
-        plugins = importlib.util.find_spec("pylibjpeg") is not None
-        compressed = syntax is not None and syntax.is_compressed
-        hint = (
-            "; compressed data needs the dicom extra: pip install 'vaedx[dicom]'"
-            if compressed and not plugins
-            else ""
-        )
-        raise InputError(f"cannot decode DICOM pixel data ({what}: {describe(e)}){hint}", name) from e
+        raise decode_failure(ds, e, name) from e
     return arr
 
 
