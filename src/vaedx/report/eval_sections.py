@@ -42,6 +42,23 @@ def _metrics_tables(sec: Section, detects: list[DetectInfo]) -> None:
         sec.table(caption, header, [[r.get(k) for k in header] for r in rows])
         for note in undefined_notes(ev):
             sec.note(f"{d.name}: {note}")
+        _volume_table(sec, d.name, ev)
+
+
+def _volume_table(sec: Section, name: str, ev: dict) -> None:
+    """Per-patient figures (Dice per volume, voxel AUPRC, 3-D lesion detection) when the store knows its
+    volumes; the same figures ``vaedx evaluate anomaly`` printed."""
+    from vaedx.evaluate.anomaly import volume_notes, volume_table_rows
+
+    rows = volume_table_rows(ev, {"model": name})
+    if not rows:
+        return
+    header = list(dict.fromkeys(k for r in rows for k in r))
+    n = (ev.get("volumes") or {}).get("n_volumes")
+    caption = f"{name}: per volume (patient), {n} volumes; 95 % CI by volume bootstrap; ⌈Dice⌉ is optimistic"
+    sec.table(caption, header, [[r.get(k) for k in header] for r in rows])
+    for note in volume_notes(ev):
+        sec.note(f"{name}: {note}")
 
 
 def curve_bands(ctx: Context, detects: list[DetectInfo]) -> tuple[dict[str, CurveBand], dict[str, CurveBand]]:
