@@ -274,6 +274,8 @@ def test_nifti_slices_agree_between_the_2d_and_the_volume_route(tmp_path: Path) 
     for i, k in _rows_of(store, "anat.nii"):
         np.testing.assert_allclose(store.images[i], want.slices[k], atol=1e-6)
     assert store.meta["volumes"]["anat.nii"]["spacing"] == [2.0, 2.0, 2.0]
+    direct = prepare(tmp_path / "anat.nii", tmp_path / "direct", cfg)  # a volume file is indexed first
+    np.testing.assert_array_equal(np.asarray(direct.images), np.asarray(store.images))
     with pytest.raises(ConfigError, match="train on one channel"):  # not skipped: no file is at fault
         prepare(csv_path, tmp_path / "m", cfg.model_copy(update={"channels": [0, 1, 2]}), on_error="skip")
     coronal = write_manifest(index_source(tmp_path / "anat.nii", IndexOptions(axis=1)), tmp_path / "c.csv")

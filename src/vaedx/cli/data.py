@@ -92,7 +92,10 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)]
 @app.command("index")
 def index_cmd(
     source: Annotated[
-        Path, typer.Argument(help="Folder, labels/LGG/other CSV, MedMNIST .npz or NIfTI volume.")
+        Path,
+        typer.Argument(
+            help="Folder, labels/LGG/other CSV, MedMNIST .npz, NIfTI volume or DICOM series .zip."
+        ),
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Manifest CSV to write.")] = None,
     labels: Annotated[
@@ -134,7 +137,10 @@ def index_cmd(
     output: OldOutputOpt = None,
     old_split: Annotated[bool | None, typer.Option("--split/--no-split", hidden=True)] = None,
 ) -> None:
-    """Build a manifest CSV (path,label,mask,split,patient_id) from a folder, table, npz or volume."""
+    """Build a manifest CSV (path,label,mask,split,patient_id; volume,slice_index for slices of volumes).
+
+    A folder of one DICOM series (one SeriesInstanceUID) is a volume; other DICOM folders: a row per file.
+    """
     from vaedx.data.index import Columns, IndexOptions, index_source
     from vaedx.data.inspect import render, summarize_manifest
     from vaedx.data.manifest import write_manifest
@@ -202,7 +208,9 @@ def split_cmd(
 
 @app.command("prepare")
 def prepare_cmd(
-    source: Annotated[Path, typer.Argument(help="Manifest CSV, MedMNIST .npz, or a folder (indexed first).")],
+    source: Annotated[
+        Path, typer.Argument(help="Manifest CSV, MedMNIST .npz, or a folder or volume file (indexed first).")
+    ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Store folder to write.")] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Preprocessing YAML (options override it).")

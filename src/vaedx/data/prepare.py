@@ -166,14 +166,15 @@ def prepare(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 0,
 ) -> TensorStore:
-    """Prepare a store from a manifest CSV, straight from a MedMNIST npz, or from a folder (indexed first)."""
+    """Prepare a store from a manifest CSV, straight from a MedMNIST npz, or from a folder, a NIfTI, a DICOM
+    file or a DICOM series zip (indexed first with the default rules)."""
     source = Path(source)
     if source.is_file() and source.suffix.lower() != ".csv" and detect_format(source) == "npz":
         with staged_store(out) as tmp:
             _prepare_npz(source, tmp, cfg, label_names)
         return TensorStore.open(out)
-    if source.is_dir():  # convenience: index with the default rules first
-        manifest = index_source(source, IndexOptions(on_error=on_error))
+    if source.is_dir() or source.suffix.lower() in (".nii", ".gz", ".zip", ".dcm"):
+        manifest = index_source(source, IndexOptions(on_error=on_error))  # convenience: default rules
     else:
         manifest = read_manifest(source, on_error=on_error)
     assigned = 0
