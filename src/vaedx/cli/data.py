@@ -236,7 +236,8 @@ def prepare_cmd(
     ] = None,
     foreground_threshold: Annotated[float | None, typer.Option(help="Background threshold (0..1).")] = None,
     window: Annotated[
-        str | None, typer.Option(help="DICOM/CT window: a name (brain, lung...) or low,high.")
+        str | None,
+        typer.Option(help="DICOM/CT window: a name (brain, lung...), auto, or centre,width in HU."),
     ] = None,
     normalize_scope: Annotated[
         ScopeChoice | None,
