@@ -157,3 +157,19 @@ def test_dicom_seg_for_a_dicom_series_only_there_identifiers(run: Path, tmp_path
     assert str(seg.PatientID) == identifiers[1]  # the SEG carries the patient module, as the standard asks
     text = "".join(f.read_text() for f in out.rglob("*") if f.suffix in (".json", ".csv"))
     assert not [v for v in identifiers if v and v in text]
+
+
+def test_a_folder_of_volumes_gives_one_output_per_volume(
+    run: Path, planted: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "scans"
+    (folder / "series").mkdir(parents=True)
+    shutil.copy(planted[0], folder / "a.nii.gz")
+    for f in CT5N.iterdir():
+        shutil.copy(f, folder / "series" / f.name)
+    (folder / "notes.txt").write_text("not an image")
+    out = detect(run, tmp_path / "out", inputs=[folder], scorers=["residual"], quiet=True, max_overlays=0)
+    names = [v["volume"] for v in json.loads((out / "volumes.json").read_text())["volumes"]]
+    assert names == ["a", "series"]

@@ -24,6 +24,7 @@ from vaedx.anomaly.scoring import Inputs, file_inputs
 from vaedx.atomic import atomic_write, atomic_write_json
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.volume_prep import PreparedVolume, prepare_volume
+from vaedx.io.formats import detect_format
 from vaedx.io.volume_source import read_volume, volume_id, volume_kind
 from vaedx.metrics.volume import components, lesion_volume_mm3
 from vaedx.runs.inputs import ModelInputs
@@ -180,6 +181,31 @@ def _save(img: nib.Nifti1Image, path: Path) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(gzip.compress(img.to_bytes(), compresslevel=6)))
 
 
+def _entries(paths: Sequence[str | Path]) -> list[Path]:
+    """The paths, with a folder that is not itself a volume opened one level when it holds volumes
+    (a folder of NIfTI files, of DICOM series folders or of case folders); otherwise kept whole, so the
+    2-D reader expands it as before."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir() and volume_kind(p) is None:
+            children = [c for c in sorted(p.iterdir()) if not c.name.startswith(".")]
+            if any(volume_kind(c) is not None for c in children):
+                out += [c for c in children if volume_kind(c) is not None or c.is_dir() or _is_image(c)]
+                continue
+        out.append(p)
+    return out
+
+
+def _is_image(p: Path) -> bool:
+    """A 2-D image file that the 2-D reader takes (masks, tables and notes are not)."""
+    if not p.is_file() or p.stem.endswith("_mask"):
+        return False
+    try:
+        return detect_format(p) not in ("npz", None)
+    except Exception:
+        return False
+
+
 def detect_inputs(
     paths: Sequence[str | Path], preprocess: PreprocessConfig, image_shape: Sequence[int]
 ) -> tuple[Inputs, list[ScoredVolume]]:
@@ -188,7 +214,7 @@ def detect_inputs(
     parts: list[Inputs] = []
     volumes: list[ScoredVolume] = []
     start = 0
-    for p in map(Path, paths):
+    for p in _entries(paths):
         if volume_kind(p) is None:
             part = file_inputs([p], preprocess, image_shape)
             for r in part.rows:

@@ -97,6 +97,8 @@ def _folder_kind(folder: Path) -> VolumeKind | None:
         images = [f for f in files if f.suffix.lower() in _SUFFIXES and not _is_mask(f)]
         if len(stems) == 1 and len(images) == len(slices):
             return "slice-stack"
+    if any(f.name.lower().endswith((".nii", ".nii.gz")) for f in files):
+        return None  # a folder holding NIfTI volumes is a collection of volumes, not one series
     series: dict[str, int] = {}
     for f in files:
         uid = _series_uid(f)
