@@ -146,3 +146,32 @@ def test_missing_file(tmp_path: Path) -> None:
         read_nifti_volume(tmp_path / "nope.nii")
     shutil.copy(ANAT, tmp_path / "a.nii")
     assert read_nifti_volume(tmp_path / "a.nii").path == tmp_path / "a.nii"
+
+
+def test_reoriented_to_lps_keeps_world_positions_and_the_way_back() -> None:
+    from vaedx.io.volume import model_plane
+
+    ras = read_nifti_volume(ANAT)
+    lps = ras.reoriented("LPS")
+    assert lps.orientation == "LPS" and np.array_equal(lps.data, ras.data[:, ::-1, ::-1])
+    rng = np.random.default_rng(1)
+    for k, j, i in rng.integers(0, lps.shape, size=(30, 3)):
+        world = lps.affine @ np.array([i, j, k, 1.0])
+        ri, rj, rk = np.rint(np.linalg.inv(ras.affine) @ world)[:3].astype(int)
+        assert lps.data[k, j, i] == ras.data[rk, rj, ri]
+    back = lps.to_original(lps.data)
+    orig = nib.load(ANAT)
+    assert np.array_equal(back.affine, orig.affine) and np.allclose(back.get_fdata(), orig.get_fdata())
+    # axial planes as a radiologist sees them: row 0 anterior, column 0 the patient's right
+    plane = model_plane(lps.data, 0, 10)
+    assert np.array_equal(plane, ras.data[10, ::-1, ::-1])
+    assert np.array_equal(model_plane(lps.data, 1, 5), lps.data[::-1, 5, :])
+    with pytest.raises(ConfigError, match="axis must be"):
+        model_plane(lps.data, 3, 0)
+
+
+def test_a_volume_of_unknown_orientation_is_not_reoriented(lgg_dir: Path) -> None:
+    from vaedx.io import read_lgg_patient
+
+    vol, _ = read_lgg_patient(next(p for p in sorted(lgg_dir.iterdir()) if p.is_dir()))
+    assert vol.orientation is None and vol.reoriented("LPS") is vol
