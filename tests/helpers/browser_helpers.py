@@ -32,3 +32,44 @@ def require_browser():
             pytest.fail(problem)
         pytest.skip(problem)
     return sync_playwright
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LoopbackServer:
+    """``with LoopbackServer(app) as url:`` a real uvicorn on 127.0.0.1 in a thread, stopped on exit.
+
+    Real sockets matter where TestClient cannot tell: how a client sees a 413 sent before it finished
+    uploading, and what a browser receives.
+    """
+
+    def __init__(self, app, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+        self.app, self.timeout = app, timeout
+
+    def __enter__(self) -> str:
+        import threading
+        import time
+
+        import uvicorn
+
+        port = free_port()
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + self.timeout
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                pytest.fail("uvicorn did not start")
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 from PIL import Image as PILImage
 
 from dicom_builders import write_ct_dicom
@@ -63,3 +64,33 @@ def nifti_bytes(tmp: Path, gz: bool = True) -> tuple[bytes, np.ndarray]:
     path = tmp / ("vol.nii.gz" if gz else "vol.nii")
     nib.save(nib.Nifti1Image(vol, np.eye(4)), path)
     return path.read_bytes(), vol
+
+
+CT5N = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests" / "98892001" / "CT5N"
+ANATOMICAL = Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii"
+CT5N_PHI = ("Doe^Peter", "Doe", "98890234")  # the bundled series' patient name and ID
+
+
+def lgg_nifti(case: Path, out: Path) -> Path:
+    """A real LGG FLAIR patient as a NIfTI with 0.9 x 0.9 x 3 mm voxels (slice k of the stack = axis 2).
+
+    PNG rows run anterior to posterior and columns right to left; the file stores them as its first and second
+    axes (voxel order PLS), so the service must turn the axes round to show the PNG planes again.
+    """
+    from vaedx.io.slice_stack import read_lgg_patient
+
+    vol, _ = read_lgg_patient(case)
+    affine = np.array([[0, -0.9, 0, 115.0], [-0.9, 0, 0, 100.0], [0, 0, 3.0, -30.0], [0, 0, 0, 1]])
+    data = np.ascontiguousarray(vol.data.transpose(1, 2, 0)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, affine), out)
+    return out
+
+
+def zip_folder(folder: Path, out: Path, compression: int = 8) -> Path:
+    """Every file of ``folder`` (recursively) in a zip, as a user would send a DICOM series."""
+    import zipfile
+
+    with zipfile.ZipFile(out, "w", compression) as z:
+        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+            z.write(f, f"series/{f.relative_to(folder)}")
+    return out

@@ -139,3 +139,70 @@ def test_upload_of_a_real_lgg_slice_shows_diagnosis_and_overlay(server_url, lgg_
         finally:
             browser.close()
     assert not console_errors, console_errors
+
+
+def _wait_until(page, script: str, timeout: float = 20.0) -> None:
+    """Poll ``script`` with page.evaluate (wait_for_function evals a string, which the CSP forbids)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(script):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {script}")
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_volume_upload_slider_overlay_and_downloads(lgg_run, lgg_nifti_path, tmp_path):
+    """A real LGG NIfTI: every slice scored, the slider and arrow keys change the overlay, links download
+    the map and mask NIfTIs in the file's own space."""
+    import nibabel as nib
+
+    from browser_helpers import LoopbackServer
+    from vaedx.serve.app import create_app
+
+    sync_playwright = require_browser()
+    console_errors: list[str] = []
+    with LoopbackServer(create_app(lgg_run)) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 900}, accept_downloads=True)
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.goto(url + "/")
+            page.set_input_files("#volume-input", str(lgg_nifti_path))
+            page.wait_for_selector("#volume-results:not([hidden])", timeout=60_000)
+            n = nib.load(lgg_nifti_path).shape[2]
+            assert page.inner_text("#slice-value") == f"{n // 2 + 1} of {n}"
+            first = page.get_attribute("#volume-img", "src")
+            score = page.inner_text("#slice-score")
+            _wait_until(page, "document.getElementById('volume-img').naturalWidth === 256")
+            assert page.evaluate("document.activeElement.id") == "slice-slider"
+            page.keyboard.press("ArrowRight")
+            page.keyboard.press("ArrowRight")
+            assert page.inner_text("#slice-value") == f"{n // 2 + 3} of {n}"
+            second = page.get_attribute("#volume-img", "src")
+            assert second != first and second.endswith(f"/slices/{n // 2 + 2}.png")
+            assert page.inner_text("#slice-score") != score
+            _wait_until(page, "document.getElementById('volume-img').complete")
+            page.focus("#volume-img")  # arrow keys work on the image too
+            page.keyboard.press("ArrowLeft")
+            assert page.get_attribute("#volume-img", "src").endswith(f"/slices/{n // 2 + 1}.png")
+            page.fill("#slice-slider", "0")
+            page.dispatch_event("#slice-slider", "input")
+            assert page.inner_text("#slice-value") == f"1 of {n}"
+            assert "mm³" in page.inner_text("#volume-lesion")
+            for link, name in (("#map-link", "residual_map"), ("#mask-link", "residual_mask")):
+                with page.expect_download() as dl:
+                    page.click(link)
+                saved = tmp_path / f"{name}.nii.gz"
+                dl.value.save_as(saved)
+                assert dl.value.suggested_filename == f"vaedx_{name}.nii.gz"
+                img = nib.load(saved)
+                assert img.shape == nib.load(lgg_nifti_path).shape
+            page.fill("#slice-slider", str(n // 2))
+            page.dispatch_event("#slice-slider", "input")
+            _wait_until(page, "document.getElementById('volume-img').complete")
+            shot = tmp_path / "viewer_volume.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 1000
+        finally:
+            browser.close()
+    assert not console_errors, console_errors

@@ -16,6 +16,8 @@ from vaedx.cli.options import DEVICE_HELP, THREADS_HELP, check_device, required,
 from vaedx.cli.options import print_config as show_config
 from vaedx.errors import ConfigError
 
+MIB = 1024 * 1024
+
 
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -45,6 +47,16 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; loopback unless you mean it."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest accepted upload (MB)."),
+    max_volume_upload_mb: float = typer.Option(
+        512.0, "--max-volume-upload-mb", help="Largest accepted volume upload, NIfTI or DICOM zip (MiB)."
+    ),
+    volume_cache_mb: float = typer.Option(
+        4096.0, "--volume-cache-mb", help="Disk kept for the results of uploaded volumes (MiB)."
+    ),
+    volume_cache_count: int = typer.Option(8, "--volume-cache-count", min=1, help="Volumes kept at once."),
+    volume_expiry_min: float = typer.Option(
+        60.0, "--volume-expiry-min", help="Minutes a volume's results stay after their last use."
+    ),
     scorer: str | None = typer.Option(
         None,
         "--scorer",
@@ -71,12 +83,15 @@ def serve_command(
         raise ConfigError(
             f"serving needs the 'serve' extra: pip install 'vaedx[serve]' ({e.name} missing)"
         ) from e
-    if s["max_upload_mb"] <= 0:
-        raise ConfigError("--max-upload-mb must be positive")
+    for key in ("max_upload_mb", "max_volume_upload_mb", "volume_cache_mb", "volume_expiry_min"):
+        if s[key] <= 0:
+            raise ConfigError(f"--{key.replace('_', '-')} must be positive")
     set_threads(s["threads"])
     app = create_app(
-        model, s["diagnosis"], max_upload_bytes=int(s["max_upload_mb"] * 1024 * 1024), scorer=s["scorer"],
-        device=check_device(s["device"]),
+        model, s["diagnosis"], max_upload_bytes=int(s["max_upload_mb"] * MIB), scorer=s["scorer"],
+        device=check_device(s["device"]), max_volume_upload_bytes=int(s["max_volume_upload_mb"] * MIB),
+        volume_cache_entries=s["volume_cache_count"], volume_cache_bytes=int(s["volume_cache_mb"] * MIB),
+        volume_cache_ttl_s=s["volume_expiry_min"] * 60,
     )  # fmt: skip
     if not _is_loopback(host):
         typer.secho(f"warning: serving on {host} without authentication; anyone who can reach it can use it",

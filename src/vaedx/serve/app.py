@@ -3,7 +3,11 @@
 Why these choices:
 
 * the body size is limited twice - by Content-Length before anything is read, and by counting bytes as they
-  arrive (a chunked upload has no Content-Length) - so a huge upload is refused with 413 early;
+  arrive (a chunked upload has no Content-Length) - so a huge upload is refused with 413 early; each
+  upload route has its own limit (a brain volume is hundreds of MB, a 2-D image a few), and every other
+  path takes at most 1 MiB;
+* uploaded volumes are scored once; their overlays and NIfTI files are then fetched by id from a bounded
+  cache (:mod:`vaedx.serve.volume_cache`) that is emptied at shutdown;
 * ``/docs`` and ``/redoc`` are off: FastAPI's pages load Swagger/ReDoc from a CDN, and everything served
   here must work offline; ``/openapi.json`` stays;
 * a Content-Security-Policy of 'self' makes the browser refuse any network request the page might make
@@ -14,15 +18,19 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from vaedx.serve import schemas as sc
+from vaedx.serve import volume_cache as vc
+from vaedx.serve import volumes as vs
 from vaedx.serve.inference import Predictor, ServeError, UploadOptions
 from vaedx.serve.schemas import BatchItem, BatchResponse, ErrorBody, Health, ModelInfo, Prediction
 
@@ -44,20 +52,26 @@ ASGIApp = Callable[
 
 
 class BodyLimit:
-    """ASGI middleware: 413 when Content-Length or the bytes actually received exceed the path's limit."""
+    """ASGI middleware: 413 when Content-Length or the bytes actually received exceed the path's limit.
 
-    def __init__(self, app: ASGIApp, limits: dict[str, int], default: int = 1 << 20):
-        self.app, self.limits, self.default = app, limits, default
+    ``limits`` are file limits; each path takes ``slack`` more for the multipart framing around the file,
+    and messages name the file limit the user configured.
+    """
+
+    def __init__(self, app: ASGIApp, limits: dict[str, int], default: int = 1 << 20, slack: int = 0):
+        self.app, self.limits, self.default, self.slack = app, limits, default, slack
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limits.get(scope.get("path", ""), self.default)
+        path = scope.get("path", "")
+        shown = self.limits.get(path, self.default)
+        limit = shown + self.slack if path in self.limits else shown
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            body = json.dumps({"detail": f"request body larger than the limit of {limit} bytes"})
+            body = json.dumps({"detail": too_large(shown)})
             headers_out = [(b"content-type", b"application/json"), (b"connection", b"close")]
             await send({"type": "http.response.start", "status": 413, "headers": headers_out})
             await send({"type": "http.response.body", "body": body.encode()})
@@ -70,10 +84,14 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:  # HTTPException passes through FastAPI's body parsing as is
-                    raise HTTPException(413, f"request body larger than the limit of {limit} bytes")
+                    raise HTTPException(413, too_large(shown))
             return message
 
         await self.app(scope, counted, send)
+
+
+def too_large(limit: int) -> str:
+    return f"request body larger than the limit of {limit} bytes ({limit / (1 << 20):.1f} MiB)"
 
 
 async def _security_headers(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
@@ -90,6 +108,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorBody, "description": "Not a PNG, JPEG, TIFF, DICOM or NIfTI image (by content)."},
     422: {"model": ErrorBody, "description": "Unreadable image, or one the model cannot take."},
 }
+_VOLUME_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "Upload too large, or it unpacks to too much (zip, NIfTI)."},
+    415: {"model": ErrorBody, "description": "Not a NIfTI or a zip (by content)."},
+    422: {"model": ErrorBody, "description": "Unreadable volume, or one the model cannot take."},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown volume id, expired results, or slice out of range."},
+}
 
 
 def create_app(
@@ -98,16 +124,28 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     scorer: str | None = None,
     device: str = "cpu",
+    max_volume_upload_bytes: int = vs.DEFAULT_MAX_VOLUME_UPLOAD,
+    max_volume_unpacked_bytes: int = vs.DEFAULT_MAX_UNCOMPRESSED,
+    volume_cache_entries: int = vc.DEFAULT_MAX_ENTRIES,
+    volume_cache_bytes: int = vc.DEFAULT_MAX_BYTES,
+    volume_cache_ttl_s: float = vc.DEFAULT_TTL_S,
 ) -> FastAPI:
     """Build the app; the model (and diagnosis, if any) is loaded here, once, so errors show at start-up.
 
     ``scorer`` None picks residual, or the scorer thresholds.json was calibrated for (see resolve_scoring).
+    ``max_volume_*`` limit what ``POST /v1/volumes`` takes; ``volume_cache_*`` bound how many scored
+    volumes (and how many bytes of their results) are kept, and for how long after their last use.
     """
     predictor = Predictor(model_dir, diagnosis_dir, scorer=scorer, device=device)
+    cache_root = Path(tempfile.mkdtemp(prefix="vaedx-serve-volumes-"))  # 0700, removed at shutdown
+    cache = vc.VolumeCache(cache_root, volume_cache_entries, volume_cache_bytes, volume_cache_ttl_s)
+    limits_in = vs.VolumeLimits(max_volume_upload_bytes, max_volume_unpacked_bytes)
+    volumes = vs.VolumeService(predictor, cache, limits_in)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
         yield
+        cache.close()
         predictor.close()
 
     app = FastAPI(
@@ -120,11 +158,13 @@ def create_app(
     )
     app.state.predictor = predictor
     app.state.max_upload_bytes = max_upload_bytes
+    app.state.volumes = volumes
     limits = {
-        "/v1/predict": max_upload_bytes + _MULTIPART_SLACK,
-        "/v1/predict/batch": max_upload_bytes * MAX_BATCH_FILES + _MULTIPART_SLACK,
+        "/v1/predict": max_upload_bytes,
+        "/v1/predict/batch": max_upload_bytes * MAX_BATCH_FILES,
+        "/v1/volumes": max_volume_upload_bytes,
     }
-    app.add_middleware(BodyLimit, limits=limits)
+    app.add_middleware(BodyLimit, limits=limits, slack=_MULTIPART_SLACK)
     app.middleware("http")(_security_headers)
 
     @app.exception_handler(ServeError)
@@ -160,6 +200,51 @@ def create_app(
                 items.append(BatchItem(index=i, ok=False, status=e.status, error=e.message))
         n_ok = sum(it.ok for it in items)
         return {"items": items, "n_ok": n_ok, "n_failed": len(items) - n_ok}
+
+    @app.post("/v1/volumes", response_model=sc.VolumeResult, responses=_VOLUME_ERRORS)
+    def upload_volume(
+        file: UploadFile = File(..., description=f"One volume: {vs.SUPPORTED}."),
+    ) -> dict[str, Any]:
+        return volumes.upload(file.file)
+
+    @app.get("/v1/volumes/{volume_id}", response_model=sc.VolumeResult, responses=_NOT_FOUND)
+    def volume_result(volume_id: str) -> dict[str, Any]:
+        return volumes.entry(volume_id).result
+
+    @app.delete("/v1/volumes/{volume_id}", status_code=204, responses=_NOT_FOUND)
+    def delete_volume(volume_id: str) -> Response:
+        if not cache.remove(volume_id):
+            raise ServeError(404, "no such volume: unknown id, or its results expired")
+        return Response(status_code=204)
+
+    png_doc = {200: {"content": {"image/png": {}}, "description": "Slice with heatmap and lesion outline."},
+               **_NOT_FOUND}  # fmt: skip
+
+    @app.get("/v1/volumes/{volume_id}/slices/{index}.png", response_class=Response, responses=png_doc)
+    def volume_slice(volume_id: str, index: int) -> Response:
+        return Response(volumes.overlay_png(volume_id, index), media_type="image/png")
+
+    def nifti_download(volume_id: str, which: str) -> StreamingResponse:
+        f, name = volumes.nifti(volume_id, which)
+
+        def chunks():  # type: ignore[no-untyped-def]
+            with f:
+                while chunk := f.read(1 << 20):
+                    yield chunk
+
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        return StreamingResponse(chunks(), media_type="application/gzip", headers=headers)
+
+    nifti_doc = {200: {"content": {"application/gzip": {}}, "description": "NIfTI in the input's space."},
+                 **_NOT_FOUND}  # fmt: skip
+
+    @app.get("/v1/volumes/{volume_id}/map.nii.gz", response_class=StreamingResponse, responses=nifti_doc)
+    def volume_map(volume_id: str) -> StreamingResponse:
+        return nifti_download(volume_id, "map")
+
+    @app.get("/v1/volumes/{volume_id}/mask.nii.gz", response_class=StreamingResponse, responses=nifti_doc)
+    def volume_mask(volume_id: str) -> StreamingResponse:
+        return nifti_download(volume_id, "mask")
 
     @app.get("/v1/model", response_model=ModelInfo)
     def model_info() -> dict[str, Any]:

@@ -258,6 +258,18 @@ class Predictor:
                  "x".join(map(str, facts.get("original_size", []))), score, ms)  # fmt: skip
         return out
 
+    def score_images(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(maps (N, H, W), scores (N,)) of model inputs with the calibrated scorer, options and
+        post-processing (``run_scorers``, as ``vaedx detect``); one request at a time uses the model."""
+        cal = self.calibration
+        opts = {cal.scorer: cal.options}
+        try:
+            with self._lock:
+                scored = run_scorers(self.loaded.model, images, [cal.scorer], opts, cal.post)
+        except (ModelMismatchError, InputError) as e:
+            raise ServeError(422, e.problem) from None
+        return scored.maps[cal.scorer], scored.scores[cal.scorer]
+
     def _pictures(self, x: np.ndarray, recon: np.ndarray, amap: np.ndarray) -> dict[str, Any]:
         pix = self.calibration.pixel_threshold
         if pix is not None:

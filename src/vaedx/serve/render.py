@@ -19,11 +19,16 @@ _CMAP = colormaps["inferno"]
 CONTOUR_RGBA = (0, 255, 255, 255)  # cyan: visible on both grey anatomy and the inferno heatmap
 
 
-def to_png_b64(rgb_or_grey: np.ndarray) -> str:
-    """uint8 (H, W), (H, W, 3) or (H, W, 4) -> base64 PNG text (no data: prefix)."""
+def to_png_bytes(rgb_or_grey: np.ndarray) -> bytes:
+    """uint8 (H, W), (H, W, 3) or (H, W, 4) -> PNG file bytes."""
     buf = io.BytesIO()
     PILImage.fromarray(np.ascontiguousarray(rgb_or_grey)).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+def to_png_b64(rgb_or_grey: np.ndarray) -> str:
+    """uint8 (H, W), (H, W, 3) or (H, W, 4) -> base64 PNG text (no data: prefix)."""
+    return base64.b64encode(to_png_bytes(rgb_or_grey)).decode("ascii")
 
 
 def display_range(x: np.ndarray) -> tuple[float, float]:

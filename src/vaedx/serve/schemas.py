@@ -103,3 +103,37 @@ class Health(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+class VolumeSlice(BaseModel):
+    index: int = Field(description="Slice k of the volume, in the order of `slice_order`.")
+    score: float
+    flag: bool | None = Field(description="score > threshold; null when there is no calibrated threshold.")
+
+
+class VolumeResult(_Open):
+    volume_id: str = Field(description="Random token naming the upload's results (never the file name).")
+    kind: str = Field(description="nifti or dicom-series.")
+    n_slices: int
+    shape: list[int] = Field(description="Shape of the input as stored (the NIfTI files have it too).")
+    spacing_mm: list[float] = Field(description="(slice, row, column) spacing of the slices shown, mm.")
+    spacing_assumed: bool = Field(description="True when the file gave no spacing and 1 mm was assumed.")
+    orientation: str | None
+    slice_order: str
+    model_size: list[int] = Field(description="(height, width) of the model's inputs.")
+    display_size: list[int] = Field(description="(height, width) of the overlay PNGs.")
+    scorer: str
+    threshold: float | None = Field(description="Calibrated image threshold; null when not calibrated.")
+    pixel_threshold: float | None = Field(description="Calibrated pixel threshold behind the lesion mask.")
+    slices: list[VolumeSlice]
+    n_flagged: int | None
+    lesion_volume_mm3: float | None = Field(description="Voxels above the pixel threshold, in mm³.")
+    n_components: int | None = Field(description="3-D connected components of the lesion mask.")
+    components: list[dict[str, Any]]
+    heatmap_scale: dict[str, float]
+    contour_source: str
+    overlay_url: str = Field(description="Template of the per-slice overlay PNG URLs ({index} = slice).")
+    map_url: str = Field(description="Anomaly map as .nii.gz in the input's own space.")
+    mask_url: str | None = Field(description="Lesion mask as .nii.gz; null without a pixel threshold.")
+    expires_after_idle_s: float
+    caveat: str

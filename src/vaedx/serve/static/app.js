@@ -1,4 +1,5 @@
-// vaedx viewer: upload one image to /v1/predict and show score, heatmap overlay, contour and reconstruction.
+// vaedx viewer: upload one image to /v1/predict and show score, heatmap overlay, contour and reconstruction;
+// or upload a volume to /v1/volumes and scroll through its slices' overlays.
 // No external requests: everything comes from this server (the Content-Security-Policy enforces it).
 "use strict";
 
@@ -135,5 +136,95 @@
     if (m) { model = m; $("model-info").textContent = describeModel(m); }
   }).catch(() => {});
   $("opacity").addEventListener("input", applyOpacity);
+
+  // -- volumes: POST /v1/volumes once, then one overlay PNG per slice from the server's cache --------------
+  const vInput = $("volume-input");
+  const vZone = $("volume-zone");
+  const vStatus = $("volume-status");
+  const slider = $("slice-slider");
+  let volume = null;
+
+  function setVolumeStatus(text, isError) {
+    vStatus.textContent = text;
+    vStatus.classList.toggle("error", Boolean(isError));
+  }
+
+  function showSlice(k) {
+    if (!volume) return;
+    const n = volume.n_slices;
+    k = Math.max(0, Math.min(n - 1, k));
+    slider.value = String(k);
+    const s = volume.slices[k];
+    $("volume-img").src = volume.overlay_url.replace("{index}", String(k));
+    $("slice-value").textContent = (k + 1) + " of " + n;
+    $("slice-score").textContent = fmt(s.score);
+    const flag = $("slice-flag");
+    flag.textContent = s.flag === null ? "no calibrated threshold" : s.flag ? "above threshold (unusual)" : "below threshold";
+    flag.classList.toggle("abnormal", s.flag === true);
+  }
+
+  function showVolume(v) {
+    volume = v;
+    $("volume-scorer").textContent = v.scorer;
+    $("volume-threshold").textContent = v.threshold === null ? "not calibrated" : fmt(v.threshold);
+    const flagged = v.slices.filter((s) => s.flag).map((s) => s.index + 1);
+    $("volume-flagged").textContent = v.threshold === null ? "–" :
+      flagged.length + " of " + v.n_slices + (flagged.length ? " (" + flagged.slice(0, 20).join(", ") +
+        (flagged.length > 20 ? ", …" : "") + ")" : "");
+    $("volume-lesion").textContent = v.lesion_volume_mm3 === null ? "no calibrated pixel threshold" :
+      Number(v.lesion_volume_mm3).toFixed(0) + " mm³ in " + v.n_components + " connected region(s)";
+    $("volume-spacing").textContent = v.spacing_mm.map((x) => Number(x).toPrecision(3)).join(" × ") + " mm" +
+      (v.spacing_assumed ? " (assumed: the file gives none, so mm figures are not physical)" : "");
+    $("volume-order").textContent = "Slices: " + v.slice_order + ". " + v.contour_source + " draws the outline.";
+    $("map-link").href = v.map_url;
+    $("mask-part").hidden = !v.mask_url;
+    if (v.mask_url) $("mask-link").href = v.mask_url;
+    slider.max = String(v.n_slices - 1);
+    $("volume-results").hidden = false;
+    showSlice(Math.floor(v.n_slices / 2));
+    slider.focus();
+  }
+
+  async function uploadVolume(file) {
+    const body = new FormData();
+    body.append("file", file);
+    setVolumeStatus("Scoring every slice…", false);
+    vZone.setAttribute("aria-busy", "true");
+    try {
+      const resp = await fetch("/v1/volumes", { method: "POST", body });
+      const data = await resp.json().catch(() => ({ detail: "the server sent no JSON" }));
+      if (!resp.ok) {
+        setVolumeStatus("Could not analyse this volume (" + resp.status + "): " + (data.detail || "unknown error"), true);
+        return;
+      }
+      showVolume(data);
+      setVolumeStatus("Done. " + data.n_slices + " slices scored.", false);
+    } catch (err) {
+      setVolumeStatus("The server could not be reached: " + err, true);
+    } finally {
+      vZone.removeAttribute("aria-busy");
+    }
+  }
+
+  vZone.addEventListener("click", () => vInput.click());
+  vInput.addEventListener("change", () => {
+    if (vInput.files && vInput.files[0]) uploadVolume(vInput.files[0]);
+    vInput.value = "";
+  });
+  ["dragenter", "dragover"].forEach((t) =>
+    vZone.addEventListener(t, (e) => { e.preventDefault(); vZone.classList.add("dragover"); }));
+  ["dragleave", "drop"].forEach((t) =>
+    vZone.addEventListener(t, () => vZone.classList.remove("dragover")));
+  vZone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    const f = e.dataTransfer && e.dataTransfer.files[0];
+    if (f) uploadVolume(f);
+  });
+  slider.addEventListener("input", () => showSlice(Number(slider.value)));
+  // arrow keys on the slice image too (the slider handles them itself when it has the focus)
+  $("volume-img").addEventListener("keydown", (e) => {
+    const step = { ArrowLeft: -1, ArrowDown: -1, ArrowRight: 1, ArrowUp: 1 }[e.key];
+    if (step && volume) { e.preventDefault(); showSlice(Number(slider.value) + step); }
+  });
   $("show-contour").addEventListener("change", (e) => { $("contour-img").hidden = !e.target.checked; });
 })();
