@@ -175,7 +175,7 @@
       Number(v.lesion_volume_mm3).toFixed(0) + " mm³ in " + v.n_components + " connected region(s)";
     $("volume-spacing").textContent = v.spacing_mm.map((x) => Number(x).toPrecision(3)).join(" × ") + " mm" +
       (v.spacing_assumed ? " (assumed: the file gives none, so mm figures are not physical)" : "");
-    $("volume-order").textContent = "Slices: " + v.slice_order + ". " + v.contour_source + " draws the outline.";
+    $("volume-order").textContent = "Slices: " + v.slice_order + ". Outline: " + v.contour_source + ".";
     $("map-link").href = v.map_url;
     $("mask-part").hidden = !v.mask_url;
     if (v.mask_url) $("mask-link").href = v.mask_url;
