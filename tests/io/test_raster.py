@@ -137,7 +137,9 @@ def test_mask_palette_uses_index_and_tiff_and_nifti(build):
     np.testing.assert_array_equal(read_mask(build.root / "b.tif"), [[0, 1]])
     plane = np.zeros((3, 4), np.float32)
     plane[2, 1] = 1
-    np.testing.assert_array_equal(read_mask(build.nifti("m.nii.gz", plane)), plane.astype(np.uint8))
+    # a NIfTI mask comes in display orientation, like the NIfTI images it outlines (read_nifti)
+    expected = plane.astype(np.uint8).T[::-1, ::-1]
+    np.testing.assert_array_equal(read_mask(build.nifti("m.nii.gz", plane)), expected)
 
 
 def test_mask_refuses_jpeg_and_3d_nifti(build):
