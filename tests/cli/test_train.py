@@ -81,3 +81,26 @@ def test_cli_import_and_root_help_stay_free_of_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "train" in done.stdout
+
+
+def test_denoise_options(tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
+    assert "Kascenas et al., MIDL 2022" in result.output and "none | coarse" in result.output
+    flags = ["--denoise", "coarse", "--noise-resolution", "8", "--noise-std", "0.1"]
+    assert main(["train", "-s", "st", "-o", "out", *flags, "--print-config"]) == 0
+    shown = capsys.readouterr().out
+    assert "denoise: coarse" in shown and "noise_resolution: 8" in shown and "noise_std: 0.1" in shown
+
+    out = tmp_path / "run"
+    args = ["train", "-s", str(tiny_store), "-o", str(out), "--epochs", "1", "--latent-dim", "4",
+            "--widths", "8,16", "--batch-size", "8", "--threads", "1", *flags]  # fmt: skip
+    assert main(args) == 0
+    assert "coarse noise (8x8 grid, std 0.1)" in " ".join(capsys.readouterr().err.split())
+    saved = json.loads((out / "config.json").read_text())["train"]
+    assert (saved["denoise"], saved["noise_resolution"], saved["noise_std"]) == ("coarse", 8, 0.1)
+
+    refused = ((["--denoise", "fine"], "denoise"), ([*flags, "--kind", "pca"], "denoise applies to vae/ae"))
+    for bad, said in refused:
+        assert main(["train", "-s", str(tiny_store), "-o", str(tmp_path / "x"), *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert said in err and len(err.splitlines()) == 1, err

@@ -1,4 +1,4 @@
-"""Training-time augmentation: random affine copies of each training batch, never of validation batches."""
+"""Training-time input changes (augmentation, coarse noise) reach training batches only, never validation."""
 
 from __future__ import annotations
 
@@ -57,3 +57,83 @@ def test_only_training_batches_are_augmented_and_runs_repeat(tiny_store, tmp_pat
     wa, wb, wp = _weights(a), _weights(b), _weights(plain)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # same seed, same augmented batches
     assert any(not torch.equal(wa[k], wp[k]) for k in wa)  # and they differ from the plain run's
+
+
+DENOISE = {"denoise": "coarse", "noise_resolution": 4, "noise_std": 0.3}
+
+
+def test_denoise_corrupts_the_training_input_only(tiny_store, tmp_path, monkeypatch):
+    """The network sees noisy training images; the loss gets the clean ones; validation sees clean ones."""
+    from vaedx.data.store import TensorStore
+
+    corrupted: list[tuple[torch.Tensor, torch.Tensor]] = []
+    targets: list[torch.Tensor] = []
+    inputs: list[torch.Tensor] = []
+    real_noise, real_loss, real_build = loop.add_coarse_noise, loop.vae_loss, loop.build_model
+
+    def noise_spy(x, resolution, std, gen=None):
+        assert (resolution, std) == (4, 0.3)
+        y = real_noise(x, resolution, std, gen)
+        corrupted.append((x.clone(), y.clone()))
+        return y
+
+    def loss_spy(model, x, out, **kw):
+        targets.append(x.detach().clone())
+        return real_loss(model, x, out, **kw)
+
+    def build_spy(cfg):
+        model = real_build(cfg)
+        model.register_forward_pre_hook(lambda _m, args: inputs.append(args[0].detach().clone()))
+        return model
+
+    monkeypatch.setattr(loop, "add_coarse_noise", noise_spy)
+    monkeypatch.setattr(loop, "vae_loss", loss_spy)
+    monkeypatch.setattr(loop, "build_model", build_spy)
+    out = _run(tiny_store, tmp_path / "d", **DENOISE)
+
+    steps = int(json.loads((out / "last" / "state.json").read_text())["run"]["global_step"])
+    assert len(corrupted) == len(targets) == steps  # once per training step, never for validation
+    assert all(not torch.equal(x, y) for x, y in corrupted)
+    assert all(torch.equal(t, x) for t, (x, _) in zip(targets, corrupted, strict=True))  # clean target
+    store = TensorStore.open(tiny_store)
+    val_rows = torch.from_numpy(store.images[store.select(split="val")].copy())
+    trained = [y for _, y in corrupted]
+    validated = [x for x in inputs if not any(x.shape == y.shape and torch.equal(x, y) for y in trained)]
+    assert len(inputs) - len(validated) == steps
+    assert torch.equal(torch.cat(validated), torch.cat([val_rows] * 2))  # 2 epochs of clean val batches
+
+
+def test_denoise_settings_are_saved_and_runs_repeat(tiny_store, tmp_path):
+    a = _run(tiny_store, tmp_path / "a", **DENOISE)
+    saved = json.loads((a / "config.json").read_text())["train"]
+    assert {k: saved[k] for k in DENOISE} == DENOISE
+    assert json.loads((a / "best" / "config.json").read_text())["train"]["denoise"] == "coarse"
+    b = _run(tiny_store, tmp_path / "b", **DENOISE)
+    plain = _run(tiny_store, tmp_path / "plain")
+    wa, wb, wp = _weights(a), _weights(b), _weights(plain)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the noise comes from the run's seed
+    assert any(not torch.equal(wa[k], wp[k]) for k in wa)
+    # a run saved before these options existed loads with them off
+    old = json.loads((plain / "config.json").read_text())["train"]
+    assert build_config(None, {k: v for k, v in old.items() if k not in DENOISE}).denoise == "none"
+
+
+def test_a_resumed_denoising_run_matches_an_uninterrupted_one(tiny_store, tmp_path):
+    ref = _run(tiny_store, tmp_path / "ref", kind="ae", **DENOISE)
+    opts = {**FAST, "store": tiny_store, "out": tmp_path / "r", "epochs": 1, "kind": "ae", **DENOISE}
+    out = run_training(None, opts, quiet=True)
+    with pytest.raises(ConfigError, match="cannot change noise_std"):
+        run_training(None, {"out": out, "epochs": 2, "noise_std": 0.1}, resume=True, quiet=True)
+    run_training(None, {"out": out, "epochs": 2}, resume=True, quiet=True)
+    wr, wo = _weights(ref), _weights(out)
+    assert all(torch.equal(wr[k], wo[k]) for k in wr)
+
+
+def test_denoise_refusals(tiny_store, tmp_path):
+    with pytest.raises(ConfigError, match="denoise applies to vae/ae") as e:
+        build_config(None, {"denoise": "coarse", "kind": "pca"})
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="denoise"):
+        build_config(None, {"denoise": "fine"})
+    with pytest.raises(ConfigError, match="noise_resolution 32 is finer than the 16 px images"):
+        _run(tiny_store, tmp_path / "fine", denoise="coarse", noise_resolution=32)

@@ -36,6 +36,10 @@ _HELP = {  # for fields whose description is missing or written for the YAML rat
     "val_split": "Split for validation ('none' = no validation).",
     "label_filter": "Only these labels (repeat or comma-separate).",
     "augment": "Random rotation, zoom and shift of training batches.",
+    "denoise": "coarse: train to give back the clean image from one corrupted with upsampled low-resolution "
+    "Gaussian noise inside the head (Kascenas et al., MIDL 2022); validation stays on clean images.",
+    "noise_resolution": "With --denoise coarse: side of the noise grid (paper: 16 for 128 px).",
+    "noise_std": "With --denoise coarse: std of the noise on its grid (paper: 0.2).",
     "device": DEVICE_HELP,
     "num_threads": THREADS_HELP,
 }

@@ -56,6 +56,15 @@ class TrainConfig(BaseModel):
     augment: AugmentConfig | None = Field(
         default=None, description="Random rotation/zoom/shift of training batches (true = defaults)."
     )
+    denoise: Literal["none", "coarse"] = Field(
+        default="none",
+        description="coarse: train to give back the clean image from one plus low-resolution Gaussian "
+        "noise inside the head (Kascenas et al., MIDL 2022).",
+    )
+    noise_resolution: int = Field(
+        default=16, ge=1, description="Coarse noise: side of the grid it is drawn on (paper: 16 for 128 px)."
+    )
+    noise_std: float = Field(default=0.2, gt=0, description="Coarse noise: std on its grid (paper: 0.2).")
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N.")
     amp: bool | None = Field(default=None, description="Mixed precision; None = on for CUDA.")
     channels_last: bool | None = Field(default=None, description="None = on for CUDA and CPU images >= 96px.")
@@ -69,9 +78,11 @@ class TrainConfig(BaseModel):
         return as_augment(v)
 
     @model_validator(mode="after")
-    def _augment_needs_gradient_training(self) -> TrainConfig:
+    def _needs_gradient_training(self) -> TrainConfig:
         if self.augment is not None and self.model.kind == "pca":
             raise ValueError("augment applies to vae/ae training; PCA is fitted once on the images as stored")
+        if self.denoise != "none" and self.model.kind == "pca":
+            raise ValueError("denoise applies to vae/ae training; PCA is fitted once on the images as stored")
         return self
 
     @field_validator("device")

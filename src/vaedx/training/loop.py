@@ -3,8 +3,11 @@
 Why it is written this way:
 
 * Determinism on CPU: weights are initialised from ``seed``, each epoch's data order comes from
-  (seed, epoch) and the reparameterisation noise from (seed, epoch, rank), so a run resumed from ``last/``
-  ends with bit-identical weights to one that was never interrupted.
+  (seed, epoch) and the reparameterisation, augmentation and input-corruption noise from (seed, epoch,
+  rank), so a run resumed from ``last/`` ends with bit-identical weights to one that was never interrupted.
+* With ``denoise="coarse"`` only the network's input is corrupted (``vaedx.training.noise``); the loss
+  compares the reconstruction with the clean image, and validation runs on clean images, so its loss is the
+  same quantity with or without denoising and the two kinds of run can be compared by it.
 * A non-finite loss stops the run *before* the optimiser step and before any checkpoint write, so the
   last good checkpoint on disk is never replaced by a broken one.
 * Under ``torchrun`` the model is wrapped in DistributedDataParallel; only rank 0 writes files, and the
@@ -26,7 +29,7 @@ from torch import nn
 
 from vaedx.data.augment import random_affine
 from vaedx.data.store import TensorStore
-from vaedx.errors import InputError, VaedxError
+from vaedx.errors import ConfigError, InputError, VaedxError
 from vaedx.models.registry import build_model
 from vaedx.runs import checkpoint as ck
 from vaedx.runs.config import TrainConfig
@@ -34,6 +37,7 @@ from vaedx.runs.folder import BEST, LAST, RunFolder
 from vaedx.training.batches import BatchReader, derive_seed
 from vaedx.training.distributed import Runtime
 from vaedx.training.losses import kl_weight, ssim_term, vae_loss
+from vaedx.training.noise import add_coarse_noise
 from vaedx.training.progress import MetricsLog, Reporter, log
 
 BatchHook = Callable[[int, np.ndarray], None]
@@ -92,6 +96,15 @@ class TorchTrainer:
         self.steps_per_epoch = self.train_reader.num_batches()
         if not cuda and cfg.amp:
             reporter.line("amp applies to CUDA only; training in float32")
+        if cfg.denoise == "coarse":
+            side = min(cfg.model.image_size or (cfg.noise_resolution,))
+            if cfg.noise_resolution > side:
+                msg = f"noise_resolution {cfg.noise_resolution} is finer than the {side} px images"
+                raise ConfigError(msg)
+            reporter.line(
+                f"denoising: inputs get coarse noise ({cfg.noise_resolution}x{cfg.noise_resolution} grid, "
+                f"std {cfg.noise_std:g}) inside the head; the loss compares with the clean image"
+            )
         self.state = RunState()
         self._build()
 
@@ -173,17 +186,22 @@ class TorchTrainer:
         self.model.train()
         torch.manual_seed(derive_seed(cfg.seed, epoch, rt.rank, 0x5EED))
         aug_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, rt.rank, 0xA06))
+        noise_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, rt.rank, 0xD15E))
         self.reporter.start_epoch(epoch, cfg.epochs, self.steps_per_epoch)
         sums, seen, lr = np.zeros(3), 0, self.opt.param_groups[0]["lr"]
         t0 = time.perf_counter()
         beta = 0.0
         for step, (rows, xb) in enumerate(self.train_reader.epoch(epoch, pin=dev.type == "cuda"), start=1):
             x = random_affine(xb.to(dev, non_blocking=True), cfg.augment, aug_gen)
+            x_in = x
+            if cfg.denoise == "coarse":
+                x_in = add_coarse_noise(x, cfg.noise_resolution, cfg.noise_std, noise_gen)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+                x_in = x_in.contiguous(memory_format=torch.channels_last)
             beta = self._beta()
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=self.amp):
-                out = self.model(x)
+                out = self.model(x_in)  # the loss below compares with the clean x
             loss, logs = vae_loss(
                 self.raw, x, out, beta=beta, free_bits=cfg.free_bits, ssim_weight=cfg.model.ssim_weight
             )
