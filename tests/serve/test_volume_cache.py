@@ -65,3 +65,17 @@ def test_an_open_download_survives_eviction_and_clear_removes_everything(tmp_pat
     f.close()
     cache.clear()
     assert len(cache) == 0 and not any(tmp_path.iterdir())
+
+
+def test_an_evicted_entry_still_draws_for_a_request_holding_it(tmp_path: Path) -> None:
+    import numpy as np
+
+    cache = VolumeCache(tmp_path, max_entries=1)
+    vid, folder = cache.new_folder()
+    np.save(folder / "heat.npy", np.arange(12, dtype=np.uint8).reshape(3, 4))
+    entry = CachedVolume(vid, folder, {}, {"heat": np.load(folder / "heat.npy", mmap_mode="r")})
+    cache.add(entry)
+    held = cache.get(vid)
+    put(cache)  # evicts it
+    assert cache.get(vid) is None and not folder.exists()
+    assert held is not None and int(held.arrays["heat"][2, 3]) == 11

@@ -141,7 +141,7 @@ class VolumeCache:
 
     def _drop(self, vid: str) -> None:
         entry = self._entries.pop(vid)
-        entry.arrays.clear()  # release the memory maps before the files go
+        # the memory maps stay usable by a request still drawing from them; they go with the last reference
         shutil.rmtree(entry.folder, ignore_errors=True)
 
 

@@ -88,8 +88,9 @@ def _check_nifti(path: Path, limits: VolumeLimits) -> None:
     import nibabel as nib
 
     try:
-        shape = tuple(int(d) for d in nib.load(path).shape)
-        itemsize = int(nib.load(path).get_data_dtype().itemsize)
+        img = nib.load(path)  # the header only: voxels are read later, once they are known to fit
+        shape = tuple(int(d) for d in img.shape)
+        itemsize = int(img.get_data_dtype().itemsize)
     except Exception:
         raise ServeError(422, "unreadable NIfTI: the header is truncated or corrupt") from None
     if len(shape) > 3 and int(np.prod(shape[3:])) > 1:
