@@ -20,8 +20,8 @@ import numpy as np
 from vaedx.errors import ConfigError, InputError
 from vaedx.io._files import existing_file
 from vaedx.io.image import Image, base_meta
+from vaedx.io.volume import model_plane, read_nifti_volume
 
-_UNIT_TO_MM = {"meter": 1000.0, "mm": 1.0, "micron": 0.001}
 # ``axis`` (of the RAS array, x y z) -> axis of the (z, y, x) LPS data that model_plane cuts across
 _PLANE_OF_AXIS = {2: 0, 1: 1, 0: 2}
 PLANE_NAMES = ("axial", "coronal", "sagittal")  # by model_plane axis
@@ -57,7 +57,6 @@ def read_nifti(
     above = lps > lo + foreground_threshold * (hi - lo)
     fraction = np.moveaxis(above, plane, 0).reshape(n, -1).mean(axis=1)
     rows, cols = (0, 2) if plane == 1 else (0, 1) if plane == 2 else (1, 2)
-    from vaedx.io.volume import model_plane
 
     images = []
     for k in range(n):
@@ -80,14 +79,12 @@ def read_nifti_plane(path: str | Path) -> np.ndarray:
     singleton = [i for i in range(3) if lps.shape[i] == 1]
     if not singleton:
         raise InputError(f"expected a 2-D NIfTI, got a volume of shape {lps.shape[::-1]}", p)
-    from vaedx.io.volume import model_plane
 
     return np.ascontiguousarray(model_plane(lps, singleton[0], 0))
 
 
 def _lps_volume(p: Path, volume_index: int | None) -> tuple[np.ndarray, tuple[float, float, float], int]:
     """(z, y, x) float32 voxels in LPS order, their spacing in mm (z, y, x), and the stored bits."""
-    from vaedx.io.volume import read_nifti_volume  # local: volume imports this module's unit table
 
     vol = read_nifti_volume(p, volume_index=volume_index)
     shape = vol.meta["original_shape"]

@@ -21,7 +21,9 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, 
 
 from vaedx.errors import ConfigError, InputError
 from vaedx.io._files import describe, existing_file
-from vaedx.io.nifti import _UNIT_TO_MM
+
+# NIfTI xyzt_units of space, in millimetres
+_UNIT_TO_MM = {"meter": 1000.0, "mm": 1.0, "micron": 0.001}
 
 
 @dataclass
