@@ -97,8 +97,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--work", type=Path, default=Path("runs/bench_brain_volumes"))
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/brain_volumes.jsonl"))
+    ap.add_argument("--work", type=Path, default=Path("/tmp/vaedx_brain_volumes"))
+    ap.add_argument("--out", type=Path, default=Path("/tmp/vaedx_brain_volumes/results.jsonl"))
     a = ap.parse_args()
     import torch
 

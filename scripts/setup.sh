@@ -9,5 +9,5 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,serve,dicom]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,serve,dicom,brain]"
 .venv/bin/python -c "import torch, vaedx; print(f'vaedx {vaedx.__version__} ready (torch {torch.__version__})')"

@@ -51,3 +51,6 @@ def test_volume_fields_validate() -> None:
         PreprocessConfig(target_spacing=(0.0, 1.0))
     with pytest.raises(ValidationError):
         PreprocessConfig(normalize_scope="slice")
+    with pytest.raises(ValidationError, match="unknown brain extraction 'bet2'"):
+        PreprocessConfig(brain_extraction="bet2")
+    assert PreprocessConfig(brain_extraction="deepbet").volume_steps

@@ -60,6 +60,15 @@ class PreprocessConfig(BaseModel):
             return (v, v)
         return v
 
+    @field_validator("brain_extraction")
+    @classmethod
+    def _brain(cls, v):
+        from vaedx.data.brain import METHODS  # light: the skull stripper itself is imported when it runs
+
+        if v not in METHODS:
+            raise ValueError(f"unknown brain extraction {v!r}: use one of {', '.join(METHODS)}")
+        return v
+
     @field_validator("target_spacing")
     @classmethod
     def _spacing(cls, v):
