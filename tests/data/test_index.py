@@ -270,3 +270,36 @@ def test_a_series_zip_is_one_volume(tmp_path: Path) -> None:
     m = index_source(archive, IndexOptions(min_foreground=0.5))
     assert {(r["path"], r["volume"], r["patient_id"]) for r in m.rows} == {("ct.zip", "ct.zip", "ct")}
     assert 0 < len(m) <= 5 and read_manifest(write_manifest(m, tmp_path / "m.csv")).rows == m.rows
+
+
+def _split_tree(lgg_dir: Path, root: Path, names: tuple[str, ...] = ("train", "test")) -> Path:
+    """data/<split>/<class>/*.png from real LGG slices (odd slice numbers called 'tumour' here)."""
+    cases = sorted(p for p in lgg_dir.iterdir() if p.is_dir() and p.name.startswith("TCGA"))[:3]
+    for split, group in zip(names, (cases[:2], cases[2:]), strict=False):
+        for case in group:
+            for f in sorted(case.glob("*.png"))[:8]:
+                if f.stem.endswith("_mask"):
+                    continue
+                label = "tumour" if int(f.stem.rsplit("_", 1)[1]) % 2 else "normal"
+                (root / split / label).mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, root / split / label / f.name)
+    return root
+
+
+def test_split_folders_give_splits_and_class_folders_labels(lgg_dir: Path, tmp_path: Path) -> None:
+    """data/{train,test}/{normal,tumour}/: the split from the first folder, the label from the second,
+    never a patient called 'train' or a label called 'test'."""
+    root = _split_tree(lgg_dir, tmp_path / "data", ("Training", "test"))
+    m = index_source(root)
+    assert {r["split"] for r in m.rows} == {"train", "test"}
+    assert {r["label"] for r in m.rows} == {"normal", "tumour"}
+    assert not {r["patient_id"] for r in m.rows} & {"Training", "test", "train"}
+    for r in m.rows:
+        assert (root / r["path"]).is_file()
+        assert r["path"].split("/")[1] == r["label"]
+
+
+def test_split_folders_mixed_with_other_folders_are_refused(lgg_dir: Path, tmp_path: Path) -> None:
+    root = _split_tree(lgg_dir, tmp_path / "data", ("train", "extra"))
+    with pytest.raises(InputError, match=r"mixes split folders \(train\) with other folders \(extra\)"):
+        index_source(root)

@@ -3,6 +3,8 @@
 Sources understood (``index_source`` picks one):
 
 * a folder of class sub-folders (label = sub-folder name), or a plain folder (unlabelled);
+* split folders (``train/``, ``val/``, ``test/``, also ``training``, ``validation``, ``testing``) each holding
+  either of those: the split comes from the folder; without a ``val/`` folder there is no validation split;
 * a folder plus a labels CSV (columns ``file,label[,patient_id][,mask][,split]``);
 * images with masks beside them: ``X_mask.png`` next to ``X.png`` is the mask of ``X`` (not a row itself);
 * a MedMNIST ``.npz`` (one row per image, split and label from the archive);
@@ -153,7 +155,55 @@ def _split_masks(files: list[Path], suffix: str) -> tuple[list[Path], dict[tuple
     return images, masks
 
 
+# Top-level folder names that mean a split (the layout data/{train,val,test}/{class}/ of many public sets).
+SPLIT_FOLDERS = {
+    "train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+    "test": "test", "testing": "test",
+}  # fmt: skip
+
+
+def _split_folders(folder: Path) -> dict[Path, str] | None:
+    """{sub-folder: split} when the folder's sub-folders are split folders (train/, test/, ...), else None.
+
+    A mix of split folders and other folders is refused: guessing would put data in the wrong split.
+    """
+    subs = [d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    named = {d: SPLIT_FOLDERS[d.name.lower()] for d in subs if d.name.lower() in SPLIT_FOLDERS}
+    if not named:
+        return None
+    others = [d.name for d in subs if d not in named and any(f.is_file() for f in d.rglob("*"))]
+    if others:
+        splits = ", ".join(sorted(d.name for d in named))
+        raise InputError(
+            f"folder mixes split folders ({splits}) with other folders ({', '.join(others[:3])}); "
+            "put every image under a split folder, or none",
+            folder,
+        )
+    return named
+
+
+def _index_split_folders(folder: Path, splits: dict[Path, str], opts: IndexOptions) -> Manifest:
+    """Each split folder indexed as a folder of its own (class sub-folders give labels), paths kept
+    relative to ``folder`` and the split taken from the folder name."""
+    m = Manifest(rows=[], root=folder)
+    for sub, split in splits.items():
+        part = index_folder(sub, opts)
+        prefix = sub.relative_to(folder).as_posix()
+        for r in part.rows:
+            r["path"] = f"{prefix}/{r['path']}"
+            if r.get("mask"):
+                r["mask"] = f"{prefix}/{r['mask']}"
+            r["split"] = split
+        m.rows += part.rows
+        m.skipped += part.skipped
+    return m
+
+
 def index_folder(folder: Path, opts: IndexOptions) -> Manifest:
+    if opts.labels is None:
+        splits = _split_folders(folder)
+        if splits is not None:
+            return _index_split_folders(folder, splits, opts)
     images, masks = _split_masks(_candidates(folder), opts.mask_suffix)
     if opts.labels is not None:
         return _index_labels_csv(folder, opts, masks)
