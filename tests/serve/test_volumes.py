@@ -250,3 +250,18 @@ def test_results_are_deleted_with_the_volume_and_at_shutdown(run_dir):
         assert c.get(f"/v1/volumes/{second['volume_id']}/mask.nii.gz").status_code == 404
         assert len(list(root.iterdir())) == 1
     assert not root.exists()
+
+
+def test_single_channel_dicom_stands_for_the_flair_channel(vclient):
+    """The LGG model takes channel 1 (FLAIR) of 3-channel PNGs; a one-channel MR DICOM is scored, and the
+    response says how it was taken."""
+    import pydicom
+
+    mr = Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small.dcm"
+    r = vclient.post("/v1/predict", files={"file": ("mr.dcm", mr.read_bytes(), "application/dicom")})
+    assert r.status_code == 200, r.text
+    image = r.json()["image"]
+    assert image["original_channels"] == 1 and image["channels"] == 1
+    assert image["channel_mapping"] == (
+        "single-channel images taken as channel 1, the one channel the model was trained on"
+    )

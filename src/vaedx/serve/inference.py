@@ -248,7 +248,9 @@ class Predictor:
             "threshold": thr,
             "flag": None if thr is None else bool(score > thr),
             "diagnosis": diagnosis,
-            "image": {**facts, "model_size": list(x.shape[1:]), "channels": int(x.shape[0])},
+            "image": {
+                **facts, "model_size": list(x.shape[1:]), "channels": int(x.shape[0]), **self._mapping(array)
+            },  # fmt: skip
             **self._pictures(x, recon, amap),
             "caveat": CAVEAT,
         }
@@ -257,6 +259,11 @@ class Predictor:
         log.info("predict format=%s size=%s score=%.6g ms=%.1f", facts.get("format"),
                  "x".join(map(str, facts.get("original_size", []))), score, ms)  # fmt: skip
         return out
+
+    def _mapping(self, array: np.ndarray) -> dict[str, str]:
+        """``channel_mapping`` when a one-channel upload stands for the model's one channel (else empty)."""
+        note = self.inputs.mapping_note(array.shape[0] if array.ndim == 3 else 1)
+        return {"channel_mapping": note} if note else {}
 
     def score_images(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(maps (N, H, W), scores (N,)) of model inputs with the calibrated scorer, options and

@@ -30,6 +30,10 @@ class ImageFacts(_Open):
     slice_index: int
     model_size: list[int] = Field(description="(height, width) after preprocessing, as the model saw it.")
     channels: int
+    channel_mapping: str | None = Field(
+        default=None,
+        description="Set when a one-channel image stands for the one channel the model was trained on.",
+    )
 
 
 class Region(BaseModel):
