@@ -258,7 +258,7 @@ def test_lgg_three_channels_are_normalised_channel_by_channel(
         for i, k in rows[::5]:
             np.testing.assert_allclose(store.images[i, c], want.slices[k, 0], atol=1e-6)
     with pytest.raises(ConfigError, match="needs one channel: choose it with --channels"):
-        prepare(lgg_two, tmp_path / "b", prepare_config(normalize_scope="volume", brain_extraction="bet"))
+        prepare(lgg_two, tmp_path / "b", prepare_config(normalize_scope="volume", brain_extraction="deepbet"))
 
 
 def test_nifti_slices_agree_between_the_2d_and_the_volume_route(tmp_path: Path) -> None:
