@@ -206,3 +206,32 @@ def test_volume_upload_slider_overlay_and_downloads(lgg_run, lgg_nifti_path, tmp
         finally:
             browser.close()
     assert not console_errors, console_errors
+
+
+def test_page_asks_for_the_token_and_then_works(run_dir):
+    """A token-guarded service: the page asks for the token once, keeps it in a same-site cookie, and its
+    requests (the model facts, image loads) then carry it."""
+    from browser_helpers import LoopbackServer
+    from vaedx.serve.app import create_app
+
+    token = "browser-token-0123456789abcdef"
+    sync_playwright = require_browser()
+    asked: list[str] = []
+    with LoopbackServer(create_app(run_dir, token=token)) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page()
+
+            def answer(dialog):  # type: ignore[no-untyped-def]
+                asked.append(dialog.message)
+                dialog.accept(token)
+
+            page.on("dialog", answer)
+            page.goto(url + "/")
+            shown = "document.getElementById('model-info').textContent.length > 0"
+            page.wait_for_function(shown, timeout=30_000)
+            assert asked == ["This vaedx service needs its API token:"]
+            cookies = {c["name"]: c for c in page.context.cookies()}
+            assert cookies["vaedx_token"]["value"] == token and cookies["vaedx_token"]["sameSite"] == "Strict"
+        finally:
+            browser.close()

@@ -1,7 +1,8 @@
 """`vaedx serve`: run the API and web page with uvicorn.
 
-Binds 127.0.0.1 by default: the service has no authentication, so exposing it on a network is a choice the
-user must make explicitly (``--host 0.0.0.0``), and then it is announced on stderr.
+Binds 127.0.0.1 by default. Binding to any other address needs an API token (``--token`` or the
+``VAEDX_SERVE_TOKEN`` environment variable; see :mod:`vaedx.serve.auth`), unless the user says
+``--insecure``, which is then announced on stderr: a model must not reach a network by accident.
 """
 
 from __future__ import annotations
@@ -63,6 +64,18 @@ def serve_command(
         help="Scorer (any of `vaedx detect`). Its thresholds, options and postprocess come from the run's "
         "thresholds.json, as `vaedx detect` uses them. Default: residual unless only others are calibrated.",
     ),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        envvar="VAEDX_SERVE_TOKEN",
+        help="API token every request must carry (Authorization: Bearer ...); needed to bind a "
+        "non-loopback --host. Prefer the VAEDX_SERVE_TOKEN environment variable: a command line is visible "
+        "to other users.",
+        show_envvar=False,
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Serve a non-loopback --host with no token: anyone reaching it can use it."
+    ),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     config: Path | None = typer.Option(
@@ -73,7 +86,7 @@ def serve_command(
     """Serve anomaly scores, heatmaps and diagnosis over HTTP, with a web page at / (research use only)."""
     s = with_config(ctx, config, dict(locals()), hidden=("ctx",))
     if print_config:
-        show_config(s, skip=("ctx",))
+        show_config(s, skip=("ctx", "token"))  # a secret is never printed
     model, host, port = required(s["model"], "--model"), s["host"], s["port"]
     try:
         import uvicorn
@@ -83,6 +96,19 @@ def serve_command(
         raise ConfigError(
             f"serving needs the 'serve' extra: pip install 'vaedx[serve]' ({e.name} missing)"
         ) from e
+    token = s["token"] or None
+    if token is not None:
+        from vaedx.serve.auth import check_token
+
+        try:
+            check_token(token)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    elif not _is_loopback(host) and not s["insecure"]:
+        raise ConfigError(
+            f"--host {host} is reachable from the network: give an API token (--token or VAEDX_SERVE_TOKEN), "
+            "or --insecure to serve without one"
+        )
     for key in ("max_upload_mb", "max_volume_upload_mb", "volume_cache_mb", "volume_expiry_min"):
         if s[key] <= 0:
             raise ConfigError(f"--{key.replace('_', '-')} must be positive")
@@ -91,11 +117,13 @@ def serve_command(
         model, s["diagnosis"], max_upload_bytes=int(s["max_upload_mb"] * MIB), scorer=s["scorer"],
         device=check_device(s["device"]), max_volume_upload_bytes=int(s["max_volume_upload_mb"] * MIB),
         volume_cache_entries=s["volume_cache_count"], volume_cache_bytes=int(s["volume_cache_mb"] * MIB),
-        volume_cache_ttl_s=s["volume_expiry_min"] * 60,
+        volume_cache_ttl_s=s["volume_expiry_min"] * 60, token=token,
     )  # fmt: skip
-    if not _is_loopback(host):
-        typer.secho(f"warning: serving on {host} without authentication; anyone who can reach it can use it",
-                    err=True, fg="yellow")  # fmt: skip
+    if not _is_loopback(host) and token is None:
+        typer.secho(f"warning: serving on {host} without authentication (--insecure); anyone who reaches it "
+                    "can use it", err=True, fg="yellow")  # fmt: skip
+    elif token is not None:
+        typer.echo("requests need the API token (Authorization: Bearer ...; the page asks for it)", err=True)
     _log_to_stderr()
     cal = app.state.predictor.calibration
     flags = (f"threshold {cal.image_threshold:.6g}, postprocess {cal.post.as_dict()}" if cal.problem is None

@@ -31,6 +31,7 @@ from fastapi.staticfiles import StaticFiles
 from vaedx.serve import schemas as sc
 from vaedx.serve import volume_cache as vc
 from vaedx.serve import volumes as vs
+from vaedx.serve.auth import TokenAuth
 from vaedx.serve.inference import Predictor, ServeError, UploadOptions
 from vaedx.serve.schemas import BatchItem, BatchResponse, ErrorBody, Health, ModelInfo, Prediction
 
@@ -129,12 +130,14 @@ def create_app(
     volume_cache_entries: int = vc.DEFAULT_MAX_ENTRIES,
     volume_cache_bytes: int = vc.DEFAULT_MAX_BYTES,
     volume_cache_ttl_s: float = vc.DEFAULT_TTL_S,
+    token: str | None = None,
 ) -> FastAPI:
     """Build the app; the model (and diagnosis, if any) is loaded here, once, so errors show at start-up.
 
     ``scorer`` None picks residual, or the scorer thresholds.json was calibrated for (see resolve_scoring).
     ``max_volume_*`` limit what ``POST /v1/volumes`` takes; ``volume_cache_*`` bound how many scored
     volumes (and how many bytes of their results) are kept, and for how long after their last use.
+    ``token``: every route but the page and ``/healthz`` then needs it (see :mod:`vaedx.serve.auth`).
     """
     predictor = Predictor(model_dir, diagnosis_dir, scorer=scorer, device=device)
     cache_root = Path(tempfile.mkdtemp(prefix="vaedx-serve-volumes-"))  # 0700, removed at shutdown
@@ -165,6 +168,8 @@ def create_app(
         "/v1/volumes": max_volume_upload_bytes,
     }
     app.add_middleware(BodyLimit, limits=limits, slack=_MULTIPART_SLACK)
+    if token is not None:
+        app.add_middleware(TokenAuth, token=token)  # added last, so it runs first: no body is read unasked
     app.middleware("http")(_security_headers)
 
     @app.exception_handler(ServeError)

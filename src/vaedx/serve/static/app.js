@@ -132,7 +132,21 @@
     const f = e.dataTransfer && e.dataTransfer.files[0];
     if (f) upload(f);
   });
-  fetch("/v1/model").then((resp) => (resp.ok ? resp.json() : null)).then((m) => {
+  // A service bound to the network needs its API token: ask once, keep it in a same-site cookie so that
+  // every request of this page (fetches and <img> loads alike) carries it.
+  function askForToken() {
+    const token = window.prompt("This vaedx service needs its API token:");
+    if (token) {
+      document.cookie = "vaedx_token=" + encodeURIComponent(token) + "; Path=/; SameSite=Strict";
+      window.location.reload();
+    } else {
+      setStatus("This service needs its API token; reload the page to enter it.", true);
+    }
+  }
+  fetch("/v1/model").then((resp) => {
+    if (resp.status === 401) { askForToken(); return null; }
+    return resp.ok ? resp.json() : null;
+  }).then((m) => {
     if (m) { model = m; $("model-info").textContent = describeModel(m); }
   }).catch(() => {});
   $("opacity").addEventListener("input", applyOpacity);
