@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
-from vaedx.errors import InputError
+from vaedx.errors import InputError, VaedxError
+
+T = TypeVar("T")
 
 
 def existing_file(path: str | Path) -> Path:
@@ -35,3 +39,20 @@ def describe(e: BaseException) -> str:
     """A library exception as a short single line, so InputError messages stay one line."""
     text = " ".join(str(e).split()) or "no details"
     return f"{type(e).__name__}: {text[:200]}"
+
+
+def read_guarded(kind: str, path: str | Path, reader: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``reader(path, ...)``, with any library exception on a damaged file turned into one InputError line.
+
+    The readers catch what they expect (truncation, missing pixel data, bad geometry); a file damaged in a
+    way nobody foresaw (a corrupted transfer-syntax UID, a number field holding text, an affine that cannot
+    be decomposed) makes pydicom, nibabel or PIL raise something else. Callers are promised one line naming
+    the file, so this boundary turns the rest into that line too, with the library's own words. Only errors
+    of the caller's making (ConfigError, a VaedxError already) and running out of memory pass through.
+    """
+    try:
+        return reader(path, *args, **kwargs)
+    except (VaedxError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        raise InputError(f"cannot read this {kind} file ({describe(e)})", path) from e

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vaedx.errors import ConfigError, InputError
+from vaedx.io._files import read_guarded
 from vaedx.io.dicom import read_dicom
 from vaedx.io.formats import detect_format
 from vaedx.io.image import Image
@@ -21,6 +22,7 @@ def _options(reader: Callable[..., Any]) -> set[str]:
 
 
 _READERS: dict[str, Callable[..., Any]] = {"raster": read_raster, "dicom": read_dicom, "nifti": read_nifti}
+_NAMES = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "dicom": "DICOM", "nifti": "NIfTI"}
 _KNOWN = set().union(*(_options(r) for r in _READERS.values()))
 
 
@@ -40,5 +42,5 @@ def read_any(path: str | Path, **opts: Any) -> list[Image]:
         raise InputError("npz archives hold whole data sets: use read_npz or the dataset index", path)
     reader = _READERS["raster" if fmt in ("png", "jpeg", "tiff") else fmt]
     kwargs = {k: v for k, v in opts.items() if k in _options(reader)}
-    result = reader(path, **kwargs)
+    result = read_guarded(_NAMES.get(fmt, fmt), path, reader, **kwargs)
     return result if isinstance(result, list) else [result]

@@ -18,6 +18,7 @@ import nibabel as nib
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from vaedx.io._files import read_guarded
 from vaedx.io.dicom_series import read_dicom_series
 from vaedx.io.formats import detect_format
 from vaedx.io.slice_stack import _NUMBERED, _SUFFIXES, stack_slices
@@ -50,11 +51,11 @@ def read_volume(path: str | Path, *, channel: int | None = None) -> Volume:
     p = Path(path)
     kind = volume_kind(p)
     if kind == "nifti":
-        return read_nifti_volume(p)
+        return read_guarded("NIfTI", p, read_nifti_volume)
     if kind == "dicom-series":
-        return read_dicom_series(p)
+        return read_guarded("DICOM series", p, read_dicom_series)
     if kind == "slice-stack":
-        return stack_slices(_slice_files(p), channel=channel)
+        return read_guarded("slice", p, lambda q: stack_slices(_slice_files(q), channel=channel))
     from vaedx.errors import InputError
 
     raise InputError("not a volume (a 3-D NIfTI, a DICOM series folder or zip, or numbered slices)", p)

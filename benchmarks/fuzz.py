@@ -1,0 +1,150 @@
+"""Hostile input: mutated real files through every reader; only one-line input errors may come out.
+
+Seeds are real files: an LGG PNG slice, a JPEG and a PNG of the Cheng set (from ``VAEDX_DATA_DIR``),
+pydicom's CT_small / MR_small / a JPEG 2000 DICOM, nibabel's NIfTI files (plain and gzipped), the
+PneumoniaMNIST npz and a vaedx manifest CSV. Each case flips bits (mostly in the header), truncates, splices
+random bytes, or writes a huge 32-bit value into the header (absurd Rows/Columns, NIfTI dims), then reads
+the result with the reader a user's command would use (``read_any``, ``read_npz``, ``read_manifest``). A case
+fails when anything but a :class:`vaedx.errors.VaedxError` comes out, or the message spans several lines, or
+a read takes longer than ``--time-limit`` seconds. Prints cases tried, distinct failures (with one example
+each) and the slowest case; ``--json`` prints the summary as one JSON line (the test suite runs a short,
+seeded round that way).
+
+    .venv/bin/python benchmarks/fuzz.py --cases 20000 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import tempfile
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+DATA = Path(os.environ.get("VAEDX_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def seeds() -> list[Path]:
+    import nibabel as nib
+    import pydicom
+
+    pyd = Path(pydicom.__file__).parent / "data" / "test_files"
+    nibd = Path(nib.__file__).parent / "tests" / "data"
+    found = [pyd / "CT_small.dcm", pyd / "MR_small.dcm", pyd / "MR_small_jp2klossless.dcm"]
+    found += [nibd / "anatomical.nii", nibd / "example4d.nii.gz"]
+    lgg = DATA / "brain_lgg"
+    if lgg.is_dir():
+        found.append(next(lgg.rglob("*_10.png")))
+        found.append(lgg / "manifest.csv")
+    cheng = DATA / "brain_cheng_figshare"
+    if cheng.is_dir():
+        found += sorted(cheng.rglob("*.jpg"))[:1] + sorted(cheng.rglob("*.png"))[:1]
+    npz = DATA / "pneumoniamnist" / "pneumoniamnist.npz"
+    if npz.is_file():
+        found.append(npz)
+    return [p for p in found if p.is_file()]
+
+
+def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    b = bytearray(data)
+    op = rng.choice(["flip", "flip", "truncate", "splice", "huge"])
+    if op == "flip":
+        for _ in range(rng.randint(1, 16)):
+            i = rng.randrange(min(len(b), 2048)) if rng.random() < 0.8 else rng.randrange(len(b))
+            b[i] ^= 1 << rng.randrange(8)
+    elif op == "truncate":
+        b = b[: rng.randrange(1, len(b))]
+    elif op == "splice":
+        i = rng.randrange(len(b))
+        b[i : i + rng.randint(1, 64)] = bytes(rng.randrange(256) for _ in range(rng.randint(0, 64)))
+    else:
+        i = rng.randrange(min(len(b), 1024))
+        b[i : i + 4] = rng.choice([b"\xff\xff\xff\x7f", b"\x00\x00\x01\x00", b"\xff\xff"])
+    return bytes(b), op
+
+
+def read(path: Path, kind: str) -> None:
+    from vaedx.data.manifest import read_manifest
+    from vaedx.io import read_any, read_npz
+
+    if kind == ".csv":
+        read_manifest(path, check_files=False)
+    elif kind == ".npz":
+        read_npz(path)
+    else:
+        read_any(path)
+
+
+def run(n_cases: int, seed: int, time_limit: float) -> dict:
+    from vaedx.errors import VaedxError
+
+    rng = random.Random(seed)
+    files = seeds()
+    originals = {p: p.read_bytes() for p in files}
+    failures: Counter[tuple[str, str, str]] = Counter()
+    examples: dict[str, str] = {}
+    slowest = (0.0, "")
+    with tempfile.TemporaryDirectory(prefix="vaedx-fuzz-") as tmp:
+        for case in range(n_cases):
+            src = rng.choice(files)
+            kind = ".nii.gz" if src.name.endswith(".nii.gz") else src.suffix.lower()
+            data, op = mutate(originals[src], rng)
+            target = Path(tmp) / f"case{case % 8}{kind}"
+            target.write_bytes(data)
+            t0 = time.perf_counter()
+            problem = None
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    read(target, kind)
+            except VaedxError as e:
+                if "\n" in str(e):
+                    problem = ("multi-line message", str(e)[:120])
+            except Exception as e:  # what the readers must never let out
+                problem = (type(e).__name__, " ".join(str(e).split())[:120])
+            took = time.perf_counter() - t0
+            if took > time_limit:
+                problem = problem or ("too slow", f"{took:.1f} s")
+            if took > slowest[0]:
+                slowest = (took, f"{src.name} ({op})")
+            if problem:
+                key = (src.name, *problem)
+                failures[key] += 1
+                examples.setdefault(" | ".join(key), f"seed {seed}, case {case}, {op}")
+    return {
+        "cases": n_cases,
+        "seeds": [p.name for p in files],
+        "distinct_failures": len(failures),
+        "failures": {" | ".join(k): v for k, v in failures.most_common()},
+        "examples": examples,
+        "slowest_s": round(slowest[0], 4),
+        "slowest_case": slowest[1],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", type=int, default=5000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--time-limit", type=float, default=10.0, help="seconds one read may take")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    out = run(a.cases, a.seed, a.time_limit)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    if a.json:
+        print(json.dumps(out))
+        return
+    print(f"cases tried: {out['cases']} over {len(out['seeds'])} real seed files in {out['seconds']} s")
+    print(f"distinct failures: {out['distinct_failures']}")
+    for key, count in out["failures"].items():
+        print(f"  {count} x {key}  (e.g. {out['examples'][key]})")
+    print(f"slowest case: {out['slowest_s']} s ({out['slowest_case']})")
+
+
+if __name__ == "__main__":
+    main()
