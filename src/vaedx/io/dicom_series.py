@@ -62,15 +62,7 @@ def read_dicom_series(path: str | Path, *, series_uid: str | None = None, voi: b
     DICOM images (DICOMDIR, reports, README files) are skipped.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError("file or folder not found", p)
-    slices = [s for ds, name in _datasets(p) for s in _frames(ds, name)]
-    if not slices:
-        raise InputError("no DICOM images found", p)
-    slices = _one_series(slices, series_uid, p)
-    first = slices[0]
-    _check_consistent(slices)
-    ordered, step, by_position = _order(slices)
+    first, ordered, step, by_position = _ordered_series(p, series_uid)
     decoded: dict[int, np.ndarray] = {}
     data = np.stack([_values(s, voi, decoded) for s in ordered]).astype(np.float32)
     affine, spacing = _affine(ordered, step)
@@ -93,7 +85,16 @@ def series_sources(path: str | Path, *, series_uid: str | None = None) -> list[t
     derived DICOM objects (segmentations) need the source instances slice by slice, in exactly the order
     the volume was built, or a mask would be attached to the wrong slice. Pixels are not decoded.
     """
-    p = Path(path)
+    _, ordered, _, _ = _ordered_series(Path(path), series_uid)
+    return [(s.ds, s.frame) for s in ordered]
+
+
+def _ordered_series(
+    p: Path, series_uid: str | None
+) -> tuple[_Slice, list[_Slice], np.ndarray | None, bool]:
+    """The one series under ``p``, checked: its first slice in file order (whose header describes the
+    series), its slices in slice order, the step between them and whether positions ordered them. The
+    reader and the SEG writer share it, so a mask goes to the slice it was computed on."""
     if not p.exists():
         raise InputError("file or folder not found", p)
     slices = [s for ds, name in _datasets(p) for s in _frames(ds, name)]
@@ -101,8 +102,7 @@ def series_sources(path: str | Path, *, series_uid: str | None = None) -> list[t
         raise InputError("no DICOM images found", p)
     slices = _one_series(slices, series_uid, p)
     _check_consistent(slices)
-    ordered, _, _ = _order(slices)
-    return [(s.ds, s.frame) for s in ordered]
+    return (slices[0], *_order(slices))
 
 
 def _datasets(p: Path) -> Iterator[tuple[Dataset, str]]:
