@@ -113,19 +113,22 @@ def file_name(path: str) -> str:
     return Path(base).name + sep + ref
 
 
+def is_image_file(f: Path) -> bool:
+    """A file in a folder that the 2-D reader takes: not hidden, not a ``_mask``, an image by content."""
+    if f.name.startswith(".") or f.stem.endswith("_mask"):
+        return False
+    try:
+        return detect_format(f) not in ("npz", None, "unknown")
+    except InputError:
+        return False
+
+
 def _expand(paths: Sequence[str | Path]) -> list[Path]:
     """Files as given, plus readable image files below each folder (mask and hidden files skipped)."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            for f in sorted(q for q in p.rglob("*") if q.is_file()):
-                if f.name.startswith(".") or f.stem.endswith("_mask"):
-                    continue
-                try:
-                    if detect_format(f) not in ("npz", None, "unknown"):
-                        out.append(f)
-                except InputError:
-                    continue
+            out += [f for f in sorted(q for q in p.rglob("*") if q.is_file()) if is_image_file(f)]
         elif p.is_file():
             out.append(p)
         else:

@@ -20,12 +20,11 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from vaedx.anomaly.scoring import Inputs, file_inputs
+from vaedx.anomaly.scoring import Inputs, file_inputs, is_image_file
 from vaedx.atomic import atomic_write, atomic_write_json
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.volume_prep import PreparedVolume, prepare_volume
-from vaedx.io.formats import detect_format
-from vaedx.io.volume_source import read_volume, volume_id, volume_kind
+from vaedx.io.volume_source import VolumeKind, read_volume, volume_id, volume_kind
 from vaedx.metrics.volume import components, lesion_volume_mm3
 from vaedx.runs.inputs import ModelInputs
 
@@ -58,19 +57,24 @@ def split_volume_inputs(paths: Sequence[str | Path]) -> tuple[list[Path], list[P
 
 
 def read_volumes(
-    paths: Sequence[Path], preprocess: PreprocessConfig, image_shape: Sequence[int], start: int = 0
+    paths: Sequence[Path],
+    preprocess: PreprocessConfig,
+    image_shape: Sequence[int],
+    start: int = 0,
+    kinds: Sequence[VolumeKind] | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]], list[ScoredVolume]]:
     """Model-input slices (N, C, H, W) of every volume, one record per slice, and the volumes themselves.
 
     Slices are checked against the model like any other input, so a volume that does not fit is refused
-    with one line naming it.
+    with one line naming it. ``kinds``: the :func:`volume_kind` of each path when the caller has it.
     """
     reader = ModelInputs(preprocess, tuple(image_shape))  # type: ignore[arg-type]
     channel = preprocess.channels[0] if preprocess.channels else None
     images, rows, done = [], [], []
     seen: dict[str, int] = {}
-    for p in paths:
-        vol = read_volume(p, channel=channel)
+    for i, p in enumerate(paths):
+        kind = kinds[i] if kinds is not None else volume_kind(p)
+        vol = read_volume(p, channel=channel, kind=kind)
         prepared = prepare_volume(vol, preprocess)
         why = reader.mismatch(prepared.slices[0])
         if why is not None:
@@ -83,7 +87,7 @@ def read_volumes(
             name = f"{name}-{seen[name]}"
         seen.setdefault(name, 0)
         offset = start + sum(len(x) for x in images)
-        done.append(ScoredVolume(name, str(volume_kind(p)), prepared, offset, Path(p)))
+        done.append(ScoredVolume(name, str(kind), prepared, offset, Path(p)))
         images.append(prepared.slices)
         rows += [
             {"index": offset + k, "path": f"{name}#{k}", "split": "", "label": "", "patient_id": "",
@@ -181,29 +185,21 @@ def _save(img: nib.Nifti1Image, path: Path) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(gzip.compress(img.to_bytes(), compresslevel=6)))
 
 
-def _entries(paths: Sequence[str | Path]) -> list[Path]:
-    """The paths, with a folder that is not itself a volume opened one level when it holds volumes
-    (a folder of NIfTI files, of DICOM series folders or of case folders); otherwise kept whole, so the
-    2-D reader expands it as before."""
-    out: list[Path] = []
+def _entries(paths: Sequence[str | Path]) -> list[tuple[Path, VolumeKind | None]]:
+    """The paths with their :func:`volume_kind`, a folder that is not itself a volume opened one level when
+    it holds volumes (a folder of NIfTI files, of DICOM series folders or of case folders); otherwise kept
+    whole, so the 2-D reader expands it as before. Each path is sniffed once: for a DICOM folder that
+    means reading every header."""
+    out: list[tuple[Path, VolumeKind | None]] = []
     for p in map(Path, paths):
-        if p.is_dir() and volume_kind(p) is None:
-            children = [c for c in sorted(p.iterdir()) if not c.name.startswith(".")]
-            if any(volume_kind(c) is not None for c in children):
-                out += [c for c in children if volume_kind(c) is not None or c.is_dir() or _is_image(c)]
+        kind = volume_kind(p)
+        if p.is_dir() and kind is None:
+            children = [(c, volume_kind(c)) for c in sorted(p.iterdir()) if not c.name.startswith(".")]
+            if any(k is not None for _, k in children):
+                out += [(c, k) for c, k in children if k is not None or c.is_dir() or is_image_file(c)]
                 continue
-        out.append(p)
+        out.append((p, kind))
     return out
-
-
-def _is_image(p: Path) -> bool:
-    """A 2-D image file that the 2-D reader takes (masks, tables and notes are not)."""
-    if not p.is_file() or p.stem.endswith("_mask"):
-        return False
-    try:
-        return detect_format(p) not in ("npz", None)
-    except Exception:
-        return False
 
 
 def detect_inputs(
@@ -214,13 +210,13 @@ def detect_inputs(
     parts: list[Inputs] = []
     volumes: list[ScoredVolume] = []
     start = 0
-    for p in _entries(paths):
-        if volume_kind(p) is None:
+    for p, kind in _entries(paths):
+        if kind is None:
             part = file_inputs([p], preprocess, image_shape)
             for r in part.rows:
                 r["index"] += start
         else:
-            images, rows, done = read_volumes([p], preprocess, image_shape, start)
+            images, rows, done = read_volumes([p], preprocess, image_shape, start, kinds=[kind])
             notes = [ModelInputs(preprocess).mapping_note(1)] if preprocess.channels else []
             part = Inputs(images, rows, None, "files", notes=[n for n in notes if n])
             volumes += done

@@ -46,10 +46,13 @@ def volume_kind(path: str | Path) -> VolumeKind | None:
     return None
 
 
-def read_volume(path: str | Path, *, channel: int | None = None) -> Volume:
-    """The volume at ``path`` (see :func:`volume_kind`); ``channel`` picks one channel of slice images."""
+def read_volume(path: str | Path, *, channel: int | None = None, kind: VolumeKind | None = None) -> Volume:
+    """The volume at ``path`` (see :func:`volume_kind`); ``channel`` picks one channel of slice images.
+
+    ``kind``: what :func:`volume_kind` already said of ``path``, so a folder is not walked again.
+    """
     p = Path(path)
-    kind = volume_kind(p)
+    kind = kind or volume_kind(p)
     if kind == "nifti":
         return read_guarded("NIfTI", p, read_nifti_volume)
     if kind == "dicom-series":
