@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ModelKind = Literal["vae", "ae", "pca"]
 Likelihood = Literal["gaussian", "gaussian_learned", "bernoulli", "laplace"]
 Norm = Literal["batch", "group", "instance", "none"]
+# The network behind the model: vaedx's own ConvVAE/ConvAE, or a MONAI network through its adapter.
+Arch = Literal["conv", "monai-varautoencoder", "monai-autoencoderkl"]
+ARCHS: tuple[str, ...] = ("conv", "monai-varautoencoder", "monai-autoencoderkl")
 
 
 class ModelConfig(BaseModel):
@@ -25,6 +28,11 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: ModelKind = "vae"
+    arch: Arch = Field(
+        default="conv",
+        description="Network: conv (vaedx's ConvVAE/ConvAE) or a MONAI network (needs the monai extra); "
+        "configs saved before this field existed load as conv.",
+    )
     in_channels: int | None = Field(default=None, ge=1)
     image_size: tuple[int, int] | None = Field(default=None, description="(height, width) of the inputs.")
     latent_dim: int = Field(default=32, ge=1)
@@ -66,6 +74,12 @@ class ModelConfig(BaseModel):
         if not v or any(w < 1 for w in v):
             raise ValueError("widths must be a non-empty list of positive channel counts")
         return v
+
+    @model_validator(mode="after")
+    def _arch_fits_kind(self) -> ModelConfig:
+        if self.kind == "pca" and self.arch != "conv":
+            raise ValueError(f"arch {self.arch!r} is a torch network; the pca baseline takes no arch")
+        return self
 
     @property
     def depth(self) -> int:

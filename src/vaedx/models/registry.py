@@ -1,25 +1,42 @@
-"""Build a model from its config: the single place that maps ``kind`` to a class.
+"""Build a model from its config: the single place that maps ``kind`` and ``arch`` to a class.
 
 Why: checkpoints store only a ModelConfig, and every stage (training, loading, serving) must rebuild the
-same architecture from it without knowing the classes.
+same architecture from it without knowing the classes. MONAI adapters are imported only when their arch is
+asked for, so vaedx without the monai extra loads as fast as before and fails in one line only then.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from vaedx.errors import ConfigError
 from vaedx.models.baselines import PCABaseline
-from vaedx.models.config import ModelConfig
+from vaedx.models.config import ARCHS, ModelConfig
 from vaedx.models.vae import ConvAE, ConvVAE
 
 MODEL_KINDS = ("vae", "ae", "pca")
+MODEL_ARCHS = ARCHS
 
 
-def build_model(cfg: ModelConfig) -> ConvVAE | ConvAE | PCABaseline:
-    """A fresh, untrained model (weights drawn from torch's global RNG, so seed first)."""
+def build_model(cfg: ModelConfig) -> Any:
+    """A fresh, untrained model (weights drawn from torch's global RNG, so seed first).
+
+    ConvVAE | ConvAE | PCABaseline, or a :class:`vaedx.models.adapter.NetworkAdapter` for a MONAI arch.
+    """
+    if cfg.kind not in MODEL_KINDS:
+        raise ConfigError(f"unknown model kind {cfg.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    if cfg.arch == "monai-varautoencoder":
+        from vaedx.models.monai_varautoencoder import MonaiVarAutoEncoder
+
+        return MonaiVarAutoEncoder(cfg)
+    if cfg.arch == "monai-autoencoderkl":
+        from vaedx.models.monai_autoencoderkl import MonaiAutoencoderKL
+
+        return MonaiAutoencoderKL(cfg)
+    if cfg.arch != "conv":
+        raise ConfigError(f"unknown arch {cfg.arch!r}; choose one of {', '.join(MODEL_ARCHS)}")
     if cfg.kind == "vae":
         return ConvVAE(cfg)
     if cfg.kind == "ae":
         return ConvAE(cfg)
-    if cfg.kind == "pca":
-        return PCABaseline(cfg.latent_dim, cfg.require_shape())
-    raise ConfigError(f"unknown model kind {cfg.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    return PCABaseline(cfg.latent_dim, cfg.require_shape())
