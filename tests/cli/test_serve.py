@@ -70,3 +70,26 @@ def test_short_token_and_print_config(run: Path, served: list, capsys) -> None:
 def test_loopback_needs_no_token(run: Path, served: list) -> None:
     assert main(["serve", "--model", str(run)]) in (0, None)
     assert served[0]["host"] == "127.0.0.1" and "TokenAuth" not in _middleware(served[0]["app"])
+
+
+def test_workers_queue_and_threads_per_worker(run: Path, served: list) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["serve", "--model", str(run), "--workers", "2", "--threads", "4"]) in (0, None)
+        gate = served[0]["app"].state.gate
+        assert (gate.workers, gate.queue) == (2, 4)  # queue defaults to 2 x workers
+        assert torch.get_num_threads() == 2  # --threads shared out: 4 / 2 per worker
+        assert main(["serve", "--model", str(run), "--workers", "3", "--queue", "0", "--threads", "2"]) in (
+            0, None,
+        )  # fmt: skip
+        gate = served[1]["app"].state.gate
+        assert (gate.workers, gate.queue) == (3, 0) and torch.get_num_threads() == 1  # at least one each
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_zero_workers_is_refused(run: Path, served: list, capsys) -> None:
+    assert main(["serve", "--model", str(run), "--workers", "0"]) == 2 and not served
+    assert "--workers" in capsys.readouterr().err

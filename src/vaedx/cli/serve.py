@@ -3,6 +3,12 @@
 Binds 127.0.0.1 by default. Binding to any other address needs an API token (``--token`` or the
 ``VAEDX_SERVE_TOKEN`` environment variable; see :mod:`vaedx.serve.auth`), unless the user says
 ``--insecure``, which is then announced on stderr: a model must not reach a network by accident.
+
+``--workers N`` runs N requests at once as N threads sharing the one model in memory (torch releases the
+GIL in its kernels; :mod:`vaedx.serve.admission` says why threads and not processes), each with
+``--threads / N`` torch threads, so N workers together use the cores one used before. ``--queue`` more
+requests may wait for a worker; past that the service answers 503 with Retry-After at once instead of
+holding uploads without a bound.
 """
 
 from __future__ import annotations
@@ -27,6 +33,19 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def worker_threads(threads: int | None, workers: int) -> int | None:
+    """Torch threads per worker: ``--threads`` (or torch's default, when more than one worker) over N."""
+    if threads is not None and threads < 1:
+        raise ConfigError("--threads must be at least 1")
+    if threads is None and workers == 1:
+        return None  # torch's own default, as before
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
+    return max(1, threads // workers)
 
 
 def _log_to_stderr() -> None:
@@ -76,6 +95,12 @@ def serve_command(
     insecure: bool = typer.Option(
         False, "--insecure", help="Serve a non-loopback --host with no token: anyone reaching it can use it."
     ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Requests in inference at once (threads sharing the one model)."
+    ),
+    queue: int | None = typer.Option(
+        None, "--queue", min=0, help="Requests that may wait for a worker (default 2 x --workers); more: 503."
+    ),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     config: Path | None = typer.Option(
@@ -112,12 +137,14 @@ def serve_command(
     for key in ("max_upload_mb", "max_volume_upload_mb", "volume_cache_mb", "volume_expiry_min"):
         if s[key] <= 0:
             raise ConfigError(f"--{key.replace('_', '-')} must be positive")
-    set_threads(s["threads"])
+    workers = s["workers"]
+    per_worker = worker_threads(s["threads"], workers)
+    set_threads(per_worker)
     app = create_app(
         model, s["diagnosis"], max_upload_bytes=int(s["max_upload_mb"] * MIB), scorer=s["scorer"],
         device=check_device(s["device"]), max_volume_upload_bytes=int(s["max_volume_upload_mb"] * MIB),
         volume_cache_entries=s["volume_cache_count"], volume_cache_bytes=int(s["volume_cache_mb"] * MIB),
-        volume_cache_ttl_s=s["volume_expiry_min"] * 60, token=token,
+        volume_cache_ttl_s=s["volume_expiry_min"] * 60, token=token, workers=workers, queue=s["queue"],
     )  # fmt: skip
     if not _is_loopback(host) and token is None:
         typer.secho(f"warning: serving on {host} without authentication (--insecure); anyone who reaches it "
@@ -130,4 +157,7 @@ def serve_command(
              else cal.problem)  # fmt: skip
     typer.echo(f"vaedx serving {model} on http://{host}:{port}/  (research use only)", err=True)
     typer.echo(f"scorer {cal.scorer}: {flags}", err=True)
+    gate = app.state.gate
+    typer.echo(f"{gate.workers} worker(s) x {per_worker or 'default'} torch thread(s), {gate.queue} more "
+               "may wait (then 503)", err=True)  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -6,6 +6,9 @@ Why these choices:
   arrive (a chunked upload has no Content-Length) - so a huge upload is refused with 413 early; each
   upload route has its own limit (a brain volume is hundreds of MB, a 2-D image a few), and every other
   path takes at most 1 MiB;
+* at most ``workers`` requests are in inference at once and ``queue`` more wait; beyond that a request
+  is answered 503 with Retry-After before its body is read (:mod:`vaedx.serve.admission` says why worker
+  threads and not processes);
 * uploaded volumes are scored once; their overlays and NIfTI files are then fetched by id from a bounded
   cache (:mod:`vaedx.serve.volume_cache`) that is emptied at shutdown;
 * ``/docs`` and ``/redoc`` are off: FastAPI's pages load Swagger/ReDoc from a CDN, and everything served
@@ -31,6 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from vaedx.serve import schemas as sc
 from vaedx.serve import volume_cache as vc
 from vaedx.serve import volumes as vs
+from vaedx.serve.admission import Admission, Gate
 from vaedx.serve.auth import TokenAuth
 from vaedx.serve.inference import Predictor, ServeError, UploadOptions
 from vaedx.serve.schemas import BatchItem, BatchResponse, ErrorBody, Health, ModelInfo, Prediction
@@ -104,12 +108,15 @@ async def _security_headers(request: Request, call_next: Callable[[Request], Awa
     return response
 
 
+_BUSY = {"model": ErrorBody, "description": "Busy: all workers and the queue are taken; see Retry-After."}
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    503: _BUSY,
     413: {"model": ErrorBody, "description": "Upload too large."},
     415: {"model": ErrorBody, "description": "Not a PNG, JPEG, TIFF, DICOM or NIfTI image (by content)."},
     422: {"model": ErrorBody, "description": "Unreadable image, or one the model cannot take."},
 }
 _VOLUME_ERRORS: dict[int | str, dict[str, Any]] = {
+    503: _BUSY,
     413: {"model": ErrorBody, "description": "Upload too large, or it unpacks to too much (zip, NIfTI)."},
     415: {"model": ErrorBody, "description": "Not a NIfTI or a zip (by content)."},
     422: {"model": ErrorBody, "description": "Unreadable volume, or one the model cannot take."},
@@ -131,6 +138,8 @@ def create_app(
     volume_cache_bytes: int = vc.DEFAULT_MAX_BYTES,
     volume_cache_ttl_s: float = vc.DEFAULT_TTL_S,
     token: str | None = None,
+    workers: int = 1,
+    queue: int | None = None,
 ) -> FastAPI:
     """Build the app; the model (and diagnosis, if any) is loaded here, once, so errors show at start-up.
 
@@ -138,7 +147,10 @@ def create_app(
     ``max_volume_*`` limit what ``POST /v1/volumes`` takes; ``volume_cache_*`` bound how many scored
     volumes (and how many bytes of their results) are kept, and for how long after their last use.
     ``token``: every route but the page and ``/healthz`` then needs it (see :mod:`vaedx.serve.auth`).
+    ``workers``: requests in inference at once (threads sharing the one model); ``queue``: admitted
+    requests that may wait for a worker (default ``2 * workers``); more get 503 with Retry-After.
     """
+    gate = Gate(workers, queue)
     predictor = Predictor(model_dir, diagnosis_dir, scorer=scorer, device=device)
     cache_root = Path(tempfile.mkdtemp(prefix="vaedx-serve-volumes-"))  # 0700, removed at shutdown
     cache = vc.VolumeCache(cache_root, volume_cache_entries, volume_cache_bytes, volume_cache_ttl_s)
@@ -147,6 +159,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        import anyio.to_thread
+
+        # sync endpoints run in anyio's pool: room for every admitted request plus the light GET routes
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, gate.capacity + 16)
         yield
         cache.close()
         predictor.close()
@@ -162,11 +179,13 @@ def create_app(
     app.state.predictor = predictor
     app.state.max_upload_bytes = max_upload_bytes
     app.state.volumes = volumes
+    app.state.gate = gate
     limits = {
         "/v1/predict": max_upload_bytes,
         "/v1/predict/batch": max_upload_bytes * MAX_BATCH_FILES,
         "/v1/volumes": max_volume_upload_bytes,
     }
+    app.add_middleware(Admission, gate=gate, paths=tuple(limits))  # inside BodyLimit: 413 comes first
     app.add_middleware(BodyLimit, limits=limits, slack=_MULTIPART_SLACK)
     if token is not None:
         app.add_middleware(TokenAuth, token=token)  # added last, so it runs first: no body is read unasked
@@ -187,7 +206,8 @@ def create_app(
         ),
         window: str | None = Form(None, description="DICOM window: a name (lung, brain...), auto, or c,w."),
     ) -> dict[str, Any]:
-        return run_one(file, UploadOptions(slice_index, window))
+        with gate.slot():
+            return run_one(file, UploadOptions(slice_index, window))
 
     @app.post("/v1/predict/batch", response_model=BatchResponse, responses=_ERRORS)
     def predict_batch(
@@ -198,11 +218,12 @@ def create_app(
         if len(files) > MAX_BATCH_FILES:
             raise ServeError(413, f"too many files: at most {MAX_BATCH_FILES} per batch")
         items, opts = [], UploadOptions(slice_index, window)
-        for i, upload in enumerate(files):
-            try:
-                items.append(BatchItem(index=i, ok=True, status=200, result=run_one(upload, opts)))
-            except ServeError as e:
-                items.append(BatchItem(index=i, ok=False, status=e.status, error=e.message))
+        with gate.slot():  # one request, one worker: a batch does not take several at once
+            for i, upload in enumerate(files):
+                try:
+                    items.append(BatchItem(index=i, ok=True, status=200, result=run_one(upload, opts)))
+                except ServeError as e:
+                    items.append(BatchItem(index=i, ok=False, status=e.status, error=e.message))
         n_ok = sum(it.ok for it in items)
         return {"items": items, "n_ok": n_ok, "n_failed": len(items) - n_ok}
 
@@ -210,7 +231,8 @@ def create_app(
     def upload_volume(
         file: UploadFile = File(..., description=f"One volume: {vs.SUPPORTED}."),
     ) -> dict[str, Any]:
-        return volumes.upload(file.file)
+        with gate.slot():
+            return volumes.upload(file.file)
 
     @app.get("/v1/volumes/{volume_id}", response_model=sc.VolumeResult, responses=_NOT_FOUND)
     def volume_result(volume_id: str) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +127,15 @@ def read_upload(path: Path, opts: UploadOptions, fold_rgb: bool) -> tuple[np.nda
 
 
 class Predictor:
-    """A model loaded once, with its scorer, calibration and optional diagnosis; thread-safe predict()."""
+    """A model loaded once, with its scorer, calibration and optional diagnosis; predict() is thread-safe.
+
+    Why no lock: requests share only what they read - the model in eval mode (loaded that way, and the
+    scorers' eval-mode guard then only ever sets it to eval again), its weights (the gradient and
+    restoration scorers differentiate w.r.t. their own copy of the input with ``torch.autograd.grad``,
+    never ``.backward()``, so no ``.grad`` is written), the calibration and the preprocessing. Scorers are
+    built per request, each upload has its own private folder, and the one request-time cache (the volume
+    cache) has its own lock. How many requests run at once is :mod:`vaedx.serve.admission`'s business.
+    """
 
     def __init__(
         self,
@@ -165,7 +172,6 @@ class Predictor:
         # a one-channel model that does not pick or fold channels itself gets RGB uploads folded to grey; one
         # that picks a channel (LGG FLAIR: channels [1] of an RGB PNG) must see the colour image as trained
         self.fold_rgb = c == 1 and pre.channels is None and not pre.grey
-        self._lock = threading.Lock()
         self.tmp_root = Path(tempfile.mkdtemp(prefix="vaedx-serve-"))  # 0700, removed by close()
 
     def close(self) -> None:
@@ -233,10 +239,9 @@ class Predictor:
         cal = self.calibration
         opts = {cal.scorer: cal.options}
         try:
-            with self._lock:
-                scored = run_scorers(self.loaded.model, x[None], [cal.scorer], opts, cal.post)
-                res = self.recon_scorer.score(x[None]) if self.recon_scorer is not None else None
-                diagnosis = self.diagnosis.predict(x[None]) if self.diagnosis is not None else None
+            scored = run_scorers(self.loaded.model, x[None], [cal.scorer], opts, cal.post)
+            res = self.recon_scorer.score(x[None]) if self.recon_scorer is not None else None
+            diagnosis = self.diagnosis.predict(x[None]) if self.diagnosis is not None else None
         except (ModelMismatchError, InputError) as e:
             raise ServeError(422, e.problem) from None
         amap, score = scored.maps[cal.scorer][0], float(scored.scores[cal.scorer][0])
@@ -267,12 +272,11 @@ class Predictor:
 
     def score_images(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(maps (N, H, W), scores (N,)) of model inputs with the calibrated scorer, options and
-        post-processing (``run_scorers``, as ``vaedx detect``); one request at a time uses the model."""
+        post-processing (``run_scorers``, as ``vaedx detect``); safe to call from several threads."""
         cal = self.calibration
         opts = {cal.scorer: cal.options}
         try:
-            with self._lock:
-                scored = run_scorers(self.loaded.model, images, [cal.scorer], opts, cal.post)
+            scored = run_scorers(self.loaded.model, images, [cal.scorer], opts, cal.post)
         except (ModelMismatchError, InputError) as e:
             raise ServeError(422, e.problem) from None
         return scored.maps[cal.scorer], scored.scores[cal.scorer]

@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from scipy import ndimage
 
 _CMAP = colormaps["inferno"]
+_CMAP(0.0)  # builds the lookup table now, once: a lazy first build from two worker threads at once would race
 CONTOUR_RGBA = (0, 255, 255, 255)  # cyan: visible on both grey anatomy and the inferno heatmap
 
 
