@@ -44,7 +44,7 @@ def cli_fit(vae, store, tmp_path_factory):
 def test_fit_writes_a_diagnosis_folder_and_reports(cli_fit):
     out, result, _ = cli_fit
     doc = json.loads((out / "diagnosis.json").read_text())
-    assert doc["classifier"] == {"kind": "logreg", "params": {}, "calibration": "isotonic"}
+    assert doc["classifier"] == {"kind": "logreg", "calibration": "isotonic", "file": "diagnosis.skops"}
     assert doc["threshold_rule"] == "sens:0.9" and doc["data"]["n_labelled"] == 20
     assert "chose logreg" in result.output and "optimistic" in result.output
 

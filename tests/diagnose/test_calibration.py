@@ -6,7 +6,7 @@ from scipy.special import expit
 
 from vaedx.diagnose.calibration import ThresholdRule, fit_probability_calibration
 from vaedx.diagnose.classifiers import make_pipeline
-from vaedx.diagnose.portable import export_calibrated
+from vaedx.diagnose.portable import describe
 from vaedx.errors import ConfigError, InputError
 from vaedx.metrics.measures import expected_calibration_error, sensitivity_specificity
 
@@ -29,8 +29,7 @@ def test_calibration_on_validation_repairs_an_overconfident_classifier(method):
     cal = fit_probability_calibration(clf, xv, yv, method)
     after = expected_calibration_error(ys, cal.predict_proba(xs)[:, 1])
     assert before > 0.15 and after < 0.05 and after < before / 3
-    port, pcal = export_calibrated(cal)
-    assert pcal.method == method and port.kind == "logreg"
+    assert describe(cal) == {"kind": "logreg", "calibration": method}
 
 
 def test_calibrate_none_and_bad_method_and_class_mismatch():

@@ -23,7 +23,7 @@ def test_latent_classifier_diagnoses_the_toy_on_held_out_test(fitted, vae, store
     assert (report["sensitivity"] + report["specificity"]) / 2 >= 0.7
     assert diag.binary and diag.class_names == ["normal", "blob"]
     assert 0 < diag.threshold < 1 and diag.threshold_rule == "youden"
-    assert diag.calibrator is not None and diag.calibrator.method == "sigmoid"
+    assert diag.calibration == "sigmoid" and diag.kind in ("logreg", "knn")
     doc = json.loads((fitted / "diagnosis.json").read_text())
     assert doc["classifier"]["kind"] in ("logreg", "knn") and doc["validation"]["optimistic"]
     assert {r["classifier"] for r in doc["selection"]} == {"logreg", "knn"}
@@ -41,7 +41,7 @@ def test_save_load_round_trip_gives_identical_probabilities(fitted, vae, store, 
     np.testing.assert_array_equal(again.predict(feats), diag.predict(feats))
     assert np.array_equal(again.train_features, diag.train_features)
     files = sorted(p.name for p in (tmp_path / "copy").iterdir())
-    assert files == ["diagnosis.json", "diagnosis.safetensors"]  # no pickle anywhere
+    assert files == ["diagnosis.json", "diagnosis.safetensors", "diagnosis.skops"]  # no pickle anywhere
 
 
 def test_predictions_come_with_nearest_training_images(fitted, vae, store):
@@ -80,7 +80,7 @@ def test_labelled_fraction_multiclass_and_pca_encoder(tmp_path):
 
 def test_fixed_threshold_and_no_calibration(vae, store):
     diag = fit_diagnosis(vae, store, calibration="none", threshold="sens:0.9", candidates=("logreg",))
-    assert diag.calibrator is None and diag.threshold_rule == "sens:0.9"
+    assert diag.calibration == "none" and diag.threshold_rule == "sens:0.9"
     assert diag.metrics["sensitivity"] >= 0.9
 
 
@@ -110,7 +110,7 @@ def test_store_prepared_differently_is_a_model_mismatch(tmp_path, vae):
     with pytest.raises(ModelMismatchError, match="preprocess normalize"):
         fit_diagnosis(vae, other)
     with pytest.raises(ModelMismatchError, match="preprocess normalize"):
-        evaluate_diagnosis(DiagnosisModel(None, None, [], None), vae, other)  # type: ignore[arg-type]
+        evaluate_diagnosis(DiagnosisModel(None, [], None), vae, other)  # type: ignore[arg-type]
 
 
 def test_retrained_encoder_is_refused(fitted, tmp_path, store):
@@ -130,5 +130,13 @@ def test_damaged_or_foreign_diagnosis_folders(fitted, tmp_path):
         DiagnosisModel.load(tmp_path)
     (tmp_path / "diagnosis.json").write_text((fitted / "diagnosis.json").read_text())
     (tmp_path / "diagnosis.safetensors").write_bytes((fitted / "diagnosis.safetensors").read_bytes()[:100])
+    (tmp_path / "diagnosis.skops").write_bytes((fitted / "diagnosis.skops").read_bytes())
     with pytest.raises(InputError, match="damaged or truncated"):
+        DiagnosisModel.load(tmp_path)
+
+
+def test_a_folder_of_the_old_array_format_is_refused_with_a_way_out(fitted, tmp_path):
+    doc = json.loads((fitted / "diagnosis.json").read_text())
+    (tmp_path / "diagnosis.json").write_text(json.dumps({**doc, "format": "vaedx-diagnosis-1"}))
+    with pytest.raises(InputError, match=r"old array format vaedx-diagnosis-1 .*refit it with `vaedx diag"):
         DiagnosisModel.load(tmp_path)

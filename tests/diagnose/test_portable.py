@@ -1,29 +1,30 @@
-"""The numpy re-implementations must reproduce scikit-learn's predict_proba to 1e-6."""
+"""skops persistence: every classifier the fit can choose, with every calibration, loads back to the same
+predictions; a file naming a type outside the trusted list is refused before anything is built."""
 
 from __future__ import annotations
 
+import os
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
-from sklearn.calibration import CalibratedClassifierCV
+import skops.io as sio
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from vaedx.diagnose.calibration import fit_probability_calibration
-from vaedx.diagnose.classifiers import make_pipeline
-from vaedx.diagnose.portable import export_calibrated, export_pipeline, from_arrays, to_arrays
-from vaedx.errors import ConfigError
+from vaedx.diagnose.classifiers import CLASSIFIERS, make_pipeline
+from vaedx.diagnose.portable import TRUSTED, describe, dump_estimator, load_estimator
+from vaedx.errors import ConfigError, InputError
 
 SETTINGS = {
-    "logreg": [{"C": 1.0}],
-    "mlp": [{"hidden_layer_sizes": (16, 8), "activation": "tanh"}, {"hidden_layer_sizes": (8,)}],
-    "knn": [{"n_neighbors": 5, "weights": "uniform"}, {"n_neighbors": 4, "weights": "distance"}],
-    "hgb": [{"max_iter": 15, "max_leaf_nodes": 7, "min_samples_leaf": 5}],
+    "logreg": {"C": 1.0},
+    "mlp": {"hidden_layer_sizes": (16, 8), "activation": "tanh"},
+    "knn": {"n_neighbors": 4, "weights": "distance"},
+    "hgb": {"max_iter": 15, "max_leaf_nodes": 7, "min_samples_leaf": 5},
 }
-CASES = [(kind, p) for kind, ps in SETTINGS.items() for p in ps]
 
 
 def toy(n_classes: int, n: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -36,64 +37,82 @@ def toy(n_classes: int, n: int = 120, seed: int = 0) -> tuple[np.ndarray, np.nda
     return x, y
 
 
-def fit(kind: str, params: dict, x: np.ndarray, y: np.ndarray) -> Pipeline:
+def fitted(kind: str, method: str, n_classes: int):
+    x, y = toy(n_classes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return make_pipeline(kind, seed=0, **params).fit(x, y)
-
-
-@pytest.mark.parametrize("n_classes", [2, 3])
-@pytest.mark.parametrize(("kind", "params"), CASES)
-def test_numpy_predict_proba_matches_sklearn(kind, params, n_classes):
-    x, y = toy(n_classes)
-    pipe = fit(kind, params, x, y)
-    port = export_pipeline(pipe)
-    xq = toy(n_classes, n=40, seed=1)[0]
-    xq[0] = x[3]  # an exact training point (k-NN distance weights: that neighbour decides alone)
-    np.testing.assert_allclose(port.predict_proba(xq), pipe.predict_proba(xq), atol=1e-6, rtol=0)
-    assert np.array_equal(port.classes, pipe.classes_)
-
-
-@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
-@pytest.mark.parametrize("n_classes", [2, 3])
-@pytest.mark.parametrize("kind", ["logreg", "mlp", "knn", "hgb"])
-def test_calibrated_numpy_matches_sklearn(kind, method, n_classes):
-    x, y = toy(n_classes)
+        pipe = make_pipeline(kind, seed=0, **SETTINGS[kind]).fit(x, y)
+    if method == "none":
+        return pipe
     xv, yv = toy(n_classes, n=60, seed=2)
-    pipe = fit(kind, SETTINGS[kind][0], x, y)
-    cal = fit_probability_calibration(pipe, xv, yv, method)
-    clf, pcal = export_calibrated(cal)
-    xq = toy(n_classes, n=50, seed=3)[0] * 1.5  # also beyond the calibration range (isotonic clips)
-    mine = pcal.predict_proba(clf.response(xq), n_classes)
-    np.testing.assert_allclose(mine, cal.predict_proba(xq), atol=1e-6, rtol=0)
-    # the round trip through flat arrays (what safetensors stores) changes nothing
-    clf2, cal2 = from_arrays(*to_arrays(clf, pcal))
-    np.testing.assert_array_equal(cal2.predict_proba(clf2.response(xq), n_classes), mine)
+    return fit_probability_calibration(pipe, xv, yv, method)
 
 
-def test_our_calibration_equals_a_plain_frozen_calibration():
-    """One split covering all rows gives exactly what the documented FrozenEstimator recipe gives."""
+def test_every_kind_the_fit_can_choose_is_covered():
+    assert set(SETTINGS) == set(CLASSIFIERS)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("method", ["none", "sigmoid", "isotonic"])
+@pytest.mark.parametrize("kind", CLASSIFIERS)
+def test_save_load_gives_the_in_memory_predictions(kind, method, n_classes, tmp_path):
+    est = fitted(kind, method, n_classes)
+    dump_estimator(est, tmp_path / "m.skops")
+    again = load_estimator(tmp_path / "m.skops")
+    xq = toy(n_classes, n=50, seed=3)[0] * 1.5  # also beyond the training range
+    xq[0] = toy(n_classes)[0][3]  # an exact training point (k-NN distance weights: that neighbour decides)
+    np.testing.assert_array_equal(again.predict_proba(xq), est.predict_proba(xq))
+    np.testing.assert_array_equal(again.classes_, est.classes_)
+    assert describe(again) == {"kind": kind, "calibration": method}
+
+
+def test_trusted_list_is_exactly_what_the_fits_need():
+    """A type no fit uses must not sit in the list (it would widen what a file may build)."""
+    needed = set()
+    for kind in CLASSIFIERS:
+        for method in ("none", "sigmoid", "isotonic"):
+            needed |= set(sio.get_untrusted_types(data=sio.dumps(fitted(kind, method, 3))))
+    assert needed == set(TRUSTED)
+
+
+def test_a_file_naming_an_untrusted_type_is_refused(tmp_path):
+    """A real attack shape: a pipeline step whose function is os.system."""
     x, y = toy(2)
-    xv, yv = toy(2, n=60, seed=2)
-    pipe = fit("logreg", {}, x, y)
-    ours = fit_probability_calibration(pipe, xv, yv, "sigmoid")
-    ref = CalibratedClassifierCV(FrozenEstimator(pipe), method="sigmoid").fit(xv, yv)
-    np.testing.assert_allclose(ours.predict_proba(x), ref.predict_proba(x), atol=1e-9)
+    evil = Pipeline([("scale", StandardScaler()), ("run", FunctionTransformer(os.system))])
+    path = tmp_path / "m.skops"
+    path.write_bytes(sio.dumps(evil))
+    with pytest.raises(InputError, match=r"m\.skops: refusing to load: the file names untrusted.*system"):
+        load_estimator(path)
 
 
-def test_unsupported_estimators_are_refused():
+def test_a_classifier_swapped_inside_the_zip_is_refused(tmp_path):
+    """Editing the saved schema to name another class is caught by the same check."""
+    est = fitted("logreg", "none", 2)
+    good = tmp_path / "good.skops"
+    dump_estimator(est, good)
+    bad = tmp_path / "bad.skops"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "schema.json":
+                data = data.replace(b'"LogisticRegression"', b'"Popen"').replace(
+                    b'"sklearn.linear_model._logistic"', b'"subprocess"'
+                )
+            zout.writestr(item, data)
+    with pytest.raises(InputError, match="untrusted type.*subprocess.Popen"):
+        load_estimator(bad)
+
+
+def test_damaged_missing_and_unsupported(tmp_path):
+    with pytest.raises(InputError, match="file missing"):
+        load_estimator(tmp_path / "none.skops")
+    path = tmp_path / "m.skops"
+    dump_estimator(fitted("knn", "none", 2), path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(InputError, match="damaged"):
+        load_estimator(path)
     from sklearn.svm import SVC
 
     x, y = toy(2)
-    with pytest.raises(ConfigError, match="SVC cannot be saved as arrays"):
-        export_pipeline(Pipeline([("scale", StandardScaler()), ("clf", SVC().fit(x, y))]))
-    with pytest.raises(ConfigError, match="only euclidean"):
-        export_pipeline(fit("knn", {"metric": "manhattan"}, x, y))
-
-
-@pytest.mark.parametrize("kind", ["knn", "hgb"])
-def test_chunked_evaluation_of_many_rows(kind):
-    x, y = toy(3)
-    pipe = fit(kind, SETTINGS[kind][0], x, y)
-    xq = np.random.default_rng(5).normal(3, 2, size=(2500, 5))  # more than one chunk of 1024 rows
-    np.testing.assert_allclose(export_pipeline(pipe).predict_proba(xq), pipe.predict_proba(xq), atol=1e-6)
+    with pytest.raises(ConfigError, match="SVC cannot be saved"):
+        dump_estimator(Pipeline([("scale", StandardScaler()), ("clf", SVC().fit(x, y))]), path)

@@ -4,7 +4,7 @@ Why several small candidates: which classifier works best on a latent space depe
 linear boundary, local neighbourhoods, or axis-aligned interactions), and with few labels a wrong guess
 costs more than the few seconds a small grid takes. Every candidate is a ``StandardScaler -> classifier``
 pipeline, so standardisation is learnt inside each fold (no leakage) and saved with the model; every one
-can be saved as arrays (see :mod:`vaedx.diagnose.portable`). Selection uses ROC AUC (binary) or macro
+can be saved safely (see :mod:`vaedx.diagnose.portable`). Selection uses ROC AUC (binary) or macro
 one-vs-rest AUC (multi-class); on ties the earlier, simpler candidate wins.
 
 Fitting runs with BLAS/OpenMP limited to one thread: on feature matrices this small a second thread only

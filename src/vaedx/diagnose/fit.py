@@ -25,7 +25,6 @@ from vaedx.diagnose.encoder import as_loaded, check_encoder, encoder_record
 from vaedx.diagnose.features import FeatureSpec
 from vaedx.diagnose.labels import labelled_rows, labelled_subset
 from vaedx.diagnose.model import DiagnosisModel
-from vaedx.diagnose.portable import export_calibrated, export_pipeline
 from vaedx.errors import InputError
 from vaedx.metrics.measures import binary_report, multiclass_report
 from vaedx.training.batches import RowView
@@ -81,10 +80,8 @@ def fit_diagnosis(
     sel = select_classifier(x_tr, y_tr, candidates, n_splits, seed)
     x_val, y_val = spec.compute(loaded, RowView(st.images, val), batch_size), st.labels[val]
     cal = fit_probability_calibration(sel.estimator, x_val, y_val, calibration)
-    clf, portable_cal = export_calibrated(cal) if cal is not None else (export_pipeline(sel.estimator), None)
     diag = DiagnosisModel(
-        classifier=clf,
-        calibrator=portable_cal,
+        estimator=cal if cal is not None else sel.estimator,
         label_names=list(st.label_names),
         features=spec,
         encoder=encoder_record(loaded),

@@ -1,15 +1,21 @@
-"""A fitted diagnosis model: feature recipe + array classifier + calibrator + threshold, saved without pickle.
+"""A fitted diagnosis model: feature recipe + scikit-learn classifier (calibrated) + threshold, no pickle.
 
 Layout of a diagnosis folder::
 
-    diagnosis.json          format, classifier kind and settings, classes and label names, threshold and
-                            its rule, calibration method, feature spec, encoder path and sha256,
-                            preprocessing, validation metrics, cross-validation table, training rows
-    diagnosis.safetensors   the arrays: classifier ('clf.*'), calibrator ('cal.*'), and the training
-                            features and labels ('train.*') used for nearest-neighbour explanations
+    diagnosis.json          format, classifier kind, calibration method, classes and label names,
+                            threshold and its rule, feature spec, encoder path and sha256, preprocessing,
+                            validation metrics, cross-validation table, training rows
+    diagnosis.skops         the fitted classifier (and calibrator), saved by skops.io: loading refuses
+                            any type outside :data:`vaedx.diagnose.portable.TRUSTED`
+    diagnosis.safetensors   the training features and labels ('train.*') used for nearest-neighbour
+                            explanations
 
 Why the encoder's sha256: the classifier is only meaningful on the latent space it was fitted on; a
 retrained encoder at the same path would silently give nonsense, so loading checks the hash.
+
+Folders of the earlier format (``vaedx-diagnosis-1``: the classifier as numpy arrays) are refused with a
+line saying to refit: refitting takes seconds, and keeping a second implementation of every estimator's
+predict_proba alive only to read them would be the fragile code this format replaced.
 """
 
 from __future__ import annotations
@@ -25,19 +31,19 @@ from safetensors.numpy import load_file, save_file
 
 from vaedx.atomic import atomic_write, atomic_write_json
 from vaedx.diagnose.features import FeatureSpec
-from vaedx.diagnose.portable import PortableCalibrator, PortableClassifier, from_arrays, to_arrays
+from vaedx.diagnose.portable import describe, dump_estimator, load_estimator
 from vaedx.errors import InputError
 
-DIAGNOSIS_FORMAT = "vaedx-diagnosis-1"
-JSON_FILE, ARRAYS_FILE = "diagnosis.json", "diagnosis.safetensors"
+DIAGNOSIS_FORMAT = "vaedx-diagnosis-2"
+OLD_FORMATS = ("vaedx-diagnosis-1",)
+JSON_FILE, ESTIMATOR_FILE, ARRAYS_FILE = "diagnosis.json", "diagnosis.skops", "diagnosis.safetensors"
 
 
 @dataclass
 class DiagnosisModel:
     """Everything needed to turn an encoder's features into a calibrated diagnosis."""
 
-    classifier: PortableClassifier
-    calibrator: PortableCalibrator | None
+    estimator: Any  # Pipeline(StandardScaler, classifier), or CalibratedClassifierCV around it
     label_names: list[str]
     features: FeatureSpec
     threshold: float | None = None  # binary: positive when P(classes[1]) > threshold
@@ -54,7 +60,21 @@ class DiagnosisModel:
     @property
     def classes(self) -> np.ndarray:
         """Label codes of the probability columns (indices into ``label_names``)."""
-        return self.classifier.classes
+        return np.asarray(self.estimator.classes_, dtype=np.int64)
+
+    @property
+    def kind(self) -> str:
+        """Short name of the classifier (logreg, knn, mlp, hgb)."""
+        return str(describe(self.estimator)["kind"])
+
+    @property
+    def calibration(self) -> str:
+        """sigmoid, isotonic or none."""
+        return str(describe(self.estimator)["calibration"])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.estimator.n_features_in_)
 
     @property
     def class_names(self) -> list[str]:
@@ -66,9 +86,10 @@ class DiagnosisModel:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """(N, K) calibrated probabilities (uncalibrated when calibration was 'none')."""
-        if self.calibrator is None:
-            return self.classifier.predict_proba(features)
-        return self.calibrator.predict_proba(self.classifier.response(features), len(self.classes))
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise InputError(f"classifier expects (N, {self.n_features}) features, got shape {x.shape}")
+        return np.asarray(self.estimator.predict_proba(x), dtype=np.float64)
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         """Label codes: binary cases above the threshold are positive; multi-class takes the argmax."""
@@ -81,9 +102,11 @@ class DiagnosisModel:
 
     # -- persistence ------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write diagnosis.json and diagnosis.safetensors into ``directory`` (each file atomically)."""
+        """Write diagnosis.json, .skops and .safetensors into ``directory`` (each file atomically)."""
         d = Path(directory)
-        desc, arrays = to_arrays(self.classifier, self.calibrator)
+        d.mkdir(parents=True, exist_ok=True)
+        dump_estimator(self.estimator, d / ESTIMATOR_FILE)
+        arrays: dict[str, np.ndarray] = {}
         if self.train_features is not None and self.train_labels is not None:
             arrays["train.features"] = np.ascontiguousarray(self.train_features, dtype=np.float64)
             arrays["train.labels"] = np.ascontiguousarray(self.train_labels, dtype=np.int64)
@@ -93,7 +116,7 @@ class DiagnosisModel:
         )
         doc = {
             "format": DIAGNOSIS_FORMAT,
-            "classifier": desc,
+            "classifier": {**describe(self.estimator), "file": ESTIMATOR_FILE},
             "classes": self.classes.tolist(),
             "class_names": self.class_names,
             "label_names": self.label_names,
@@ -120,8 +143,8 @@ class DiagnosisModel:
             raise InputError("file missing from diagnosis folder", d / ARRAYS_FILE) from None
         except (OSError, SafetensorError, ValueError) as e:
             raise InputError(f"damaged or truncated safetensors file ({e})", d / ARRAYS_FILE) from None
+        estimator = load_estimator(d / ESTIMATOR_FILE)
         try:
-            clf, cal = from_arrays(doc["classifier"], flat)
             spec = FeatureSpec.from_json(doc["features"])
             known = {
                 "format",
@@ -139,8 +162,7 @@ class DiagnosisModel:
                 "train_refs",
             }
             model = cls(
-                classifier=clf,
-                calibrator=cal,
+                estimator=estimator,
                 label_names=[str(n) for n in doc["label_names"]],
                 features=spec,
                 threshold=doc.get("threshold"),
@@ -156,7 +178,7 @@ class DiagnosisModel:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"diagnosis config is incomplete ({e})", d / JSON_FILE) from None
-        if clf.arrays["scaler_mean"].shape[0] != len(spec.names):
+        if model.n_features != len(spec.names):
             raise InputError("classifier and feature spec disagree on the number of features", d / JSON_FILE)
         return model
 
@@ -168,6 +190,12 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise InputError("not a diagnosis folder (diagnosis.json missing)", path.parent) from None
     except (OSError, ValueError) as e:
         raise InputError(f"unreadable JSON ({e})", path) from None
+    if isinstance(doc, dict) and doc.get("format") in OLD_FORMATS:
+        raise InputError(
+            f"diagnosis model of the old array format {doc['format']} is no longer read; "
+            "refit it with `vaedx diagnose fit`",
+            path,
+        )
     if not isinstance(doc, dict) or doc.get("format") != DIAGNOSIS_FORMAT:
         found = doc.get("format") if isinstance(doc, dict) else None
         raise InputError(f"not a diagnosis model of format {DIAGNOSIS_FORMAT} (found {found!r})", path)
