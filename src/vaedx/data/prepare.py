@@ -130,9 +130,12 @@ def staged_store(out: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     out.mkdir(parents=True, exist_ok=True)
+    # store.json marks a complete store, so it goes first and comes back last: a kill during the swap
+    # leaves a folder that TensorStore.open refuses, never old metadata over new arrays
+    (out / "store.json").unlink(missing_ok=True)
     for name in STORE_FILES:  # other files beside an old store (models, reports) are left alone
         (out / name).unlink(missing_ok=True)
-    for f in tmp.iterdir():
+    for f in sorted(tmp.iterdir(), key=lambda f: f.name == "store.json"):
         f.replace(out / f.name)
     tmp.rmdir()
 
