@@ -51,3 +51,36 @@ def test_volume_functions_are_public_with_real_signatures():
     assert back.shape == nib.load(path).shape and np.array_equal(back.affine, nib.load(path).affine)
     assert "inputs" in inspect.signature(vaedx.detect).parameters
     assert "threshold" in inspect.signature(vaedx.volume_metrics).parameters
+
+
+def test_notebook_model_scores_like_detect(tiny_store, tmp_path):
+    """m.score equals what vaedx detect writes for the same images, flags included after calibration."""
+    import inspect
+
+    import numpy as np
+
+    from vaedx.anomaly.output import DetectOutput
+    from vaedx.data.store import TensorStore
+
+    run = tmp_path / "run"
+    vaedx.train(tiny_store, run, epochs=1, **FAST)
+    det = vaedx.detect(run, tmp_path / "det", store=tiny_store, split="val", quiet=True, max_overlays=0,
+                        save_calibration=True)
+    out = DetectOutput.open(det)
+    m = vaedx.load_model(run)
+    assert isinstance(m, vaedx.Model) and m.state["epoch"] == 1  # LoadedModel attributes still there
+    st = TensorStore.open(tiny_store)
+    idx = out.index
+    res = m.score(np.asarray(st.images[idx]), prepared=True)
+    assert np.allclose(res.scores["residual"], out.scores("residual"), rtol=1e-5)
+    assert np.array_equal(res.flags["residual"].astype(int), out.flags("residual"))
+    assert res.maps["residual"].shape == (len(idx), *m.image_shape[1:])
+    mu, _ = m.encode(st.images[idx[:2]])
+    assert mu.shape == (2, FAST["latent_dim"])
+    assert m.reconstruct(st.images[idx[:2]]).shape == (2, *m.image_shape)
+    assert m.sample(3).shape == (3, *m.image_shape)
+    assert m.interpolate(st.images[idx[0]], st.images[idx[1]], 4).shape == (4, *m.image_shape)
+    for fn, name in ((m.score, "scorers"), (vaedx.prepare, "size"), (vaedx.evaluate, "diagnosis")):
+        assert name in inspect.signature(fn).parameters
+    result = vaedx.evaluate(det, tiny_store, n_boot=20)
+    assert "residual" in result["scorers"] and (det / "evaluation.json").is_file()
