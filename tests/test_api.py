@@ -84,3 +84,22 @@ def test_notebook_model_scores_like_detect(tiny_store, tmp_path):
         assert name in inspect.signature(fn).parameters
     result = vaedx.evaluate(det, tiny_store, n_boot=20)
     assert "residual" in result["scorers"] and (det / "evaluation.json").is_file()
+
+
+def test_load_diagnosis_predicts_like_diagnose_predict(tiny_store, tmp_path):
+    import numpy as np
+
+    from vaedx.data.store import TensorStore
+    from vaedx.diagnose.fit import fit_diagnosis
+
+    run = tmp_path / "run"
+    vaedx.train(tiny_store, run, epochs=1, **FAST)
+    fit_diagnosis(run, tiny_store, out=tmp_path / "diag", candidates=("logreg",), n_splits=2)
+    d = vaedx.load_diagnosis(tmp_path / "diag")
+    st = TensorStore.open(tiny_store)
+    x = np.asarray(st.images[:4])
+    res = d.predict(x, neighbours=0)
+    proba = d.diagnosis.predict_proba(d.diagnosis.features.compute(d.encoder, d.encoder_inputs(x)))
+    assert res["probabilities"].shape == (4, len(d.class_names))
+    assert np.allclose(res["probabilities"].sum(1), 1)
+    assert set(res["labels"]) <= set(d.class_names) and np.allclose(proba, res["probabilities"])

@@ -222,6 +222,10 @@ class Diagnosis:
         self.encoder = load_encoder(self.diagnosis, encoder, device=device)
         self.inputs = ModelInputs.for_model(self.encoder)
 
+    def encoder_inputs(self, x: Images) -> np.ndarray:
+        """Images as the encoder takes them (read and preprocessed like its training data)."""
+        return _as_batch(self.inputs, x)
+
     @property
     def class_names(self) -> list[str]:
         return list(self.diagnosis.class_names)
@@ -231,7 +235,7 @@ class Diagnosis:
         diagnose predict --out x.json`` writes: class, probability, nearest training images)."""
         from vaedx.diagnose.predict import diagnose_images
 
-        images = _as_batch(self.inputs, x)
+        images = self.encoder_inputs(x)
         rows = diagnose_images(self.diagnosis, self.encoder, images, k=neighbours)
         proba = np.array([[r["probabilities"][n] for n in self.class_names] for r in rows])
         return {"probabilities": proba, "labels": [r["class"] for r in rows], "rows": rows}
