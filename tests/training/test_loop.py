@@ -137,3 +137,22 @@ def test_denoise_refusals(tiny_store, tmp_path):
         build_config(None, {"denoise": "fine"})
     with pytest.raises(ConfigError, match="noise_resolution 32 is finer than the 16 px images"):
         _run(tiny_store, tmp_path / "fine", denoise="coarse", noise_resolution=32)
+
+
+def test_a_monai_transform_reaches_training_and_repeats_with_the_seed(tmp_path: "Path") -> None:
+    """vaedx.train(..., transform=...): seeded MONAI randomness gives the same weights twice, and the
+    transform changes what is learnt; its repr is recorded in config.json."""
+    from monai.transforms import RandGaussianNoise
+
+    from train_helpers import make_store
+    from vaedx.training.engine import train
+
+    make_store(tmp_path / "s")
+    kw = {**FAST, "epochs": 1}
+    noise = RandGaussianNoise(prob=1.0, std=0.3)
+    a = train(tmp_path / "s", tmp_path / "a", transform=noise, **kw).model.state_dict()
+    b = train(tmp_path / "s", tmp_path / "b", transform=noise, **kw).model.state_dict()
+    c = train(tmp_path / "s", tmp_path / "c", **kw).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert "RandGaussianNoise" in json.loads((tmp_path / "a" / "config.json").read_text())["transform"]

@@ -92,12 +92,17 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)]
 @app.command("index")
 def index_cmd(
     source: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
-            help="Folder, labels/LGG/other CSV, MedMNIST .npz, NIfTI volume or DICOM series .zip."
+            help="Folder (MVTec-AD layout included), labels/LGG/other CSV, MedMNIST .npz, NIfTI volume, "
+            "DICOM series .zip or datalist JSON; with --datalist, the folder its paths start from."
         ),
-    ],
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Manifest CSV to write.")] = None,
+    datalist: Annotated[
+        Path | None,
+        typer.Option("--datalist", help="MONAI/Decathlon datalist JSON (training/validation/test lists)."),
+    ] = None,
     labels: Annotated[
         Path | None, typer.Option("--labels", help="CSV with columns file,label[,patient_id].")
     ] = None,
@@ -161,8 +166,11 @@ def index_cmd(
         from_csv=from_csv,
         columns=Columns(path_col, label_col, mask_col, patient_col, split_col),
         on_error=on_error.value,
+        datalist=datalist,
+        fractions=parse_fractions(fractions),
+        seed=seed,
     )
-    fr = parse_fractions(fractions)
+    fr = opts.fractions
     m = index_source(source, opts)
     if assign_split:
         assign_splits(m, fr, seed)

@@ -8,15 +8,25 @@ of that gap (measured in benchmarks/diagnosis.py). Doing it on whole (N, C, H, W
 
 No flips by default: in chest X-rays and brain MRI left and right are anatomically different (heart
 side, lesion laterality), so a mirrored image is not a plausible patient.
+
+Your own transforms (MONAI, torchio, any callable) plug in through :func:`apply_transform`: the training
+engine (``vaedx.train(..., transform=...)``) and :class:`vaedx.data.torch_dataset.StoreDataset` call them
+image by image on CPU tensors, a dictionary transform with ``{"image": ..., "mask": ...}``.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
+
+from vaedx.errors import ConfigError, VaedxError
 
 
 class AugmentConfig(BaseModel):
@@ -73,3 +83,94 @@ def as_augment(value: AugmentConfig | dict | bool | None) -> AugmentConfig | Non
         return AugmentConfig()
     cfg = value if isinstance(value, AugmentConfig) else AugmentConfig.model_validate(value)
     return None if cfg.is_identity else cfg
+
+
+# ------------------------------------------------------------------------------------ your own transforms
+Transform = Callable[[Any], Any]
+
+
+def dict_transform(fn: Transform) -> Transform:
+    """Mark a plain callable as taking ``{"image": ..., "mask": ...}`` rather than an image tensor."""
+    fn.vaedx_dict = True  # type: ignore[attr-defined]
+    return fn
+
+
+def is_dict_transform(transform: Transform) -> bool:
+    """True for MONAI dictionary transforms (a ``MapTransform``, or a ``Compose`` holding one) and for
+    callables marked with :func:`dict_transform`.
+
+    Why look rather than ask: MONAI users pass ``RandFlipd(keys=["image", "mask"])`` and expect it to see a
+    dict, ``RandFlip()`` and expect it to see an image; MONAI is inspected only when already imported.
+    """
+    marked = getattr(transform, "vaedx_dict", None)
+    if marked is not None:
+        return bool(marked)
+    monai = sys.modules.get("monai.transforms")
+    if monai is None:
+        return False
+    parts = [transform, *getattr(transform, "transforms", ())]
+    return any(isinstance(t, monai.MapTransform) for t in parts)
+
+
+def seed_transform(transform: Transform | None, seed: int) -> None:
+    """Re-seed a MONAI random transform (``set_random_state``), so a run repeats and resumes exactly;
+    transforms drawing from torch's global RNG (torchio, plain torch code) follow the loop's own seeding."""
+    setter = getattr(transform, "set_random_state", None)
+    if callable(setter):
+        setter(seed=seed % 2**32)
+
+
+def _name(transform: Transform) -> str:
+    return getattr(transform, "__name__", None) or type(transform).__name__
+
+
+def _as_image(value: Any, shape: tuple[int, ...], transform: Transform) -> torch.Tensor:
+    if hasattr(value, "as_tensor"):  # MONAI MetaTensor: drop the metadata, keep a plain tensor
+        value = value.as_tensor()
+    t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+    if tuple(t.shape) != shape:
+        raise ConfigError(
+            f"transform {_name(transform)} turned an image of shape {shape} into {tuple(t.shape)}; "
+            "the model takes one fixed shape, so use transforms that keep it (or resize in data prepare)"
+        )
+    return t.to(torch.float32)
+
+
+def apply_one(transform: Transform, item: dict[str, Any], dict_input: bool | None = None) -> dict[str, Any]:
+    """``item`` ({"image": (C, H, W)[, "mask": (1, H, W)], ...}) with the transform applied: the whole dict
+    for a dictionary transform, the image alone otherwise. A transform's own exception becomes one line."""
+    as_dict = is_dict_transform(transform) if dict_input is None else dict_input
+    shape = tuple(item["image"].shape)
+    try:
+        out = transform(dict(item)) if as_dict else transform(item["image"])
+    except VaedxError:
+        raise
+    except Exception as e:  # noqa: BLE001 - third-party transforms raise anything
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"transform {_name(transform)} failed: {type(e).__name__}: {first}") from None
+    if not as_dict:
+        return {**item, "image": _as_image(out, shape, transform)}
+    if not isinstance(out, dict) or "image" not in out:
+        got = type(out).__name__
+        raise ConfigError(f"dictionary transform {_name(transform)} returned {got}, not a dict with 'image'")
+    result = {**item, **out, "image": _as_image(out["image"], shape, transform)}
+    if "mask" in item and "mask" in out:
+        result["mask"] = _as_image(out["mask"], tuple(item["mask"].shape), transform)
+    return result
+
+
+def apply_transform(
+    transform: Transform | None, images: torch.Tensor, masks: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A batch (N, C, H, W) with ``transform`` applied image by image (as MONAI and torchio expect: one
+    channel-first image, or a dict with "image" and, when the store has masks, "mask")."""
+    if transform is None or images.shape[0] == 0:
+        return images
+    as_dict = is_dict_transform(transform)
+    out = []
+    for i in range(images.shape[0]):
+        item: dict[str, Any] = {"image": images[i]}
+        if masks is not None:
+            item["mask"] = masks[i]
+        out.append(apply_one(transform, item, as_dict)["image"])
+    return torch.stack(out).to(images.device)

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from vaedx.data.manifest import Manifest, OnError, check_labels, unique_volume_ids, validate
+from vaedx.data.splits import DEFAULT_FRACTIONS, assign_splits
 from vaedx.errors import ConfigError, InputError, VaedxError
 from vaedx.io import detect_format, read_any, read_dicom_series, read_npz
 from vaedx.io.slice_stack import slice_number
@@ -85,15 +86,33 @@ class IndexOptions:
     from_csv: bool = False
     columns: Columns = field(default_factory=Columns)
     on_error: OnError = "fail"
+    datalist: Path | None = None  # a MONAI/Decathlon datalist JSON; the source is then its base folder
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS  # train:val ratio of a carved val split
+    seed: int = 0
 
 
-def index_source(source: str | Path, opts: IndexOptions | None = None) -> Manifest:
-    """Dispatch on what ``source`` is; see the module docstring."""
+def index_source(source: str | Path | None, opts: IndexOptions | None = None) -> Manifest:
+    """Dispatch on what ``source`` is; see the module docstring. ``source`` may be None only with
+    ``opts.datalist`` (the base folder is then the datalist's own)."""
+    from vaedx.data import datalist, mvtec
+
     opts = opts or IndexOptions()
+    if opts.datalist is not None:
+        m = datalist.index_datalist(Path(opts.datalist), Path(source) if source is not None else None, opts)
+        unique_volume_ids(m)
+        return m
+    if source is None:
+        raise ConfigError("a source folder or file is needed (or --datalist)")
     source = Path(source)
     if not source.exists():
         raise InputError("source not found", source)
-    if source.is_dir():
+    if source.is_dir() and opts.labels is None and mvtec.is_mvtec(source):
+        m = mvtec.index_mvtec(source, opts)
+    elif source.is_dir() and opts.labels is None and (why := mvtec.looks_like_mvtec(source)):
+        raise InputError(why, source)
+    elif datalist.is_datalist(source):
+        m = datalist.index_datalist(source, None, opts)
+    elif source.is_dir():
         table = source / "manifest.csv"
         if opts.labels is None and table.is_file() and (opts.from_csv or _recognised(table)):
             m = index_csv(table, opts)
@@ -507,6 +526,18 @@ def apply_label_names(m: Manifest, names: Sequence[str] | None) -> None:
         for r in m.rows:
             if r.get("label"):
                 r["label"] = names[int(float(r["label"]))]
+
+
+def carve_validation(m: Manifest, rows: list[dict[str, str]], opts: IndexOptions) -> None:
+    """Give some of ``rows`` (all of one fixed training split) to val by the patient-level splitter, with
+    the train:val ratio of ``opts.fractions``; the source's own test split is left as it is."""
+    train, val, _ = opts.fractions
+    if val <= 0 or not rows:
+        return
+    for r in rows:
+        r["split"] = ""
+    ratio = (train / (train + val), val / (train + val), 0.0)
+    assign_splits(Manifest(rows=rows, root=m.root, source=m.source), ratio, opts.seed)
 
 
 # ------------------------------------------------------------------------------------------------- npz

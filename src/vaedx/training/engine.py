@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from vaedx.atomic import atomic_write_json
+from vaedx.data.augment import Transform
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, ModelMismatchError
@@ -37,8 +38,14 @@ def run_training(
     overwrite: bool = False,
     quiet: bool = False,
     on_batch: BatchHook | None = None,
+    transform: Transform | None = None,
 ) -> Path:
-    """Train (or resume) a run; returns the run folder. ``on_batch(epoch, store_rows)`` sees every batch."""
+    """Train (or resume) a run; returns the run folder. ``on_batch(epoch, store_rows)`` sees every batch.
+
+    ``transform``: your own augmentation (a MONAI/torchio transform or any callable) applied to each
+    training image, see :func:`vaedx.data.augment.apply_transform`; it is not saved with the run, only its
+    ``repr`` in config.json, so pass it again when resuming.
+    """
     overrides = dict(overrides or {})
     cfg = build_config(config_path, overrides)
     if cfg.out is None:
@@ -70,6 +77,10 @@ def run_training(
         _check_out_dir(out, resume, overwrite)
         rt.barrier()  # every rank has checked the folder before rank 0 changes it
         meta = run_metadata(cfg, store, train_idx, val_idx, rt)
+        if transform is not None:
+            if cfg.model.kind == "pca":
+                raise ConfigError("a transform applies to vae/ae training; PCA is fitted on stored images")
+            meta["transform"] = repr(transform)[:2000]
         if resume:
             saved = ck.read_run_config(out / "last" / ck.CONFIG_FILE)
             store.check_compatible(PreprocessConfig.model_validate(saved["preprocess"]), store.image_shape)
@@ -94,7 +105,9 @@ def run_training(
             if rt.is_main:
                 fit_pca(cfg, store, train_idx, val_idx, out, meta, metrics, reporter)
         else:
-            trainer = TorchTrainer(cfg, rt, store, train_idx, val_idx, out, meta, reporter, on_batch)
+            trainer = TorchTrainer(
+                cfg, rt, store, train_idx, val_idx, out, meta, reporter, on_batch, transform=transform
+            )
             if resume:
                 trainer.restore(out / "last")
             trainer.fit(metrics)
@@ -193,12 +206,15 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = True,
+    transform: Transform | None = None,
     **overrides: Any,
 ) -> LoadedModel:
     """Train a model on a tensor store; options as in TrainConfig/ModelConfig (e.g. latent_dim=16, beta=2).
 
     Returns the best checkpoint, loaded. ``config`` is an optional YAML file; keyword options override it.
+    ``transform``: a MONAI/torchio transform or any callable applied to each training image (a dictionary
+    transform gets ``{"image": ..., "mask": ...}``), see :mod:`vaedx.data.augment`.
     """
     opts = {**overrides, "store": store, "out": out}
-    run_training(config, opts, resume=resume, overwrite=overwrite, quiet=quiet)
+    run_training(config, opts, resume=resume, overwrite=overwrite, quiet=quiet, transform=transform)
     return load_model(out)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaedx.data.augment import random_affine
+from vaedx.data.augment import Transform, apply_transform, random_affine, seed_transform
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, InputError, VaedxError
 from vaedx.models.registry import build_model
@@ -83,9 +83,12 @@ class TorchTrainer:
         run_meta: dict[str, Any],
         reporter: Reporter,
         on_batch: BatchHook | None = None,
+        transform: Transform | None = None,
     ):
         self.cfg, self.rt, self.out, self.run_meta = cfg, rt, out, run_meta
         self.reporter, self.on_batch = reporter, on_batch
+        # your own augmentation (MONAI, torchio, any callable), applied per image on CPU before the affine
+        self.transform, self.masks = transform, store.masks
         cuda = rt.device.type == "cuda"
         self.amp = cuda and cfg.amp is not False
         self.channels_last = use_channels_last(cfg.channels_last, cuda, cfg.model.image_size)
@@ -187,11 +190,15 @@ class TorchTrainer:
         torch.manual_seed(derive_seed(cfg.seed, epoch, rt.rank, 0x5EED))
         aug_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, rt.rank, 0xA06))
         noise_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, rt.rank, 0xD15E))
+        seed_transform(self.transform, derive_seed(cfg.seed, epoch, rt.rank, 0x7F0))
         self.reporter.start_epoch(epoch, cfg.epochs, self.steps_per_epoch)
         sums, seen, lr = np.zeros(3), 0, self.opt.param_groups[0]["lr"]
         t0 = time.perf_counter()
         beta = 0.0
         for step, (rows, xb) in enumerate(self.train_reader.epoch(epoch, pin=dev.type == "cuda"), start=1):
+            if self.transform is not None:
+                masks = None if self.masks is None else torch.from_numpy(self.masks[rows].astype(np.float32))
+                xb = apply_transform(self.transform, xb, masks)
             x = random_affine(xb.to(dev, non_blocking=True), cfg.augment, aug_gen)
             x_in = x
             if cfg.denoise == "coarse":
