@@ -24,6 +24,9 @@ T = TypeVar("T")
 DEVICE_HELP = "cpu | cuda | cuda:N | auto (auto: CUDA when present)."
 THREADS_HELP = "CPU threads for torch (default: torch's)."
 OVERWRITE_HELP = "Replace earlier output in --out."
+QUIET_HELP = "No progress bars or progress lines (progress goes to stderr, and only to a terminal)."
+JSON_HELP = "Print one JSON object (the summary) on stdout and nothing else there; messages go to stderr."
+TRACKER_HELP = "Also log to none | tensorboard (<out>/tensorboard) | mlflow (./mlruns, $MLFLOW_TRACKING_URI)."
 
 
 def deprecated(name: str, instead: str) -> None:
@@ -83,6 +86,27 @@ def check_device(device: str) -> str:
     if ":" in text and int(text.split(":")[1]) >= torch.cuda.device_count():
         raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return text
+
+
+def print_json(obj: Any) -> None:
+    """--json: one JSON object on stdout. NaN and infinity become null (strict JSON parsers refuse them)."""
+    import json
+    import math
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, Path):
+            return str(v)
+        if hasattr(v, "tolist"):  # numpy scalars and arrays
+            return plain(v.tolist())
+        return v
+
+    typer.echo(json.dumps(plain(obj), allow_nan=False))
 
 
 def set_threads(threads: int | None) -> None:

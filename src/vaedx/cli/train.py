@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import typer
 
-from vaedx.cli.options import DEVICE_HELP, THREADS_HELP, dump_settings, pick
+from vaedx.cli.options import DEVICE_HELP, QUIET_HELP, THREADS_HELP, TRACKER_HELP, dump_settings, pick
 from vaedx.errors import ConfigError
 from vaedx.models.config import ModelConfig
 from vaedx.runs.config import TrainConfig, build_config
@@ -43,7 +43,7 @@ _HELP = {  # for fields whose description is missing or written for the YAML rat
     "device": DEVICE_HELP,
     "num_threads": THREADS_HELP,
 }
-_CONTROL = ("config", "resume", "overwrite", "quiet", "print_config", "num_threads_old")
+_CONTROL = ("config", "resume", "overwrite", "quiet", "print_config", "num_threads_old", "tracker")
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -118,7 +118,8 @@ def _control() -> list[inspect.Parameter]:
             help="YAML file of options, or a run's config.json (typed options win)."),
         opt("resume", bool, False, "--resume", help="Continue the run in --out from last/."),
         opt("overwrite", bool, False, "--overwrite", help="Replace a run already in --out."),
-        opt("quiet", bool, False, "--quiet", "-q", help="No progress bar or epoch lines."),
+        opt("quiet", bool, False, "--quiet", "-q", help=QUIET_HELP),
+        opt("tracker", str, "none", "--tracker", help=TRACKER_HELP),
         opt("print_config", bool, False, "--print-config",
             help="Print the resolved settings as YAML (accepted by --config) and exit."),
         opt("num_threads_old", int | None, None, "--num-threads", hidden=True,
@@ -157,7 +158,8 @@ def _train(**given: Any) -> None:
     from vaedx.training.engine import run_training
 
     out_dir = run_training(
-        given["config"], overrides, resume=given["resume"], overwrite=given["overwrite"], quiet=given["quiet"]
+        given["config"], overrides, resume=given["resume"], overwrite=given["overwrite"],
+        quiet=given["quiet"], tracker=given["tracker"],
     )
     if not given["quiet"]:
         typer.echo(f"run written to {out_dir}", err=True)

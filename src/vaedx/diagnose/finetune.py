@@ -46,16 +46,21 @@ def finetune_encoder(
     overwrite: bool = False,
     num_threads: int | None = None,
     device: str = "cpu",
+    tracker: str = "none",
 ) -> Any:
     """Fine-tune ``vae`` (run folder or LoadedModel) on ``store``'s labels; returns the new run, loaded.
 
     The training is :func:`vaedx.diagnose.supervised.train_supervised` with ``init_from=vae`` and a
     one-cycle schedule (final weights kept), on the seeded stratified ``labelled_fraction`` subset.
+    ``tracker`` (none, tensorboard, mlflow) also gets the recipe, the per-epoch history and the folder.
     """
     from vaedx.atomic import atomic_write_json
     from vaedx.diagnose.encoder import as_loaded
     from vaedx.diagnose.supervised import train_supervised
     from vaedx.runs.loaded import load_model
+    from vaedx.training.tracker import check_tracker, open_tracker
+
+    check_tracker(tracker)
 
     out = Path(out)
     if (out / BEST).exists() and not overwrite:
@@ -90,4 +95,8 @@ def finetune_encoder(
     run = RunFolder(out)
     run.write_checkpoint(BEST, write_weights, config, {"run": {"epoch": recipe["epochs"], "finetuned": True}})
     atomic_write_json(run.finetune, {**recipe, "history": res.history})
+    tracked = open_tracker(tracker, out, {"finetune": {**recipe, "batch_size": batch_size}})
+    for row in res.history:
+        tracked.log_metrics(row, int(row["epoch"]))
+    tracked.finish(out, True)
     return load_model(out, device=device)

@@ -26,6 +26,7 @@ from vaedx.training.distributed import Runtime, setup_runtime
 from vaedx.training.loop import BatchHook, TorchTrainer
 from vaedx.training.pca import fit_pca
 from vaedx.training.progress import MetricsLog, Reporter, attach_log_file, log
+from vaedx.training.tracker import check_tracker, open_tracker
 
 RUN_OUTPUTS = ("last", "best", ".last.old", ".best.old", "metrics.csv", "train.log", "tensorboard")
 
@@ -39,6 +40,7 @@ def run_training(
     quiet: bool = False,
     on_batch: BatchHook | None = None,
     transform: Transform | None = None,
+    tracker: str = "none",
 ) -> Path:
     """Train (or resume) a run; returns the run folder. ``on_batch(epoch, store_rows)`` sees every batch.
 
@@ -47,6 +49,7 @@ def run_training(
     ``repr`` in config.json, so pass it again when resuming.
     """
     overrides = dict(overrides or {})
+    check_tracker(tracker)  # ``tracker``: also log to tensorboard or mlflow (vaedx.training.tracker)
     cfg = build_config(config_path, overrides)
     if cfg.out is None:
         raise ConfigError("an output folder (--out) is needed")
@@ -93,7 +96,7 @@ def run_training(
             out.mkdir(parents=True, exist_ok=True)
             ck.make_readable(atomic_write_json(out / ck.CONFIG_FILE, meta))
             handler = attach_log_file(out)
-            metrics = MetricsLog(out, state_epoch)
+            metrics = MetricsLog(out, state_epoch, open_tracker(tracker, out, cfg.model_dump(mode="json")))
         reporter.line(
             f"{'resuming' if resume else 'training'} {cfg.model.kind} on {len(train_idx)} images "
             f"(val {len(val_idx)}), shape {store.image_shape}, device {rt.device}, "
@@ -115,7 +118,7 @@ def run_training(
     finally:
         reporter.close()
         if metrics is not None:
-            metrics.close()
+            metrics.close(ok)
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
@@ -207,6 +210,7 @@ def train(
     overwrite: bool = False,
     quiet: bool = True,
     transform: Transform | None = None,
+    tracker: str = "none",
     **overrides: Any,
 ) -> LoadedModel:
     """Train a model on a tensor store; options as in TrainConfig/ModelConfig (e.g. latent_dim=16, beta=2).
@@ -216,5 +220,7 @@ def train(
     transform gets ``{"image": ..., "mask": ...}``), see :mod:`vaedx.data.augment`.
     """
     opts = {**overrides, "store": store, "out": out}
-    run_training(config, opts, resume=resume, overwrite=overwrite, quiet=quiet, transform=transform)
+    run_training(
+        config, opts, resume=resume, overwrite=overwrite, quiet=quiet, transform=transform, tracker=tracker
+    )
     return load_model(out)

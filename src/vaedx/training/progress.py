@@ -1,8 +1,11 @@
-"""What a training run reports: a rich progress bar, train.log, metrics.csv and (optionally) TensorBoard.
+"""What a training run reports: a rich progress bar, train.log, metrics.csv and the --tracker's copy.
 
 Why three outputs: the bar is for the person watching, train.log for whoever reads the run later, and
-metrics.csv is the machine-readable record that plots and reports read (TensorBoard only when installed,
-so it never becomes a hard dependency). Only rank 0 creates any of them.
+metrics.csv is the machine-readable record that plots and reports read. A tracker (TensorBoard, MLflow:
+:mod:`vaedx.training.tracker`) gets the same rows only when asked for. Only rank 0 creates any of them.
+
+:func:`task_progress` is the one bar the other long jobs (data prepare, diagnose, report) use, so every
+command shows progress the same way: on stderr, only when it is a terminal, never with --quiet.
 """
 
 from __future__ import annotations
@@ -10,14 +13,25 @@ from __future__ import annotations
 import csv
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from vaedx.atomic import atomic_write_text
 from vaedx.runs.checkpoint import make_readable
+from vaedx.training.tracker import Tracker
 
 log = logging.getLogger("vaedx.training")
 
@@ -30,20 +44,14 @@ METRIC_COLUMNS = [
 class MetricsLog:
     """Appends one row per epoch to metrics.csv; on resume drops rows past the resumed epoch."""
 
-    def __init__(self, out: Path, resume_epoch: int | None):
-        self.path = out / "metrics.csv"
+    def __init__(self, out: Path, resume_epoch: int | None, tracker: Tracker | None = None):
+        self.out, self.path = out, out / "metrics.csv"
         rows: list[dict[str, Any]] = []
         if resume_epoch is not None and self.path.exists():
             with open(self.path, newline="") as fh:
                 rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= resume_epoch]
         self._rewrite(rows)
-        self.tb: Any = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(log_dir=str(out / "tensorboard"))
-        except Exception:  # tensorboard not installed: the CSV is enough
-            self.tb = None
+        self.tracker = tracker or Tracker()
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
         lines = [",".join(METRIC_COLUMNS)]
@@ -54,14 +62,11 @@ class MetricsLog:
     def append(self, row: dict[str, Any]) -> None:
         with open(self.path, "a", newline="") as fh:
             csv.writer(fh).writerow([_fmt(row.get(c)) for c in METRIC_COLUMNS])
-        if self.tb is not None:
-            for k, v in row.items():
-                if k not in ("epoch", "step") and isinstance(v, float | int):
-                    self.tb.add_scalar(k, v, row["epoch"])
+        self.tracker.log_metrics(row, int(row["epoch"]))
 
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+    def close(self, ok: bool = True) -> None:
+        """``ok``: the run completed (the tracker then keeps the run folder as an artefact)."""
+        self.tracker.finish(self.out, ok)
 
 
 def _fmt(v: Any) -> str:
@@ -119,3 +124,48 @@ class Reporter:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+class TaskProgress:
+    """Handle of :func:`task_progress`: ``advance()`` a step, ``describe()`` the current stage."""
+
+    def __init__(self, progress: Progress | None, task: Any):
+        self.progress, self.task = progress, task
+
+    @property
+    def shown(self) -> bool:
+        return self.progress is not None
+
+    def advance(self, steps: int = 1) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, advance=steps)
+
+    def describe(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=text)
+
+    def print(self, text: str) -> None:
+        """A line above the bar (on stderr), shown even when the bar is not."""
+        (self.progress.console if self.progress is not None else Console(stderr=True)).print(
+            text, highlight=False, soft_wrap=True
+        )
+
+
+@contextmanager
+def task_progress(
+    description: str, total: int | None = None, *, quiet: bool = False
+) -> Iterator[TaskProgress]:
+    """A progress bar (``total`` steps) or spinner (``total=None``: stages of unknown length) on stderr.
+
+    Shown only when stderr is a terminal and not ``quiet``: a log file or a pipe gets no control codes.
+    The bar disappears when the block ends, leaving what the command prints.
+    """
+    if quiet or not sys.stderr.isatty():
+        yield TaskProgress(None, None)
+        return
+    columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
+    if total is not None:
+        columns += [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    columns.append(TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        yield TaskProgress(progress, progress.add_task(description, total=total))
