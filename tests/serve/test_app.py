@@ -394,3 +394,71 @@ def test_page_is_offline_accessible_and_carries_the_caveat(client):
         text = f.read_text(encoding="utf-8")
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, f.name
         assert client.get(f"/static/{f.name}").status_code == 200
+
+
+BATCH_LIMIT = MAX_UPLOAD * 32  # MAX_BATCH_FILES images of the single-image limit
+
+
+def _multipart_head(boundary: str, name: str = "files") -> bytes:
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="x.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+
+
+def test_batch_over_its_limit_by_content_length_is_413_before_reading(client):
+    from vaedx.serve.app import MAX_BATCH_FILES
+
+    assert MAX_BATCH_FILES == 32
+    big = [("files", (f"{i}.png", b"\x89PNG\r\n\x1a\n" + b"0" * MAX_UPLOAD, "image/png")) for i in range(33)]
+    r = client.post("/v1/predict/batch", files=big)
+    assert r.status_code == 413 and f"limit of {BATCH_LIMIT} bytes" in r.json()["detail"]
+    # a Content-Length alone decides: the body behind it is never read
+    headers = {"content-length": str(10**12), "content-type": "multipart/form-data; boundary=b"}
+    r = client.post("/v1/predict/batch", content=iter([b"x"]), headers=headers)
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+    assert client.app.state.gate.admitted == 0
+
+
+def test_batch_crossing_its_limit_mid_stream_is_413(client):
+    boundary = "vaedxbatch"
+    sent = [0]
+
+    def body():
+        yield _multipart_head(boundary)
+        while sent[0] < BATCH_LIMIT + (1 << 20):  # no Content-Length: only counting can stop it
+            sent[0] += 1 << 16
+            yield b"0" * (1 << 16)
+
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    r = client.post("/v1/predict/batch", content=body(), headers=headers)
+    assert r.status_code == 413 and f"limit of {BATCH_LIMIT} bytes" in r.json()["detail"]
+    assert "\n" not in r.json()["detail"] and client.app.state.gate.admitted == 0
+
+
+def test_one_file_over_the_image_limit_fails_alone_in_a_batch(client):
+    files = [
+        ("files", ("a.png", png_bytes(), "image/png")),
+        ("files", ("b.png", b"\x89PNG\r\n\x1a\n" + b"0" * (MAX_UPLOAD + 10), "image/png")),
+    ]
+    body = client.post("/v1/predict/batch", files=files).json()
+    assert [(i["ok"], i["status"]) for i in body["items"]] == [(True, 200), (False, 413)]
+    assert "limit" in body["items"][1]["error"]
+
+
+def test_a_seeded_upload_fuzz_round_gets_only_200s_and_one_line_4xx(run_dir):
+    """benchmarks/fuzz.py --serve: mutated real files posted to /v1/predict, the batch and /v1/volumes."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, str(root / "benchmarks" / "fuzz.py"), "--serve", "--model", str(run_dir),
+           "--cases", "48", "--seed", "0", "--time-limit", "20", "--json"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["cases"] == 48 and out["distinct_failures"] == 0, out["failures"]
+    routes = {k.rsplit(" ", 1)[0] for k in out["statuses"]}
+    codes = {int(k.rsplit(" ", 1)[1]) for k in out["statuses"]}
+    assert routes == {"/v1/predict", "/v1/predict/batch", "/v1/volumes"}
+    assert 200 in codes and codes & {415, 422}  # both kinds of answer happened: the round tested something
