@@ -22,10 +22,10 @@ from rich.console import Console
 import vaedx
 from vaedx.anomaly.detect import detect
 from vaedx.anomaly.registry import available_scorers
-from vaedx.data.index import index_source
 from vaedx.data.locate import find_data_file
 from vaedx.data.manifest import write_manifest
 from vaedx.data.prepare import prepare, prepare_config
+from vaedx.data.sources import index_source
 from vaedx.data.store import TensorStore
 from vaedx.evaluate.anomaly import evaluate_anomaly, table_rows, undefined_notes
 from vaedx.evaluate.compare import Side, compare_scorers, comparison_row

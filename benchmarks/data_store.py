@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaedx.data.index import index_source
 from vaedx.data.locate import find_data_file
 from vaedx.data.manifest import write_manifest
 from vaedx.data.prepare import prepare, prepare_config
+from vaedx.data.sources import index_source
 from vaedx.data.store import TensorStore
 
 

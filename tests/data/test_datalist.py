@@ -11,7 +11,8 @@ import pytest
 from byo_data import write_datalist
 from vaedx.cli import main
 from vaedx.data.datalist import is_datalist
-from vaedx.data.index import IndexOptions, index_source
+from vaedx.data.index import IndexOptions
+from vaedx.data.sources import index_source
 from vaedx.data.store import TensorStore
 from vaedx.errors import InputError
 

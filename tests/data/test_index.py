@@ -10,9 +10,10 @@ import pydicom
 import pytest
 
 from synth_data import gradient, write_csv, write_dicom, write_png
-from vaedx.data.index import Columns, IndexOptions, index_source
+from vaedx.data.index import Columns, IndexOptions
 from vaedx.data.manifest import read_manifest, write_manifest
 from vaedx.data.prepare import prepare, prepare_config
+from vaedx.data.sources import index_source
 from vaedx.data.splits import assign_splits
 from vaedx.errors import ConfigError, InputError
 from vaedx.io import read_dicom_series, read_lgg_patient, read_raster

@@ -8,10 +8,11 @@ import pytest
 from rich.console import Console
 
 from synth_data import write_csv, write_png
-from vaedx.data.index import IndexOptions, index_source
+from vaedx.data.index import IndexOptions
 from vaedx.data.inspect import render, summarize, summarize_manifest
 from vaedx.data.manifest import Manifest, write_manifest
 from vaedx.data.prepare import prepare, prepare_config
+from vaedx.data.sources import index_source
 from vaedx.errors import InputError
 
 

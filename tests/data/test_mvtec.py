@@ -9,9 +9,10 @@ import pytest
 
 from byo_data import lay_out_mvtec
 from vaedx.cli import main
-from vaedx.data.index import IndexOptions, index_source
+from vaedx.data.index import IndexOptions
 from vaedx.data.manifest import read_manifest
 from vaedx.data.mvtec import is_mvtec
+from vaedx.data.sources import index_source
 from vaedx.data.store import TensorStore
 from vaedx.errors import InputError
 

@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from synth_data import gradient, write_csv, write_png
-from vaedx.data.index import IndexOptions, index_source
+from vaedx.data.index import IndexOptions
 from vaedx.data.manifest import Manifest, write_manifest
 from vaedx.data.prepare import apply_batch, prepare, prepare_config
 from vaedx.data.preprocess import PreprocessConfig, apply
+from vaedx.data.sources import index_source
 from vaedx.data.store import TensorStore
 from vaedx.data.volume_prep import prepare_volume
 from vaedx.errors import ConfigError, InputError

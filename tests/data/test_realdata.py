@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vaedx.data.index import index_source
 from vaedx.data.inspect import summarize
 from vaedx.data.manifest import Manifest, read_manifest, write_manifest
 from vaedx.data.prepare import prepare, prepare_config
+from vaedx.data.sources import index_source
 from vaedx.data.splits import assign_splits, patient_overlap
 
 pytestmark = pytest.mark.realdata

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -139,7 +140,7 @@ def test_denoise_refusals(tiny_store, tmp_path):
         _run(tiny_store, tmp_path / "fine", denoise="coarse", noise_resolution=32)
 
 
-def test_a_monai_transform_reaches_training_and_repeats_with_the_seed(tmp_path: "Path") -> None:
+def test_a_monai_transform_reaches_training_and_repeats_with_the_seed(tmp_path: Path) -> None:
     """vaedx.train(..., transform=...): seeded MONAI randomness gives the same weights twice, and the
     transform changes what is learnt; its repr is recorded in config.json."""
     from monai.transforms import RandGaussianNoise

@@ -146,9 +146,10 @@ def index_cmd(
 
     A folder of one DICOM series (one SeriesInstanceUID) is a volume; other DICOM folders: a row per file.
     """
-    from vaedx.data.index import Columns, IndexOptions, index_source
+    from vaedx.data.index import Columns, IndexOptions
     from vaedx.data.inspect import render, summarize_manifest
     from vaedx.data.manifest import write_manifest
+    from vaedx.data.sources import index_source
     from vaedx.data.splits import assign_splits, parse_fractions
 
     output = required(pick(out, output, "--output", "--out"), "--out")

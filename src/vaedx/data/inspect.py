@@ -51,7 +51,8 @@ def summarize(path: str | Path, sample: int = MAX_SAMPLE, seed: int = 0) -> dict
 
 
 def _indexed(path: Path) -> Manifest:
-    from vaedx.data.index import IndexOptions, index_source
+    from vaedx.data.index import IndexOptions
+    from vaedx.data.sources import index_source
 
     try:
         manifest = index_source(path, IndexOptions(on_error="skip"))

@@ -26,9 +26,10 @@ import yaml
 from pydantic import ValidationError
 
 from vaedx.atomic import atomic_write_text
-from vaedx.data.index import IndexOptions, index_source, known_label_names
+from vaedx.data.index import IndexOptions, known_label_names
 from vaedx.data.manifest import STANDARD_COLUMNS, Manifest, OnError, read_manifest
 from vaedx.data.preprocess import PreprocessConfig, apply, foreground, resize, select_channels
+from vaedx.data.sources import index_source
 from vaedx.data.splits import DEFAULT_FRACTIONS, assign_splits
 from vaedx.data.store import StoreWriter, TensorStore
 from vaedx.errors import ConfigError, InputError, VaedxError
