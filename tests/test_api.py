@@ -80,9 +80,9 @@ def test_notebook_model_scores_like_detect(tiny_store, tmp_path):
     assert m.reconstruct(st.images[idx[:2]]).shape == (2, *m.image_shape)
     assert m.sample(3).shape == (3, *m.image_shape)
     assert m.interpolate(st.images[idx[0]], st.images[idx[1]], 4).shape == (4, *m.image_shape)
-    for fn, name in ((m.score, "scorers"), (vaedx.prepare, "size"), (vaedx.evaluate, "diagnosis")):
+    for fn, name in ((m.score, "scorers"), (vaedx.prepare, "size"), (vaedx.api.evaluate, "diagnosis")):
         assert name in inspect.signature(fn).parameters
-    result = vaedx.evaluate(det, tiny_store, n_boot=20)
+    result = vaedx.api.evaluate(det, tiny_store, n_boot=20)
     assert "residual" in result["scorers"] and (det / "evaluation.json").is_file()
 
 

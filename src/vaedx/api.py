@@ -8,7 +8,7 @@ DICOM series folder or zip, numbered slices),
 ``vaedx.load_model(run)`` returns a :class:`Model` that reads like the CLI: ``score`` (what ``vaedx detect``
 computes, at the run's calibrated thresholds), ``encode``, ``reconstruct``, ``sample``, ``interpolate`` and
 ``preprocess``; ``vaedx.load_diagnosis(folder).predict(x)`` is ``vaedx diagnose predict``;
-``vaedx.prepare``, ``vaedx.evaluate`` mirror ``vaedx data prepare`` and ``vaedx evaluate``.
+``vaedx.prepare`` and ``vaedx.api.evaluate`` mirror ``vaedx data prepare`` and ``vaedx evaluate``.
 A facade over the layers below it, beside the CLI at the top: nothing inside vaedx imports it.
 """
 
@@ -119,7 +119,7 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({self.loaded.kind}, {self.loaded.path})"
 
-    def preprocess(self, x: Images, prepared: bool = False) -> np.ndarray:
+    def to_inputs(self, x: Images, prepared: bool = False) -> np.ndarray:
         """Images as the model takes them, (N, C, H, W) float32: read, preprocessed like the training data
         (the run's PreprocessConfig), checked against the model's shape. ``prepared``: arrays are store
         rows, already preprocessed, so they are only checked."""
@@ -136,13 +136,13 @@ class Model:
     ) -> Scores:
         """Image scores, anomaly maps and flags at the run's calibrated thresholds, as ``vaedx detect``.
 
-        Scoring is ``run_scorers`` (the function detect calls) on ``preprocess(x)``; the thresholds are the
+        Scoring is ``run_scorers`` (the function detect calls) on ``to_inputs(x)``; the thresholds are the
         run folder's thresholds.json entries that match the scorer, options and post-processing (calibrate
         with ``vaedx.detect(..., save_calibration=True)`` or ``vaedx detect --save-calibration``).
         """
         self.loaded.require_decoder()
         opts, post = options or {}, PostSpec.parse(postprocess)
-        images = self.preprocess(x, prepared)
+        images = self.to_inputs(x, prepared)
         scored = run_scorers(self.loaded.model, images, list(scorers), opts, post)
         cal = CalibrationFile.load(self.loaded.path)
         found = {s: cal.lookup(s, opts.get(s, {}), post, target_specificity) for s in scorers}
@@ -160,8 +160,8 @@ class Model:
         import torch
 
         if self.loaded.kind == "pca":
-            return self.preprocess(x)
-        return torch.from_numpy(self.preprocess(x)).to(next(self.loaded.model.parameters()).device)
+            return self.to_inputs(x)
+        return torch.from_numpy(self.to_inputs(x)).to(next(self.loaded.model.parameters()).device)
 
     def encode(self, x: Images) -> tuple[np.ndarray, np.ndarray | None]:
         """(mu, logvar) of the posterior per image; logvar None for an AE or PCA."""
