@@ -63,3 +63,21 @@ def test_bad_options_are_refused_by_name():
         as_augment({"rotate": 5})
     with pytest.raises(ValidationError, match="scale"):
         AugmentConfig(scale=1.5)
+
+
+def test_a_torchio_transform_flips_image_and_mask_together_and_noise_leaves_the_mask():
+    """torchio wants (C, X, Y, Z): 2-D images go in with a depth axis of 1 and come back (C, H, W); the mask
+    is a LabelMap, so a flip moves it with the image and intensity noise does not touch it."""
+    import torchio as tio
+
+    from vaedx.data.augment import apply_one
+
+    image = torch.arange(16.0).reshape(1, 4, 4)
+    mask = (image > 10).float()
+    flipped = apply_one(tio.RandomFlip(axes=(1,), flip_probability=1.0), {"image": image, "mask": mask})
+    assert torch.equal(flipped["image"], image.flip(-1)) and torch.equal(flipped["mask"], mask.flip(-1))
+    noisy = apply_one(tio.RandomNoise(std=(0.5, 0.5)), {"image": image, "mask": mask})
+    assert noisy["image"].shape == (1, 4, 4) and not torch.equal(noisy["image"], image)
+    assert torch.equal(noisy["mask"], mask)
+    alone = apply_one(tio.RandomFlip(axes=(0,), flip_probability=1.0), {"image": image})
+    assert torch.equal(alone["image"], image.flip(-2)) and set(alone) == {"image"}

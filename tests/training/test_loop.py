@@ -157,3 +157,22 @@ def test_a_monai_transform_reaches_training_and_repeats_with_the_seed(tmp_path: 
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
     assert "RandGaussianNoise" in json.loads((tmp_path / "a" / "config.json").read_text())["transform"]
+
+
+def test_a_torchio_transform_reaches_training_and_repeats_with_the_seed(tmp_path: Path) -> None:
+    """torchio takes 4-D images; the hook gives each 2-D image a depth axis, and torchio's draws follow the
+    loop's seeded torch RNG, so two runs give the same weights and differ from a run without it."""
+    import torchio as tio
+
+    from train_helpers import make_store
+    from vaedx.training.engine import train
+
+    make_store(tmp_path / "s")
+    kw = {**FAST, "epochs": 1}
+    flip = tio.Compose([tio.RandomFlip(axes=(0, 1), flip_probability=0.5), tio.RandomNoise(std=(0.1, 0.3))])
+    a = train(tmp_path / "s", tmp_path / "a", transform=flip, **kw).model.state_dict()
+    b = train(tmp_path / "s", tmp_path / "b", transform=flip, **kw).model.state_dict()
+    c = train(tmp_path / "s", tmp_path / "c", **kw).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert "RandomFlip" in json.loads((tmp_path / "a" / "config.json").read_text())["transform"]

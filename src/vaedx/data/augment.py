@@ -112,6 +112,24 @@ def is_dict_transform(transform: Transform) -> bool:
     return any(isinstance(t, monai.MapTransform) for t in parts)
 
 
+def is_torchio_transform(transform: Transform) -> bool:
+    """True for a torchio transform (``tio.RandomFlip``, ``tio.Compose``...), inspected only when torchio is
+    already imported. Why it matters: torchio takes 4-D (C, X, Y, Z) images only, so a 2-D image gets a
+    depth axis of 1 and goes in as a ``tio.Subject`` whose mask (a ``LabelMap``) follows spatial transforms
+    and is left alone by intensity ones."""
+    tio = sys.modules.get("torchio")
+    return tio is not None and isinstance(transform, tio.transforms.Transform)
+
+
+def _torchio_apply(transform: Transform, item: dict[str, Any]) -> dict[str, Any]:
+    tio = sys.modules["torchio"]  # imported by whoever built the transform; vaedx does not depend on it
+    parts = {"image": tio.ScalarImage(tensor=torch.as_tensor(item["image"])[..., None])}
+    if "mask" in item:
+        parts["mask"] = tio.LabelMap(tensor=torch.as_tensor(item["mask"])[..., None])
+    out = transform(tio.Subject(**parts))
+    return {k: out[k].data[..., 0] for k in parts}
+
+
 def seed_transform(transform: Transform | None, seed: int) -> None:
     """Re-seed a MONAI random transform (``set_random_state``), so a run repeats and resumes exactly;
     transforms drawing from torch's global RNG (torchio, plain torch code) follow the loop's own seeding."""
@@ -142,7 +160,10 @@ def apply_one(transform: Transform, item: dict[str, Any], dict_input: bool | Non
     as_dict = is_dict_transform(transform) if dict_input is None else dict_input
     shape = tuple(item["image"].shape)
     try:
-        out = transform(dict(item)) if as_dict else transform(item["image"])
+        if is_torchio_transform(transform):
+            as_dict, out = True, _torchio_apply(transform, item)
+        else:
+            out = transform(dict(item)) if as_dict else transform(item["image"])
     except VaedxError:
         raise
     except Exception as e:  # noqa: BLE001 - third-party transforms raise anything
