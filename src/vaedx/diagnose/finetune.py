@@ -18,6 +18,7 @@ Layout of the output folder::
     best/model.safetensors   the VAE's weights with the fine-tuned encoder and posterior-mean projection
     best/state.json          run state with the weights' sha256 (checked on load)
     finetune.json            per-epoch history (loss, validation AUC) of the fine-tuning
+    MODEL_CARD.md            counts, settings and figures (vaedx.runs.model_card)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, InputError
 from vaedx.runs import checkpoint as ck
 from vaedx.runs.folder import BEST, RunFolder
+from vaedx.runs.model_card import label_counts, write_run_card
 
 
 def finetune_encoder(
@@ -87,6 +89,8 @@ def finetune_encoder(
         "classes": [int(c) for c in res.classes],
         "final_val_auc": res.history[-1].get("val_auc") if res.history else None,
     }
+    st = store if isinstance(store, TensorStore) else TensorStore.open(store)
+    recipe["labels"] = label_counts(st, res.labelled_rows)  # for MODEL_CARD.md
     config = {**ck.read_run_config(source / ck.CONFIG_FILE), "finetune": recipe}
 
     def write_weights(tmp: Path) -> None:
@@ -99,4 +103,5 @@ def finetune_encoder(
     for row in res.history:
         tracked.log_metrics(row, int(row["epoch"]))
     tracked.finish(out, True)
+    write_run_card(out)
     return load_model(out, device=device)

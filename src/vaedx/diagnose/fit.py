@@ -27,6 +27,7 @@ from vaedx.diagnose.labels import labelled_rows, labelled_subset
 from vaedx.diagnose.model import DiagnosisModel
 from vaedx.errors import InputError
 from vaedx.metrics.measures import binary_report, multiclass_report
+from vaedx.runs.model_card import label_counts, store_facts
 from vaedx.training.batches import RowView
 
 
@@ -106,6 +107,9 @@ def fit_diagnosis(
         "n_labelled": int(len(rows)),
         "n_train_labelled": int(len(train_all)),
         "n_val": int(len(val)),
+        "train_labels": label_counts(st, rows),
+        "val_labels": label_counts(st, val),
+        "store_facts": store_facts(st),  # counts for MODEL_CARD.md: no patient id, no path
         "train_rows": rows.tolist(),
     }
     diag.meta = {"chosen": chosen, "data": data}

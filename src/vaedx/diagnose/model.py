@@ -9,6 +9,7 @@ Layout of a diagnosis folder::
                             any type outside :data:`vaedx.diagnose.portable.TRUSTED`
     diagnosis.safetensors   the training features and labels ('train.*') used for nearest-neighbour
                             explanations
+    MODEL_CARD.md           counts, settings, validation and test figures (vaedx.diagnose.card)
 
 Why the encoder's sha256: the classifier is only meaningful on the latent space it was fitted on; a
 retrained encoder at the same path would silently give nonsense, so loading checks the hash.
@@ -30,6 +31,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from vaedx.atomic import atomic_write, atomic_write_json
+from vaedx.diagnose.card import write_diagnosis_card
 from vaedx.diagnose.features import FeatureSpec
 from vaedx.diagnose.portable import describe, dump_estimator, load_estimator
 from vaedx.errors import InputError
@@ -131,6 +133,7 @@ class DiagnosisModel:
             **self.meta,
         }
         atomic_write_json(d / JSON_FILE, doc)
+        write_diagnosis_card(d)  # rendered from the JSON just written
         return d
 
     @classmethod

@@ -21,6 +21,7 @@ from vaedx.errors import ConfigError, ModelMismatchError
 from vaedx.runs import checkpoint as ck
 from vaedx.runs.config import RESUMABLE_FIELDS, TrainConfig, build_config, merge, read_yaml
 from vaedx.runs.loaded import LoadedModel, load_model
+from vaedx.runs.model_card import CARD_FILE, EVALUATIONS_FILE, store_facts, write_run_card
 from vaedx.training.batches import select_indices
 from vaedx.training.distributed import Runtime, setup_runtime
 from vaedx.training.loop import BatchHook, TorchTrainer
@@ -29,6 +30,7 @@ from vaedx.training.progress import MetricsLog, Reporter, attach_log_file, log
 from vaedx.training.tracker import check_tracker, open_tracker
 
 RUN_OUTPUTS = ("last", "best", ".last.old", ".best.old", "metrics.csv", "train.log", "tensorboard")
+RUN_OUTPUTS += (CARD_FILE, EVALUATIONS_FILE)  # an old model's card and test figures go with it
 
 
 def run_training(
@@ -114,6 +116,8 @@ def run_training(
             if resume:
                 trainer.restore(out / "last")
             trainer.fit(metrics)
+        if rt.is_main:
+            write_run_card(out)
         ok = True
     finally:
         reporter.close()
@@ -198,6 +202,7 @@ def run_metadata(
             "val_labels": counts(val_idx),
             "world_size": rt.world_size,
         },
+        "store_facts": store_facts(store),  # counts for MODEL_CARD.md; no patient id, no path
     }
 
 
