@@ -242,11 +242,13 @@ def sweep(model: Path, images: list[bytes], workers: list[int], seconds: float, 
           scorer: str | None = None, max_upload_bytes: int = 20 * MIB) -> list[dict]:  # fmt: skip
     """One in-process server per N of ``workers``, each set up like ``vaedx serve --workers N --threads T``
     (its ``--queue`` the default 2 x N)."""
+    import torch
+
     from vaedx.cli.options import set_threads
     from vaedx.cli.serve import worker_threads
 
     bad = bad_uploads(images[0], max_upload_bytes) if mixed else None
-    rows = []
+    rows, before = [], torch.get_num_threads()
     for n in workers:
         per_worker = worker_threads(threads, n)
         set_threads(per_worker)  # as the CLI: every worker thread takes torch's process-wide setting
@@ -256,6 +258,7 @@ def sweep(model: Path, images: list[bytes], workers: list[int], seconds: float, 
             row = run(server.url, images, clients or 2 * n, seconds, mixed, bad)
         finally:
             server.stop()
+            torch.set_num_threads(before)
         rows.append({"workers": n, "threads_per_worker": per_worker, "queue": server.gate.queue, **row,
                      "scorer": info["scorer"], "images": len(images)})  # fmt: skip
     return rows
