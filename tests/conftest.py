@@ -16,6 +16,16 @@ from train_fixtures import tiny_store  # noqa: F401  (tests/test_api.py)
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` skip on machines without a CUDA GPU (benchmarks/gpu_check.sh runs them)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 def _data_root() -> Path:
     env = os.environ.get("VAEDX_DATA_DIR")
     if env:

@@ -31,6 +31,7 @@ import torch
 
 from vaedx.anomaly.postprocess import image_score
 from vaedx.errors import ConfigError, InputError, ModelMismatchError
+from vaedx.models.device import inference_autocast
 
 
 @dataclass
@@ -193,6 +194,7 @@ class BaseScorer:
     name = "base"
     needs_grad = False  # gradient scorers differentiate w.r.t. the input
     seed = 0  # sampling scorers draw from torch.Generator().manual_seed(seed) anew at every score() call
+    amp = True  # autocast on CUDA (see vaedx.models.device); False where half precision would bias scores
 
     def __init__(
         self,
@@ -239,11 +241,13 @@ class BaseScorer:
         with _eval_mode(self.model), torch.enable_grad() if self.needs_grad else torch.no_grad():
             for start in range(0, x.shape[0], self.batch_size):
                 xb = x[start : start + self.batch_size].to(device=device, dtype=dtype)
-                parts.append(self._score_batch(xb, generator))
-        maps = torch.cat([p.maps.detach() for p in parts]).cpu().numpy().astype(np.float32)
+                with inference_autocast(device, enabled=self.amp):
+                    parts.append(self._score_batch(xb, generator))
+        # .float() first: numpy has no bfloat16, and autocast may leave half-precision maps on CUDA
+        maps = torch.cat([p.maps.detach().float() for p in parts]).cpu().numpy().astype(np.float32)
         _check_finite_output(self.name, "map", maps)
         if parts[0].scores is not None:
-            scores = torch.cat([p.scores.detach() for p in parts]).cpu().numpy().astype(np.float64)
+            scores = torch.cat([p.scores.detach().double() for p in parts]).cpu().numpy().astype(np.float64)
         else:
             scores = np.asarray(
                 image_score(maps, method=self.image_method, topk_percent=self.topk_percent, valid=valid),

@@ -93,6 +93,7 @@ def importance_log_weights(model: Any, x: torch.Tensor, k: int, generator: torch
         raise ModelMismatchError(
             f"importance weights need a posterior variance; {type(model).__name__} has none"
         )
+    mu, logvar = mu.float(), logvar.float()  # log-densities in float32 even under autocast
     std = torch.exp(0.5 * logvar)
     rows = []
     for _ in range(k):
@@ -176,7 +177,7 @@ class UncertaintyScorer(BaseScorer):
         for _ in range(self.m):
             eps = torch.randn(mu.shape, generator=generator).to(mu)
             samples.append(self.model.decode(mu + std * eps))
-        x_hats = torch.stack(samples)  # (m, n, C, H, W)
+        x_hats = torch.stack(samples).float()  # (m, n, C, H, W); variances in float32 under autocast
         residual = self._reduce((x.unsqueeze(0) - x_hats).abs().mean(0))
         variance = self._reduce(x_hats.var(0, unbiased=False))
         extra = {"variance": variance, **self._recon_extra(x_hats.mean(0), "mean_reconstruction")}

@@ -71,7 +71,7 @@ def detect_command(
         help="For DICOM series inputs, also write a DICOM SEG of each lesion mask that references the "
         "source images; that file (only) carries the source's patient and study modules, as SEG requires.",
     ),
-    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     config: Path | None = typer.Option(

@@ -44,7 +44,7 @@ def _list(values: list[str] | str | None) -> list[str]:
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML of these options (typed ones win).")
 PrintConfigOpt = typer.Option(False, "--print-config", help="Print the settings as YAML and exit.")
-DeviceOpt = typer.Option("cpu", "--device", help=DEVICE_HELP)
+DeviceOpt = typer.Option("auto", "--device", help=DEVICE_HELP)
 ThreadsOpt = typer.Option(None, "--threads", help=THREADS_HELP)
 
 

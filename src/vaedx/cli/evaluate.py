@@ -117,7 +117,7 @@ def diagnosis_command(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="JSON to write [<diagnosis>/evaluation_<split>.json]."
     ),
-    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     overwrite: bool = OverwriteOpt,
     truth: Path | None = OldTruthOpt,

@@ -28,7 +28,7 @@ def export_command(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="File to write; FILE.json is written beside it."
     ),
-    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     output: Path | None = typer.Option(None, "--output", hidden=True, help="Old spelling of --out."),

@@ -8,7 +8,6 @@ module level, so ``vaedx --help`` stays fast.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,7 +20,10 @@ from vaedx.errors import ConfigError
 
 T = TypeVar("T")
 
-DEVICE_HELP = "cpu | cuda | cuda:N | auto (auto: CUDA when present)."
+DEVICE_HELP = (
+    "cpu | cuda | cuda:N | auto (auto: CUDA when present). CUDA inference runs under mixed precision "
+    "(VAEDX_AMP=0: float32)."
+)
 THREADS_HELP = "CPU threads for torch (default: torch's)."
 OVERWRITE_HELP = "Replace earlier output in --out."
 QUIET_HELP = "No progress bars or progress lines (progress goes to stderr, and only to a terminal)."
@@ -69,23 +71,12 @@ def refuse_existing(path: Path | None, overwrite: bool) -> None:
 
 
 def check_device(device: str) -> str:
-    """The device text, checked: a typo or a CUDA device on a machine without one is one clear line."""
-    text = device.strip().lower()
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
-        raise ConfigError(f"--device must be cpu, cuda, cuda:N or auto, not {device!r}")
-    if text == "cpu":
-        return text
-    import torch
+    """The device text, resolved (``auto``: CUDA when present) and checked: a typo or a CUDA device on a
+    machine without one is one clear line. The rule itself lives in :func:`vaedx.models.device.resolve_device`
+    so the library and every command resolve ``auto`` alike."""
+    from vaedx.models.device import resolve_device
 
-    if not torch.cuda.is_available():
-        if text == "auto":
-            return "cpu"
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    if text == "auto":
-        return "cuda"
-    if ":" in text and int(text.split(":")[1]) >= torch.cuda.device_count():
-        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return text
+    return str(resolve_device(device))
 
 
 def print_json(obj: Any) -> None:

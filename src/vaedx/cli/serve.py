@@ -101,7 +101,7 @@ def serve_command(
     queue: int | None = typer.Option(
         None, "--queue", min=0, help="Requests that may wait for a worker (default 2 x --workers); more: 503."
     ),
-    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML of these options (typed ones win)."

@@ -33,6 +33,7 @@ from vaedx.diagnose.torchfit import (
 )
 from vaedx.errors import ConfigError
 from vaedx.models.config import ModelConfig
+from vaedx.models.device import resolve_device
 from vaedx.models.semi import SemiConfig, SemiVAE
 from vaedx.runs.networks import save_semi
 from vaedx.training.batches import derive_seed
@@ -83,6 +84,7 @@ def train_semi(
     st = store if isinstance(store, TensorStore) else TensorStore.open(store)
     if epochs < 1 or batch_size < 1:
         raise ConfigError("epochs and batch_size must be >= 1")
+    device = str(resolve_device(device))  # auto: CUDA when present
     check_schedule(schedule)
     aug = as_augment(augment)
     lab, all_rows = subset_rows(st, train_split, labelled_fraction, seed)

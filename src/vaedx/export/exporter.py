@@ -29,6 +29,7 @@ from torch import nn
 from vaedx.atomic import atomic_write_text
 from vaedx.errors import ConfigError, InputError
 from vaedx.models.baselines import PCABaseline
+from vaedx.models.device import resolve_device
 from vaedx.runs.loaded import LoadedModel, load_model
 
 Format = Literal["onnx", "torchscript"]
@@ -78,11 +79,11 @@ class PCAModule(nn.Module):
         return rec, z, torch.zeros_like(z)
 
 
-def export_module(loaded: LoadedModel) -> nn.Module:
-    """The module that is exported, in eval mode, on the CPU."""
+def export_module(loaded: LoadedModel, device: str | torch.device = "cpu") -> nn.Module:
+    """The module that is exported, in eval mode, on ``device`` (the CPU unless told otherwise)."""
     if isinstance(loaded.model, PCABaseline):
-        return PCAModule(loaded.model).eval()
-    return ExportWrapper(loaded.model.cpu()).eval()
+        return PCAModule(loaded.model).to(device).eval()
+    return ExportWrapper(loaded.model.to(device)).eval()
 
 
 def sidecar(loaded: LoadedModel, fmt: Format, file: Path) -> dict[str, Any]:
@@ -134,15 +135,21 @@ def _export_torchscript(module: nn.Module, example: torch.Tensor, out: Path) -> 
 
 
 def export_model(model_dir: str | Path, fmt: Format, out: str | Path, device: str = "cpu") -> Path:
-    """Export the model of a run folder (or checkpoint folder) to ``out`` and write ``out.json``."""
+    """Export the model of a run folder (or checkpoint folder) to ``out`` and write ``out.json``.
+
+    ONNX is traced on ``device`` (``auto``: CUDA when present): an ONNX graph carries no device, so the file
+    is the same wherever it was traced. TorchScript is always traced on the CPU, because a trace records the
+    device of every tensor it creates and a file traced on a GPU would then not run without one.
+    """
     if fmt not in TOLERANCE:
         raise ConfigError(f"unknown export format '{fmt}'; choose onnx or torchscript")
-    loaded = load_model(model_dir, device=device)
-    module = export_module(loaded)
+    dev = resolve_device(device) if fmt == "onnx" else torch.device("cpu")
+    loaded = load_model(model_dir, device=dev)
+    module = export_module(loaded, dev)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # batch of 2: tracing with 1 lets some exporters specialise the batch axis to a constant
-    example = torch.rand(2, *loaded.image_shape, device=device)
+    example = torch.rand(2, *loaded.image_shape, device=dev)
     tmp = out.with_name(f".{out.name}.tmp")
     # the exporters warn about torchvision ops and the model's Python-side shape check; neither applies
     onnx_log = logging.getLogger("torch.onnx")

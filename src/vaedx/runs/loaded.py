@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.errors import InputError
 from vaedx.models.baselines import PCABaseline
+from vaedx.models.device import resolve_device
 from vaedx.models.registry import build_model
 from vaedx.runs import checkpoint as ck
 from vaedx.runs.config import TrainConfig, describe_validation_error
@@ -54,7 +55,8 @@ class LoadedModel:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a run folder (its best/ checkpoint, else last/) or one checkpoint folder."""
+    """Load a run folder (its best/ checkpoint, else last/) or one checkpoint folder onto ``device``
+    (``auto``: CUDA when present)."""
     ckpt = ck.resolve_checkpoint(path)
     cfg_file = ckpt / ck.CONFIG_FILE
     meta = ck.read_run_config(cfg_file)
@@ -75,5 +77,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     else:
         model = build_model(cfg.model)
         ck.load_weights(model, ckpt / ck.MODEL_FILE, expected)
-        model = model.to(device).eval()
+        model = model.to(resolve_device(device)).eval()
     return LoadedModel(model, cfg, pre, labels, ckpt, state=state.get("run", {}), meta=meta)

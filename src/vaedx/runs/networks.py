@@ -21,6 +21,7 @@ from vaedx.data.preprocess import PreprocessConfig
 from vaedx.errors import InputError
 from vaedx.models.cnn import SupervisedCNN
 from vaedx.models.config import ModelConfig
+from vaedx.models.device import resolve_device
 from vaedx.models.semi import SemiConfig, SemiVAE
 from vaedx.runs import checkpoint as ck
 
@@ -106,7 +107,8 @@ def load_semi(directory: str | Path, device: str | torch.device = "cpu") -> Load
     ck.load_weights(model, d / WEIGHTS, doc.get("sha256"))
     meta = {k: v for k, v in doc.items() if k not in ("format", "semi", "preprocess")}
     classes = np.asarray(cfg.classes, dtype=np.int64)
-    return LoadedSemi(model.to(device).eval(), classes, list(cfg.label_names), pre, d, meta, cfg)
+    net = model.to(resolve_device(device)).eval()
+    return LoadedSemi(net, classes, list(cfg.label_names), pre, d, meta, cfg)
 
 
 # ---------------------------------------------------------------------------------------- supervised CNN
@@ -147,4 +149,4 @@ def load_supervised(directory: str | Path, device: str | torch.device = "cpu") -
     ck.load_weights(model, d / WEIGHTS, doc.get("sha256"))
     known = ("format", "model", "classes", "label_names", "preprocess", "sha256")
     meta = {k: v for k, v in doc.items() if k not in known}
-    return LoadedSupervised(model.to(device).eval(), classes, names, pre, d, meta)
+    return LoadedSupervised(model.to(resolve_device(device)).eval(), classes, names, pre, d, meta)

@@ -28,6 +28,7 @@ def _diagnosis_encoder(diag: Any, loaded: Any, check_encoder: Any) -> Any:
     """
     from vaedx.diagnose.encoder import load_encoder
     from vaedx.errors import ModelMismatchError, VaedxError
+    from vaedx.models.device import model_device
     from vaedx.runs import checkpoint as ck
 
     try:
@@ -35,7 +36,8 @@ def _diagnosis_encoder(diag: Any, loaded: Any, check_encoder: Any) -> Any:
         return loaded
     except ModelMismatchError as mismatch:
         try:
-            tuned = load_encoder(diag)  # checks its hash and preprocessing against the diagnosis
+            # checks its hash and preprocessing against the diagnosis; on the served model's device
+            tuned = load_encoder(diag, device=str(model_device(loaded.model)))
         except VaedxError:
             raise mismatch from None
         source = (tuned.meta.get("finetune") or {}).get("source_sha256")
