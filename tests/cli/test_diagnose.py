@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from progress_spy import bars  # noqa: F401
 from vaedx.cli.diagnose import app
 from vaedx.errors import ConfigError, InputError
 
@@ -148,3 +149,68 @@ def test_predict_attaches_the_anomaly_score_flag_and_heatmap_of_vaedx_detect(cli
         app, ["predict", "--diagnosis", str(out), "--store", str(store.root), "--heatmaps", "h"]
     )
     assert isinstance(bad.exception, ConfigError) and "--anomaly-model" in str(bad.exception)
+
+
+def test_fit_json_holds_the_printed_figures_and_the_bar_follows_the_encoding(vae, store, tmp_path, bars):  # noqa: F811
+    out = tmp_path / "diag"
+    args = ["fit", "--model", str(vae.path), "--store", str(store.root), "--out", str(out),
+            "--classifiers", "logreg", "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)  # stdout is the one JSON object; the sentences went to stderr
+    saved = json.loads((out / "diagnosis.json").read_text())
+    assert doc["chosen"]["classifier"] == "logreg" and doc["n_labelled"] == saved["data"]["n_labelled"] == 40
+    assert doc["threshold"] == pytest.approx(saved["threshold"])
+    said = " ".join(result.stderr.split())
+    assert f"validation AUC {doc['validation']['auc']:.3f}, threshold {doc['threshold']:.3f}" in said
+    assert bars == [(40, 64), (64, 64)]  # 40 training then 24 validation images encoded
+    quiet = runner.invoke(app, [*args, "--overwrite", "--quiet"])
+    assert quiet.exit_code == 0 and len(bars) == 2  # --quiet: no bar, whatever the terminal
+    assert json.loads(quiet.stdout)["threshold"] == pytest.approx(doc["threshold"])
+
+
+def test_predict_json_instead_of_the_table(cli_fit, store, bars):  # noqa: F811
+    out, _, _ = cli_fit
+    args = ["predict", "--diagnosis", str(out), "--store", str(store.root), "--split", "test", "-k", "1"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["predictions"]
+    assert len(rows) == 24 and all(r["class"] in ("normal", "blob") for r in rows)
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 and len(r["neighbours"]) == 1 for r in rows)
+    assert bars == [(24, 24)]
+    table = runner.invoke(app, [*args, "--quiet"], env={"COLUMNS": "300"})
+    assert table.exit_code == 0 and bars == [(24, 24)]
+    for r in rows[:3]:  # the table shows the same class and probability for the same image
+        line = next(x for x in table.stdout.splitlines() if f"{r['image']} " in x)
+        assert r["class"] in line and f"{r['probability']:.3f}" in line
+
+
+def test_finetune_tracker_mlflow_logs_the_recipe_and_history(vae, store, tmp_path, monkeypatch, bars):  # noqa: F811
+    from mlflow.tracking import MlflowClient
+
+    from vaedx.training.tracker import local_uri
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    out = tmp_path / "tuned"
+    args = ["finetune", "--model", str(vae.path), "--store", str(store.root), "--out", str(out),
+            "--epochs", "2", "--min-steps", "0", "--threads", "1", "--device", "cpu"]  # fmt: skip
+    refused = runner.invoke(app, [*args, "--tracker", "wandb"])
+    assert isinstance(refused.exception, ConfigError) and "--tracker must be one of" in str(refused.exception)
+    assert not out.exists()  # refused before any training
+    result = runner.invoke(app, [*args, "--tracker", "mlflow", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    history = json.loads((out / "finetune.json").read_text())["history"]
+    assert doc["epochs"] == len(history) == 2 and doc["n_labelled"] == 40
+    client = MlflowClient(local_uri(tmp_path / "mlruns")[0])
+    (run,) = client.search_runs([client.get_experiment_by_name("vaedx").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "tuned"
+    assert run.data.params["finetune.n_labelled"] == "40" and run.data.params["finetune.epochs"] == "2"
+    logged = client.get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in logged] == [1, 2]
+    assert [m.value for m in logged] == pytest.approx([h["loss"] for h in history], rel=1e-6)
+    names = {a.path for a in client.list_artifacts(run.info.run_id, "run")}
+    assert {"run/finetune.json", "run/best"} <= names
+    assert bars == [(1, 2), (2, 2)]  # 40 labelled images are one batch: one optimiser step per epoch

@@ -15,7 +15,17 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from vaedx.cli.options import OVERWRITE_HELP, deprecated, dump_settings, pick, refuse_existing, required
+from vaedx.cli.options import (
+    JSON_HELP,
+    OVERWRITE_HELP,
+    QUIET_HELP,
+    deprecated,
+    dump_settings,
+    pick,
+    print_json,
+    refuse_existing,
+    required,
+)
 from vaedx.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -87,6 +97,8 @@ FractionsOpt = Annotated[
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the patient-level split.")]
 OldOutputOpt = Annotated[Path | None, typer.Option("--output", hidden=True, help="Old spelling of --out.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)]
+QuietAnn = Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)]
+JsonAnn = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 
 
 @app.command("index")
@@ -276,12 +288,15 @@ def prepare_cmd(
     print_config: Annotated[
         bool, typer.Option("--print-config", help="Print the preprocessing as YAML for --config and exit.")
     ] = False,
+    quiet: QuietAnn = False,
+    as_json: JsonAnn = False,
     output: OldOutputOpt = None,
 ) -> None:
     """Decode, preprocess and cache every image in a memory-mapped tensor store."""
     from vaedx.data.inspect import render, summarize
     from vaedx.data.prepare import prepare, prepare_config
     from vaedx.data.splits import DEFAULT_FRACTIONS, parse_fractions
+    from vaedx.training.progress import task_progress
 
     cfg = prepare_config(
         config,
@@ -308,25 +323,32 @@ def prepare_cmd(
     if window:
         read_options["window"] = tuple(_numbers(window, 2, "--window") or ()) if "," in window else window
     t0 = time.perf_counter()
-    store = prepare(
-        source,
-        output,
-        cfg,
-        on_error=on_error.value,
-        read_options=read_options,
-        label_names=_names(label_names),
-        fractions=parse_fractions(fractions) if fractions else DEFAULT_FRACTIONS,
-        seed=seed,
-    )
+    with task_progress("preparing images", quiet=quiet) as bar:
+        store = prepare(
+            source,
+            output,
+            cfg,
+            on_error=on_error.value,
+            read_options=read_options,
+            label_names=_names(label_names),
+            fractions=parse_fractions(fractions) if fractions else DEFAULT_FRACTIONS,
+            seed=seed,
+            progress=bar.update,
+        )
     seconds = time.perf_counter() - t0
-    console = Console()
+    console = Console(stderr=as_json)
     shape = "x".join(map(str, store.image_shape))
     console.print(
         f"prepared {output}: {len(store)} images of {shape} (CxHxW) in {seconds:.1f} s",
         highlight=False,
         soft_wrap=True,
     )
-    render(summarize(output), console)
+    info = summarize(output)
+    if as_json:
+        print_json({"out": output, "images": len(store), "image_shape": list(store.image_shape),
+                    "seconds": seconds, "summary": json.loads(json.dumps(info, default=str))})  # fmt: skip
+        return
+    render(info, console)
 
 
 @app.command("inspect")
@@ -334,7 +356,7 @@ def inspect_cmd(
     path: Annotated[
         Path, typer.Argument(help="Tensor store, manifest CSV, or any source `vaedx data index` reads.")
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonAnn = False,
     sample: Annotated[int, typer.Option(help="Images sampled for statistics (manifests: <= 64).")] = 2000,
 ) -> None:
     """Counts per split x label, sizes, channels, intensities, mask coverage, patients and problems."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -16,8 +17,11 @@ from vaedx.cli.options import (
     DEVICE_HELP,
     OVERWRITE_HELP,
     THREADS_HELP,
+    JsonOpt,
+    QuietOpt,
     check_device,
     pick,
+    print_json,
     refuse_existing,
     required,
     set_threads,
@@ -78,7 +82,8 @@ def detect_command(
         None, "--config", "-c", help="YAML of these options (typed ones win)."
     ),
     print_config: bool = typer.Option(False, "--print-config", help="Print the settings as YAML and exit."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
     scorers: list[str] | None = typer.Option(
         None, "--scorers", hidden=True, help="Old spelling of --scorer."
     ),
@@ -111,8 +116,27 @@ def detect_command(
         save_calibration=s["save_calibration"],
         dicom_seg=s["dicom_seg"],
     )
+    if s["as_json"]:
+        print_json(_summary(path))
     if not s["quiet"]:
         extra = ", volumes/ (NIfTI maps and masks), volumes.json" if (path / "volumes.json").is_file() else ""
         console.print(f"wrote {path / 'scores.csv'}, maps/, overlays/{extra} and detect.json")
         if s["save_calibration"]:
             console.print(f"calibration also saved in the model's run folder {s['model']}")
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    """--json: what was scored and, per scorer, the threshold applied and how many images it flagged."""
+    from vaedx.anomaly.output import DetectOutput
+
+    done = DetectOutput.open(path)
+    scorers = {}
+    for name in done.scorers:
+        flags, scores = done.flags(name), done.scores(name)
+        scorers[name] = {
+            "threshold": done.thresholds(name).get("image_threshold"),
+            "flagged": None if flags is None else int(flags.sum()),
+            "mean_score": float(scores.mean()) if len(scores) else None,
+        }
+    files = {"scores": path / "scores.csv", "meta": path / "detect.json"}
+    return {"out": path, "n_images": len(done.rows), "scorers": scorers, "files": files}

@@ -18,8 +18,12 @@ from vaedx.cli.options import (
     DEVICE_HELP,
     OVERWRITE_HELP,
     THREADS_HELP,
+    TRACKER_HELP,
+    JsonOpt,
+    QuietOpt,
     check_device,
     pick,
+    print_json,
     refuse_existing,
     required,
     set_threads,
@@ -80,6 +84,8 @@ def fit_cmd(
     device: str = DeviceOpt,
     threads: int | None = ThreadsOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
     print_config: bool = PrintConfigOpt,
     scorers: list[str] | None = typer.Option(
@@ -94,26 +100,32 @@ def fit_cmd(
         show_config(s, skip=("ctx", "scorers"))
     from vaedx.diagnose.encoder import as_loaded
     from vaedx.diagnose.fit import fit_diagnosis
+    from vaedx.training.progress import task_progress
 
     out = required(s["out"], "--out")
     refuse_existing(out, s["overwrite"])
     set_threads(s["threads"])
     loaded = as_loaded(required(s["model"], "--model"), device=check_device(s["device"]))
-    diag = fit_diagnosis(
-        loaded,
-        required(s["store"], "--store"),
-        out=out,
-        labelled_fraction=s["labelled_fraction"],
-        seed=s["seed"],
-        calibration=s["calibration"],
-        threshold=s["threshold"],
-        candidates=s["classifiers"],
-        include=s["features"],
-        scorers=s["scorer"],
-        train_split=s["train_split"],
-        val_split=s["val_split"],
-    )
+    with task_progress("encoding images", quiet=s["quiet"]) as bar:
+        diag = fit_diagnosis(
+            loaded,
+            required(s["store"], "--store"),
+            out=out,
+            labelled_fraction=s["labelled_fraction"],
+            seed=s["seed"],
+            calibration=s["calibration"],
+            threshold=s["threshold"],
+            candidates=s["classifiers"],
+            include=s["features"],
+            scorers=s["scorer"],
+            train_split=s["train_split"],
+            val_split=s["val_split"],
+            progress=bar.update,
+        )
     chosen, v = diag.meta["chosen"], diag.metrics
+    if s["as_json"]:
+        print_json({"out": out, "chosen": chosen, "threshold": diag.threshold, "validation": v,
+                    "n_labelled": diag.meta["data"]["n_labelled"]})  # fmt: skip
     auc = v.get("auc", v.get("macro_auc"))
     console.print(
         f"chose {chosen['classifier']} {chosen['params']} (CV AUC {_fmt(chosen['cv_auc'])}); "
@@ -172,9 +184,12 @@ def finetune_cmd(
     lr: float = typer.Option(2e-3, help="Peak learning rate."),
     augment: bool = typer.Option(True, help="Random rotation/zoom/shift of the labelled batches."),
     seed: int = typer.Option(0, help="Seed of the labelled subset and the training."),
+    tracker: str = typer.Option("none", "--tracker", help=TRACKER_HELP),
     device: str = DeviceOpt,
     threads: int | None = ThreadsOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
     print_config: bool = PrintConfigOpt,
 ) -> None:
@@ -183,15 +198,22 @@ def finetune_cmd(
     if print_config:
         show_config(s, skip=("ctx",))
     from vaedx.diagnose.finetune import finetune_encoder
+    from vaedx.training.progress import task_progress
+    from vaedx.training.tracker import check_tracker
 
     model, store, out = required(s["model"], "--model"), required(s["store"], "--store"), s["out"]
     out = required(out, "--out")
-    tuned = finetune_encoder(
-        model, store, out, labelled_fraction=s["labelled_fraction"], seed=s["seed"], epochs=s["epochs"],
-        lr=s["lr"], augment=s["augment"], min_steps=s["min_steps"], overwrite=s["overwrite"],
-        num_threads=s["threads"], device=check_device(s["device"]),
-    )  # fmt: skip
+    check_tracker(s["tracker"])
+    with task_progress("fine-tuning (optimiser steps)", quiet=s["quiet"]) as bar:
+        tuned = finetune_encoder(
+            model, store, out, labelled_fraction=s["labelled_fraction"], seed=s["seed"], epochs=s["epochs"],
+            lr=s["lr"], augment=s["augment"], min_steps=s["min_steps"], overwrite=s["overwrite"],
+            num_threads=s["threads"], device=check_device(s["device"]), tracker=s["tracker"],
+            progress=bar.update,
+        )  # fmt: skip
     info = tuned.meta["finetune"]
+    if s["as_json"]:
+        print_json({"out": out, **info})
     auc = info.get("final_val_auc")
     console.print(
         f"fine-tuned encoder written to {out} ({info['n_labelled']} labelled images, "
@@ -222,6 +244,8 @@ def predict_cmd(
     device: str = DeviceOpt,
     threads: int | None = ThreadsOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier --out and --heatmaps."),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
     model: Path | None = typer.Option(
         None, "--model", "-m", hidden=True, help="Old spelling of --diagnosis."
     ),
@@ -233,6 +257,7 @@ def predict_cmd(
     from vaedx.diagnose.model import DiagnosisModel
     from vaedx.diagnose.predict import attach_anomaly, diagnose_images, read_image_files
     from vaedx.training.batches import RowView
+    from vaedx.training.progress import task_progress
 
     folder = required(pick(diagnosis, model, "--model (a diagnosis folder)", "--diagnosis"), "--diagnosis")
     refuse_existing(out, overwrite)
@@ -250,7 +275,8 @@ def predict_cmd(
         images, refs = RowView(st.images, rows), [st.paths[i] for i in rows]
     else:
         images, refs = read_image_files(files or [], loaded.preprocess)
-    results = diagnose_images(diag, loaded, images, refs, k=neighbours)
+    with task_progress("encoding images", quiet=quiet) as bar:
+        results = diagnose_images(diag, loaded, images, refs, k=neighbours, progress=bar.update)
     if anomaly_model is not None:
         info = attach_anomaly(results, images, anomaly_model, loaded, scorer, heatmaps, device=dev)
         if info["problem"]:
@@ -260,6 +286,9 @@ def predict_cmd(
     if out is not None:
         _write(results, out)
         console.print(f"{len(results)} predictions written to {out}")
+    if as_json:
+        print_json({"predictions": results, "out": out})
+    if out is not None or as_json:
         return
     table = Table(title=f"diagnosis ({len(results)} images)")
     table.add_column("image", overflow="fold")  # whole paths, wrapped rather than cut
@@ -320,6 +349,8 @@ def study_cmd(
     device: str = DeviceOpt,
     threads: int | None = ThreadsOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a study already in --out."),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
     print_config: bool = PrintConfigOpt,
     vae: Path | None = typer.Option(None, "--vae", hidden=True, help="Old spelling of --model."),
@@ -334,6 +365,7 @@ def study_cmd(
         show_config(s, skip=("ctx", "vae"))
     from vaedx.atomic import atomic_write_json
     from vaedx.diagnose.study import METRICS, label_fraction_study
+    from vaedx.training.progress import task_progress
 
     store, out = required(s["store"], "--store"), required(s["out"], "--out")
     if (out / "study.json").exists() and not s["overwrite"]:
@@ -346,29 +378,36 @@ def study_cmd(
         s["min_steps"],
     )
     arch = {"latent_dim": s["latent_dim"], "widths": _numbers(s["widths"], int, "--widths")}
-    res = label_fraction_study(
-        store,
-        _numbers(s["fractions"], float, "--fractions"),
-        _numbers(s["seeds"], int, "--seeds"),
-        s["methods"],
-        epochs,
-        vae=s["model"],
-        vae_epochs=s["vae_epochs"],
-        model=arch,
-        batch_size=s["batch_size"],
-        work_dir=out,
-        num_threads=s["threads"],
-        supervised_min_steps=min_steps,
-        augment=augment,
-        schedule=schedule,
-        lr=lr,
-        progress=_progress,
-        device=check_device(s["device"]),
-    )
+    fractions, seeds = _numbers(s["fractions"], float, "--fractions"), _numbers(s["seeds"], int, "--seeds")
+    runs = len(fractions) * len(seeds) * len(s["methods"])
+    with task_progress("study runs (method x fraction x seed)", runs, quiet=s["quiet"]) as bar:
+        res = label_fraction_study(
+            store,
+            fractions,
+            seeds,
+            s["methods"],
+            epochs,
+            vae=s["model"],
+            vae_epochs=s["vae_epochs"],
+            model=arch,
+            batch_size=s["batch_size"],
+            work_dir=out,
+            num_threads=s["threads"],
+            supervised_min_steps=min_steps,
+            augment=augment,
+            schedule=schedule,
+            lr=lr,
+            progress=None if s["quiet"] else lambda row: _progress(row, bar),
+            device=check_device(s["device"]),
+        )
     recipe = {"augment": augment, "schedule": schedule, "lr": lr, "epochs": epochs, "min_steps": min_steps}
     doc = {"rows": res.rows, "summary": res.summary, "model": arch, "recipe": recipe}
     atomic_write_json(out / "study.json", doc)
     _write_rows(res.rows, out / "study.csv")
+    if s["as_json"]:
+        print_json({"study": out / "study.json", "summary": res.summary, "model": arch, "recipe": recipe})
+        console.print(f"study written to {out / 'study.json'}")
+        return
     table = Table(title=f"label-fraction study on {store.name} (test split; mean ± sd over seeds)")
     for col in ("method", "fraction", "labelled", "seeds", *METRICS):
         table.add_column(col, justify="left" if col == "method" else "right")
@@ -379,8 +418,10 @@ def study_cmd(
     console.print(f"study written to {out / 'study.json'}")
 
 
-def _progress(r: dict[str, Any]) -> None:
-    console.print(f"{r['method']} {r['fraction']:g} seed {r['seed']}: test AUC {_fmt(r['auc'])}")
+def _progress(r: dict[str, Any], bar: Any) -> None:
+    """One finished run: a line on stderr (above the bar when there is one) and a step of the bar."""
+    bar.print(f"{r['method']} {r['fraction']:g} seed {r['seed']}: test AUC {_fmt(r['auc'])}")
+    bar.advance()
 
 
 def _write_rows(rows: list[dict[str, Any]], path: Path) -> None:

@@ -16,8 +16,11 @@ from vaedx.cli.options import (
     DEVICE_HELP,
     OVERWRITE_HELP,
     THREADS_HELP,
+    JsonOpt,
+    QuietOpt,
     check_device,
     pick,
+    print_json,
     refuse_existing,
     required,
     set_threads,
@@ -25,6 +28,7 @@ from vaedx.cli.options import (
 
 app = typer.Typer(help="Evaluate predictions against ground truth.", no_args_is_help=True)
 console = Console()
+messages = Console(stderr=True)  # with --json stdout holds the JSON object only
 
 OldTruthOpt = typer.Option(None, "--truth", "-t", hidden=True, help="Old spelling of --store.")
 OverwriteOpt = typer.Option(False, "--overwrite", help=OVERWRITE_HELP)
@@ -38,6 +42,8 @@ def anomaly_command(
     seed: int = typer.Option(0, help="Bootstrap seed."),
     out: Path | None = typer.Option(None, "--out", "-o", help="JSON to write [<pred>/evaluation.json]."),
     overwrite: bool = OverwriteOpt,
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
     truth: Path | None = OldTruthOpt,
 ) -> None:
     """Image AUROC/AUPRC/FPR@95TPR, pixel and (stores with volume columns) volume metrics per scorer;
@@ -51,12 +57,18 @@ def anomaly_command(
         volume_table_rows,
     )
     from vaedx.evaluate.tables import format_table
+    from vaedx.training.progress import task_progress
 
     store = required(pick(store, truth, "--truth", "--store"), "--store")
     target = out or pred / "evaluation.json"
     refuse_existing(target, overwrite)
-    result = evaluate_anomaly(pred, store, n_boot=n_boot, seed=seed)
+    with task_progress("bootstrap per scorer", quiet=quiet) as bar:
+        result = evaluate_anomaly(pred, store, n_boot=n_boot, seed=seed, progress=bar.update)
     atomic_write_json(target, to_json(result))
+    if as_json:
+        print_json({"written": target, **to_json(result)})
+        messages.print(f"wrote {target}", highlight=False, soft_wrap=True)
+        return
     unit = result["bootstrap"]["unit"]
     title = (
         f"anomaly detection: {result['n_labelled']} images, {result['n_abnormal']} abnormal (CI by {unit})"
@@ -120,6 +132,8 @@ def diagnosis_command(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     overwrite: bool = OverwriteOpt,
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
     truth: Path | None = OldTruthOpt,
     model: Path | None = typer.Option(
         None, "--model", "-m", hidden=True, help="Old spelling of --diagnosis."
@@ -135,17 +149,26 @@ def diagnosis_command(
     from vaedx.diagnose.model import DiagnosisModel
     from vaedx.evaluate.diagnosis import evaluate_probabilities
     from vaedx.evaluate.tables import format_table
+    from vaedx.training.progress import task_progress
 
     set_threads(threads)
     diag = DiagnosisModel.load(folder)
     loaded = load_encoder(diag, encoder, device=check_device(device))
-    diag, y, proba, rows = split_probabilities(diag, loaded, store, split)
     from vaedx.data.store import TensorStore
 
-    groups = TensorStore.open(store).patient_ids[rows]
-    result = evaluate_probabilities(diag, y, proba, groups=groups, n_boot=n_boot, seed=seed)
+    with task_progress(f"encoding the {split} images", quiet=quiet) as bar:
+        diag, y, proba, rows = split_probabilities(diag, loaded, store, split, progress=bar.update)
+        groups = TensorStore.open(store).patient_ids[rows]
+        bar.describe("bootstrap per metric")
+        result = evaluate_probabilities(
+            diag, y, proba, groups=groups, n_boot=n_boot, seed=seed, progress=bar.update
+        )
     result["split"] = split
     atomic_write_json(target, result)
+    if as_json:
+        print_json({"written": target, **result})
+        messages.print(f"wrote {target}", highlight=False, soft_wrap=True)
+        return
     console.print(format_table(result["table"], title=f"diagnosis on {split}: {len(y)} images"))
     cm = result["report"].get("confusion_matrix")
     if cm is not None:

@@ -29,6 +29,8 @@ OVERWRITE_HELP = "Replace earlier output in --out."
 QUIET_HELP = "No progress bars or progress lines (progress goes to stderr, and only to a terminal)."
 JSON_HELP = "Print one JSON object (the summary) on stdout and nothing else there; messages go to stderr."
 TRACKER_HELP = "Also log to none | tensorboard (<out>/tensorboard) | mlflow (./mlruns, $MLFLOW_TRACKING_URI)."
+QuietOpt = typer.Option(False, "--quiet", "-q", help=QUIET_HELP)
+JsonOpt = typer.Option(False, "--json", help=JSON_HELP)
 
 
 def deprecated(name: str, instead: str) -> None:
@@ -112,7 +114,7 @@ def set_threads(threads: int | None) -> None:
 
 
 # how a command runs, not what it computes: a shared settings file must not silently replace results
-NOT_SETTINGS = frozenset({"config", "print_config", "overwrite"})
+NOT_SETTINGS = frozenset({"config", "print_config", "overwrite", "as_json"})
 
 
 def read_settings(path: Path | None) -> dict[str, Any]:

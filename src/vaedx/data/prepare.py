@@ -16,7 +16,7 @@ PNGs) are stacked from their rows; a row without a volume is a volume of one ima
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -171,11 +171,15 @@ def prepare(
     seed: int = 0,
 ) -> TensorStore:
     """Prepare a store from a manifest CSV, straight from a MedMNIST npz, or from a folder, a NIfTI, a DICOM
-    file or a DICOM series zip (indexed first with the default rules)."""
+    progress: Callable[[int, int], None] | None = None,
+    file or a DICOM series zip (indexed first with the default rules).
+
+    ``progress(done, total)`` is called with the images written so far after every chunk, so a caller's
+    progress bar follows the decoding rather than guessing."""
     source = Path(source)
     if source.is_file() and source.suffix.lower() != ".csv" and detect_format(source) == "npz":
         with staged_store(out) as tmp:
-            _prepare_npz(source, tmp, cfg, label_names)
+            _prepare_npz(source, tmp, cfg, label_names, progress)
         return TensorStore.open(out)
     if source.is_dir() or source.suffix.lower() in (".nii", ".gz", ".zip", ".dcm"):
         manifest = index_source(source, IndexOptions(on_error=on_error))  # convenience: default rules
@@ -185,11 +189,17 @@ def prepare(
     if any(not r.get("split") for r in manifest.rows):
         assigned = sum(assign_splits(manifest, fractions, seed).values())
     with staged_store(out) as tmp:
-        _prepare_manifest(manifest, tmp, cfg, on_error, read_options or {}, label_names, assigned)
+        _prepare_manifest(manifest, tmp, cfg, on_error, read_options or {}, label_names, assigned, progress)
     return TensorStore.open(out)
 
 
-def _prepare_npz(path: Path, out: Path, cfg: PreprocessConfig, label_names: Sequence[str] | None) -> None:
+def _prepare_npz(
+    path: Path,
+    out: Path,
+    cfg: PreprocessConfig,
+    label_names: Sequence[str] | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
     data = read_npz(path)
     all_labels = np.concatenate([lab for _, lab in data.splits.values()])
     names = list(label_names or known_label_names(path) or [])
@@ -218,6 +228,8 @@ def _prepare_npz(path: Path, out: Path, cfg: PreprocessConfig, label_names: Sequ
             )
     _finish(writer, names, cfg, [], path, {"read_options": {}})
 
+            if progress is not None:
+                progress(writer.count, total)
 
 def is_series(file: Path) -> bool:
     """A DICOM series row's path is its folder or zip."""
@@ -341,6 +353,7 @@ def _prepare_manifest(
     assigned: int,
 ) -> None:
     names = m.label_names(label_names)
+    progress: Callable[[int, int], None] | None = None,
     codes = m.label_codes(names, explicit=bool(label_names))
     extras = [c for c in m.columns if c not in STANDARD_COLUMNS or c == "mask"]
     decoder = RowDecoder(m, read_options)
@@ -365,6 +378,8 @@ def _prepare_manifest(
         writer.add_batch(images, labels=[codes[i] for i in idx], masks=masks, records=records)
     _finish(writer, names, cfg, skipped, m.source or m.root, extra)
 
+        if progress is not None:
+            progress(writer.count, len(m.rows))
 
 Batch = tuple[list[int], np.ndarray, np.ndarray | None, list[bool]]
 

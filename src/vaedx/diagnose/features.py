@@ -10,7 +10,7 @@ the classifier.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,12 +85,14 @@ def latent_features(
     batch_size: int = 256,
     include: Sequence[str] = ("mu", "logvar"),
     extra: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """(N, F) float64: posterior mean, log-variance (VAEs only) and ``extra`` columns, side by side.
 
     ``images`` is any (N, C, H, W) array, tensor, memmap or lazily sliced row view; it is read
     ``batch_size`` rows at a time so a memory-mapped store is never loaded whole. Works for the VAE, the AE
     and PCA (which have no log-variance: those columns are simply absent, see :class:`FeatureSpec`).
+    ``progress(done, total)`` is called with the images encoded so far after every batch.
     """
     net = unwrap(model)
     parts = _check_include(include)
@@ -112,6 +114,8 @@ def latent_features(
             if "logvar" in parts and logvar is not None:
                 row.append(logvar)
             cols.append(np.concatenate(row, axis=1) if row else np.zeros((len(xb), 0)))
+            if progress is not None:
+                progress(s + len(xb), n)
     feats = np.concatenate(cols, axis=0)
     if extra is not None:
         feats = np.concatenate([feats, _as_extra(extra, n)], axis=1)
@@ -162,10 +166,17 @@ class FeatureSpec:
         names += [f"logvar{i}" for i in range(self.latent_dim)] if self.has_logvar else []
         return names + [f"score_{s}" for s in self.scorers]
 
-    def compute(self, model: Any, images: Any, batch_size: int = 256) -> np.ndarray:
-        """The feature matrix for ``images`` (anomaly scores computed here when the spec has scorers)."""
+    def compute(
+        self,
+        model: Any,
+        images: Any,
+        batch_size: int = 256,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """The feature matrix for ``images`` (anomaly scores computed here when the spec has scorers);
+        ``progress(done, total)`` follows the encoding batches."""
         extra = anomaly_columns(model, images, self.scorers)
-        feats = latent_features(model, images, batch_size, self.include, extra)
+        feats = latent_features(model, images, batch_size, self.include, extra, progress)
         if feats.shape[1] != len(self.names):
             raise InputError(
                 f"model gives {feats.shape[1]} feature columns, the spec expects {len(self.names)}"

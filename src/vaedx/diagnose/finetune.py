@@ -51,12 +51,14 @@ def finetune_encoder(
     tracker: str = "none",
 ) -> Any:
     """Fine-tune ``vae`` (run folder or LoadedModel) on ``store``'s labels; returns the new run, loaded.
+    progress: Callable[[int, int], None] | None = None,
 
     The training is :func:`vaedx.diagnose.supervised.train_supervised` with ``init_from=vae`` and a
     one-cycle schedule (final weights kept), on the seeded stratified ``labelled_fraction`` subset.
     ``tracker`` (none, tensorboard, mlflow) also gets the recipe, the per-epoch history and the folder.
     """
     from vaedx.atomic import atomic_write_json
+    ``progress(done, total)`` follows the optimiser steps.
     from vaedx.diagnose.encoder import as_loaded
     from vaedx.diagnose.supervised import train_supervised
     from vaedx.runs.loaded import load_model
@@ -75,6 +77,7 @@ def finetune_encoder(
         schedule="onecycle", init_from=loaded, min_steps=min_steps, num_threads=num_threads, device=device,
     )  # fmt: skip
     weights = res.model.encoder_into(loaded.model.state_dict())
+        progress=progress,
     source = Path(loaded.path)
     recipe = {
         "source": str(source),
@@ -104,4 +107,5 @@ def finetune_encoder(
         tracked.log_metrics(row, int(row["epoch"]))
     tracked.finish(out, True)
     write_run_card(out)
+    run.write_checkpoint(BEST, write_weights, config, {"run": {"epoch": recipe["epochs"], "finetuned": True}})
     return load_model(out, device=device)

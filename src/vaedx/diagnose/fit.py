@@ -12,7 +12,7 @@ are optimistic; report the test figures.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,13 @@ def fit_diagnosis(
     val_split: str = "val",
     n_splits: int = 5,
     batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DiagnosisModel:
     """Fit, calibrate and threshold a classifier on the encoder's features; save it when ``out`` is given.
 
     ``model`` is a run folder or a LoadedModel (VAE, AE or PCA); ``labelled_fraction`` keeps a stratified,
     seeded share of the training labels (the rest are not used), as in the label-fraction study.
+    ``progress(done, total)`` counts the training and validation images encoded (the slow part).
     """
     loaded, st = as_loaded(model), as_store(store)
     st.check_compatible(loaded.preprocess, loaded.image_shape)
@@ -76,10 +78,12 @@ def fit_diagnosis(
     rows = train_all[labelled_subset(st.labels[train_all], labelled_fraction, seed, st.label_names)]
     val = labelled_rows(st, val_split)
     spec = FeatureSpec.for_model(loaded, include, scorers)
-    x_tr = spec.compute(loaded, RowView(st.images, rows), batch_size)
+    total = len(rows) + len(val)
+    x_tr = spec.compute(loaded, RowView(st.images, rows), batch_size, _shifted(progress, 0, total))
     y_tr = st.labels[rows]
     sel = select_classifier(x_tr, y_tr, candidates, n_splits, seed)
-    x_val, y_val = spec.compute(loaded, RowView(st.images, val), batch_size), st.labels[val]
+    x_val = spec.compute(loaded, RowView(st.images, val), batch_size, _shifted(progress, len(rows), total))
+    y_val = st.labels[val]
     cal = fit_probability_calibration(sel.estimator, x_val, y_val, calibration)
     diag = DiagnosisModel(
         estimator=cal if cal is not None else sel.estimator,
@@ -118,20 +122,31 @@ def fit_diagnosis(
     return diag
 
 
+def _shifted(
+    progress: Callable[[int, int], None] | None, start: int, total: int
+) -> Callable[[int, int], None] | None:
+    """One part of a longer job: a part's ``(done, n)`` becomes ``(start + done, total)``."""
+    if progress is None:
+        return None
+    return lambda done, _n: progress(start + done, total)
+
+
 def split_probabilities(
     diag: DiagnosisModel | str | Path,
     model: Any,
     store: TensorStore | str | Path,
     split: str = "test",
     batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[DiagnosisModel, np.ndarray, np.ndarray, np.ndarray]:
-    """(diagnosis, labels, calibrated probabilities, store rows) for the labelled images of one split."""
+    """(diagnosis, labels, calibrated probabilities, store rows) for the labelled images of one split;
+    ``progress(done, total)`` follows the encoding."""
     d = diag if isinstance(diag, DiagnosisModel) else DiagnosisModel.load(diag)
     loaded, st = as_loaded(model), as_store(store)
     check_encoder(d, loaded)
     st.check_compatible(loaded.preprocess, loaded.image_shape)
     rows = labelled_rows(st, split, min_classes=1)
-    proba = d.predict_proba(d.features.compute(loaded, RowView(st.images, rows), batch_size))
+    proba = d.predict_proba(d.features.compute(loaded, RowView(st.images, rows), batch_size, progress))
     return d, st.labels[rows], proba, rows
 
 

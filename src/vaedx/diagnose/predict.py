@@ -7,7 +7,7 @@ transform, and a store prepared differently is refused (ModelMismatchError).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,11 @@ def diagnose_images(
     refs: Sequence[str] | None = None,
     k: int = 5,
     batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One JSON-ready dict per image: class name, its calibrated probability, all class probabilities and
-    the ``k`` nearest training images (k = 0: none)."""
-    feats = diag.features.compute(loaded, images, batch_size)
+    the ``k`` nearest training images (k = 0: none). ``progress(done, total)`` follows the encoding."""
+    feats = diag.features.compute(loaded, images, batch_size, progress)
     proba = diag.predict_proba(feats)
     codes = diag.decide(proba)
     neighbours: list[list[dict[str, Any]]] = [[] for _ in range(len(feats))]

@@ -16,6 +16,7 @@ Saved like M2 by :mod:`vaedx.runs.networks` (``model.safetensors`` + ``supervise
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ def train_supervised(
     out: str | Path | None = None,
     device: str = "cpu",
     num_threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SupervisedResult:
     """Cross-entropy training on the labelled subset ``labelled_subset(train labels, fraction, seed)``.
 
@@ -86,7 +88,7 @@ def train_supervised(
     batch; ``schedule="onecycle"`` warms the learning rate up to ``lr``, anneals it to ~0 over ``epochs``
     and keeps the final weights (no early stopping; see ``fit_epochs``). ``init_from`` (a VAE run folder or
     LoadedModel, whose architecture then replaces ``model``) starts from that VAE's encoder. Saved to
-    ``out`` (safetensors + JSON) when given.
+    ``out`` (safetensors + JSON) when given. ``progress(done, total)`` follows the optimiser steps.
     """
     st = store if isinstance(store, TensorStore) else TensorStore.open(store)
     if epochs < 1 or batch_size < 1:
@@ -110,7 +112,7 @@ def train_supervised(
     recipe |= {"init_from": str(vae.path) if vae is not None else None}
     with torch_threads(num_threads):
         val = val_rows(st, val_split, classes)
-        _fit(result, st, val, epochs, batch_size, opts, patience, seed, device, aug, schedule)
+        _fit(result, st, val, epochs, batch_size, opts, patience, seed, device, aug, schedule, progress)
     if out is not None:
         info = {"labelled_fraction": labelled_fraction, "seed": seed, "n_labelled": len(lab), **recipe}
         info |= {"best_epoch": result.best_epoch, "history": result.history}
@@ -141,6 +143,7 @@ def _fit(
     device: str,
     aug: AugmentConfig | None = None,
     schedule: str = "none",
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Cross-entropy on cycled labelled batches through :func:`fit_classifier`."""
     net, lab, classes = result.model, result.labelled_rows, result.classes
@@ -159,5 +162,5 @@ def _fit(
 
     result.best_epoch = fit_classifier(
         net, st, val, classes, opt=opt, schedule=schedule, epochs=epochs, steps=steps, patience=patience,
-        batch_loss=batch_loss, history=result.history, what="supervised",
+        batch_loss=batch_loss, history=result.history, what="supervised", progress=progress,
     )  # fmt: skip

@@ -190,6 +190,7 @@ def fit_classifier(
     history: list[dict[str, Any]],
     what: str,
     new_epoch: Callable[[], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """``epochs`` x ``steps`` optimiser steps on ``batch_loss(step) -> (loss, logged floats)``; returns the
     kept epoch (see :func:`fit_epochs`), whose weights end in ``net``.
@@ -197,7 +198,8 @@ def fit_classifier(
     ``new_epoch()`` runs before each epoch's steps (M2 reshuffles its unlabelled rows there). Each history
     row holds the epoch means of the logged floats. A non-finite loss stops training with a ConfigError
     naming ``what`` and the epoch. ``schedule="onecycle"`` steps the one-cycle rate after every update and
-    keeps the final weights.
+    keeps the final weights. ``progress(done, total)`` is called after every optimiser step (total:
+    ``epochs * steps``; early stopping ends short of it).
     """
     sched = make_schedule(opt, schedule, epochs * steps)
 
@@ -214,6 +216,8 @@ def fit_classifier(
             opt.step()
             if sched is not None:
                 sched.step()
+            if progress is not None:
+                progress((epoch - 1) * steps + step + 1, epochs * steps)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v / steps
         return sums

@@ -14,7 +14,7 @@ columns the volume figures are left out and ``volumes.absent`` says why.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,9 +232,14 @@ def _volume_inputs(
 
 
 def evaluate_anomaly(
-    pred: str | Path, truth: str | Path, n_boot: int = 1000, seed: int = 0
+    pred: str | Path,
+    truth: str | Path,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Metrics per scorer from a detect folder ``pred`` and the store ``truth`` it was run on."""
+    """Metrics per scorer from a detect folder ``pred`` and the store ``truth`` it was run on;
+    ``progress(done, total)`` is called as each scorer's bootstraps finish."""
     p = read_prediction(pred, truth)
     store, idx, labelled, y, groups, normal = p.store, p.index, p.labelled, p.y, p.groups, p.normal
     has_masks = store.masks is not None
@@ -262,7 +267,7 @@ def evaluate_anomaly(
             "note": VOLUME_NOTE,
             "spacing": "unknown: 1 mm assumed, so mm3 are voxels",
         }
-    for name in p.scorers:
+    for done, name in enumerate(p.scorers, 1):
         g = groups[labelled] if groups is not None else None
         values, reasons = image_metrics(y, p.scores(name), g, n_boot, seed)
         if has_masks:
@@ -279,6 +284,8 @@ def evaluate_anomaly(
             result["scorers"][name]["volume"] = volume_metrics(
                 vol_maps, vol_truth, pixel_thr, None, vol_valid, n_boot=n_boot, seed=seed
             )
+        if progress is not None:
+            progress(done, len(p.scorers))
     return result
 
 

@@ -45,8 +45,10 @@ def evaluate_probabilities(
     groups: np.ndarray | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Point report plus a table row of ``metric: (point, low, high)`` for the headline metrics."""
+    """Point report plus a table row of ``metric: (point, low, high)`` for the headline metrics;
+    ``progress(done, total)`` is called after each metric's bootstrap."""
     report = evaluation_report(diag, y, proba)
     if groups is not None and len(np.unique(groups)) == len(groups):
         groups = None  # one row per patient: plain bootstrap is the same thing, and faster
@@ -55,12 +57,17 @@ def evaluate_probabilities(
     if diag.binary:
         yb = (y == diag.classes[1]).astype(np.int8)
         thr = diag.threshold if diag.threshold is not None else 0.5
-        for name in (*_BINARY_METRICS, "ece"):
+        names = (*_BINARY_METRICS, "ece")
+        for i, name in enumerate(names, 1):
             cis[name] = _ci(_binary_metric(name, thr), yb, proba[:, 1], groups, n_boot, seed)
+            if progress is not None:
+                progress(i, len(names))
     else:
         index = np.searchsorted(diag.classes, y)
-        for name in ("macro_auc", "accuracy"):
+        for i, name in enumerate(("macro_auc", "accuracy"), 1):
             cis[name] = _ci(_multiclass_metric(name, diag.class_names), index, proba, groups, n_boot, seed)
+            if progress is not None:
+                progress(i, 2)
     for name, ci in cis.items():
         row[name] = ci
     return {

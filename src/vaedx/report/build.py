@@ -8,6 +8,7 @@ stays self-contained and the figures can be reused in papers.
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import time
@@ -24,6 +25,7 @@ from vaedx.report.collect import collect
 from vaedx.report.context import Context
 from vaedx.report.figures import training_curves
 from vaedx.report.html import Section, render_page
+from vaedx.runs.model_card import CARD_FILE, key_facts
 
 
 def overview_section(ctx: Context) -> Section:
@@ -44,6 +46,7 @@ def overview_section(ctx: Context) -> Section:
         ["model", "kind", "role", "latent dim", "epochs", "best val loss", "trained on labels"],
         rows,
     )
+    _model_cards(ctx, sec)
     if ctx.pipe.summary:
         flat = _flatten(ctx.pipe.summary)
         facts = [[k, v] for k, v in flat.items() if not _is_records(v)]
@@ -53,6 +56,22 @@ def overview_section(ctx: Context) -> Section:
                 header = list(dict.fromkeys(k for r in records for k in r))
                 sec.table(f"summary.json: {key}", header, [[r.get(k) for k in header] for r in records])
     return sec
+
+
+def _model_cards(ctx: Context, sec: Section) -> None:
+    """A relative link to each model's MODEL_CARD.md and the card's key facts (vaedx.runs.model_card)."""
+    here = ctx.figure_dir.parent
+    folders = [(run.name, run.path) for run in ctx.pipe.runs.values()]
+    if ctx.pipe.diagnosis is not None:
+        folders.append(("diagnosis", ctx.pipe.diagnosis.path))
+    for name, folder in folders:
+        card = folder / CARD_FILE
+        if not card.is_file():
+            sec.note(f"{name}: no {CARD_FILE} (written by `vaedx train` and `vaedx diagnose fit`)")
+            continue
+        sec.link(Path(os.path.relpath(card, here)).as_posix(), f"{name}: model card ({CARD_FILE})")
+        facts = [list(f) for f in key_facts(folder)]
+        sec.table(f"{name}: key facts of the model card", ["fact", "value"], facts)
 
 
 def _is_records(v: Any) -> bool:
@@ -171,11 +190,14 @@ def build_report(
     seed: int = 0,
     n_boot: int = 200,
     timings: dict[str, float] | None = None,
+    device: str = "cpu",
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Path:
     """Write the HTML report of a pipeline folder (or one training run) and its PNG figures; return the HTML.
 
     Figures go to ``<out stem>_figures/`` beside ``out`` (default ``run_dir/report.html``). ``timings``, when
-    given, receives the seconds each section took (for the benchmark).
+    given, receives the seconds each section took (for the benchmark). ``progress(done, total, name)`` is
+    called as each section starts (``done`` sections finished, ``name`` the one now being built).
     """
     if n_boot < 1:
         raise ConfigError(f"n_boot must be >= 1, got {n_boot}")
@@ -184,6 +206,7 @@ def build_report(
         store=Path(store) if store is not None else None,
         detect_dirs=[Path(d) for d in detect_dirs] if detect_dirs is not None else None,
         diagnosis_dir=Path(diagnosis_dir) if diagnosis_dir is not None else None,
+        device=device,  # the sections that run a model (reconstructions, latents, samples) run it there
     )
     html_path = Path(out) if out is not None else pipe.root / "report.html"
     figure_dir = html_path.parent / f"{html_path.stem}_figures"
@@ -192,11 +215,17 @@ def build_report(
         old.unlink()
     ctx = Context(pipe, figure_dir, seed=seed, n_boot=n_boot)
     sections = []
-    for make in _sections():
+    makers = _sections()
+    for i, make in enumerate(makers):
+        name = make.__name__.removesuffix("_section")
+        if progress is not None:
+            progress(i, len(makers), name)
         t0 = time.perf_counter()
         sections.append(make(ctx))
         if timings is not None:
-            timings[make.__name__.removesuffix("_section")] = time.perf_counter() - t0
+            timings[name] = time.perf_counter() - t0
+    if progress is not None:
+        progress(len(makers), len(makers), "page")
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     subtitle = f"{pipe.root.name}: main model {pipe.main}, {len(pipe.runs)} model(s); built {when}"
     footer = (

@@ -144,11 +144,22 @@ class TaskProgress:
         if self.progress is not None:
             self.progress.update(self.task, description=text)
 
+    def update(self, done: int, total: int | None = None) -> None:
+        """Set the bar to ``done`` of ``total``: the ``progress(done, total)`` callback that library loops
+        (prepare, features, fine-tuning, evaluation, report) call, so the bar follows their real work."""
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done, total=total)
+
     def print(self, text: str) -> None:
         """A line above the bar (on stderr), shown even when the bar is not."""
         (self.progress.console if self.progress is not None else Console(stderr=True)).print(
             text, highlight=False, soft_wrap=True
         )
+
+
+def on_terminal() -> bool:
+    """Whether stderr is a terminal (a function, so tests can stand in for one)."""
+    return sys.stderr.isatty()
 
 
 @contextmanager
@@ -160,7 +171,7 @@ def task_progress(
     Shown only when stderr is a terminal and not ``quiet``: a log file or a pipe gets no control codes.
     The bar disappears when the block ends, leaving what the command prints.
     """
-    if quiet or not sys.stderr.isatty():
+    if quiet or not on_terminal():
         yield TaskProgress(None, None)
         return
     columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
