@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from vaedx.cli.options import DEVICE_HELP, check_device
+
 
 def demo(
     data: Annotated[
@@ -25,6 +27,7 @@ def demo(
         int | None, typer.Option(help="CPU threads for torch (default: torch's). On a busy CPU 1 is faster.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of training, classifier folds and bootstrap.")] = 0,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier demo run in --out.")
     ] = False,
@@ -32,4 +35,6 @@ def demo(
     """Run vaedx end to end on PneumoniaMNIST: train VAE/AE/PCA, detect, diagnose, evaluate, report."""
     from vaedx.pipeline.demo import run_demo
 
-    run_demo(out, data=data, quick=quick, epochs=epochs, threads=threads, seed=seed, overwrite=overwrite)
+    dev = check_device(device)
+    run_demo(out, data=data, quick=quick, epochs=epochs, threads=threads, seed=seed, overwrite=overwrite,
+             device=dev)  # fmt: skip

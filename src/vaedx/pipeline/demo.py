@@ -118,14 +118,18 @@ def run_demo(
     seed: int = 0,
     overwrite: bool = False,
     console: Console | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
-    """The whole pipeline on PneumoniaMNIST into ``out`` (pipeline-folder layout); returns the summary."""
+    """The whole pipeline on PneumoniaMNIST into ``out`` (pipeline-folder layout); returns the summary.
+
+    ``device`` (``auto``: CUDA when present) runs every training, detection, encoding and report figure."""
     import torch
 
+    from vaedx.models.device import resolve_device
     from vaedx.pipeline import stages as ds
 
     console = console or Console()
-    s = ds.Settings.make(quick, epochs, seed, threads)
+    s = ds.Settings.make(quick, epochs, seed, threads, str(resolve_device(device)))
     prepare_out(out, overwrite)
     before = torch.get_num_threads()
     if threads:
@@ -195,7 +199,7 @@ def _pipeline(out: Path, data: Path | None, quick: bool, s: Any, console: Consol
         },
     }
     with st.stage("report"):
-        report = ds.build_report(out, s.seed)
+        report = ds.build_report(out, s.seed, s.device)
     summary["report"] = str(report)
     summary["timings_s"] = st.timings
     summary["load_average_1min"] = {"start": load0, "end": round(os.getloadavg()[0], 2)}

@@ -40,9 +40,12 @@ class Settings:
     n_boot: int = 1000
     seed: int = 0
     threads: int | None = None
+    device: str = "cpu"  # resolved --device of every stage that runs a network
 
     @classmethod
-    def make(cls, quick: bool, epochs: int | None, seed: int, threads: int | None) -> Settings:
+    def make(
+        cls, quick: bool, epochs: int | None, seed: int, threads: int | None, device: str = "cpu"
+    ) -> Settings:
         s = (
             cls(epochs=3, epochs_all=2, max_images=600, classifiers=("logreg",), n_boot=200)
             if quick
@@ -50,7 +53,7 @@ class Settings:
         )
         if epochs is not None:
             s.epochs = s.epochs_all = epochs
-        s.seed, s.threads = seed, threads
+        s.seed, s.threads, s.device = seed, threads, device
         return s
 
 
@@ -98,6 +101,7 @@ def train_model(
         "seed": s.seed,
         "max_images": s.max_images,
         "num_threads": s.threads,
+        "device": s.device,
         **opts,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -110,6 +114,7 @@ def detect_and_evaluate(model_dir: Path, store: Path, out: Path, kind: str, s: S
     from vaedx.evaluate.anomaly import evaluate_anomaly, to_json
 
     detect(model_dir, out, store=store, split="test", scorers=SCORERS[kind], max_overlays=20, quiet=True,
+           device=s.device,
            save_calibration=True)  # fmt: skip  # the demo's own models: `vaedx serve` finds their calibration
     result = evaluate_anomaly(out, store, n_boot=s.n_boot, seed=s.seed)
     atomic_write_json(out / "evaluation.json", to_json(result))
@@ -119,11 +124,13 @@ def detect_and_evaluate(model_dir: Path, store: Path, out: Path, kind: str, s: S
 def diagnose(encoder: Path, store: Path, out: Path, s: Settings) -> dict[str, Any]:
     """``vaedx diagnose fit`` then ``vaedx evaluate diagnosis`` on the test split (evaluation_test.json)."""
     from vaedx.data.store import TensorStore
+    from vaedx.diagnose.encoder import as_loaded
     from vaedx.diagnose.fit import fit_diagnosis, split_probabilities
     from vaedx.evaluate.diagnosis import evaluate_probabilities
 
-    diag = fit_diagnosis(encoder, store, out=out, seed=s.seed, candidates=s.classifiers)
-    diag, y, proba, rows = split_probabilities(diag, encoder, store, "test")
+    loaded = as_loaded(encoder, device=s.device)
+    diag = fit_diagnosis(loaded, store, out=out, seed=s.seed, candidates=s.classifiers)
+    diag, y, proba, rows = split_probabilities(diag, loaded, store, "test")
     groups = TensorStore.open(store).patient_ids[rows]
     result = evaluate_probabilities(diag, y, proba, groups=groups, n_boot=s.n_boot, seed=s.seed)
     result["split"] = "test"
@@ -132,11 +139,11 @@ def diagnose(encoder: Path, store: Path, out: Path, s: Settings) -> dict[str, An
     return result
 
 
-def build_report(out: Path, seed: int) -> Path:
+def build_report(out: Path, seed: int, device: str = "cpu") -> Path:
     """The HTML report of the demo's run folder (``report.html``)."""
     from vaedx.report import build_report as build
 
-    return Path(build(out, seed=seed))
+    return Path(build(out, seed=seed, device=device))
 
 
 def _ci(v: Any) -> dict[str, float | None] | None:

@@ -52,12 +52,13 @@ class RunInfo:
     path: Path
     metrics: dict[str, np.ndarray] | None
     config: dict[str, Any]
+    device: str = "cpu"  # where the figures that run the model load it
 
     @cached_property
     def loaded(self) -> Any:
         from vaedx.runs.loaded import load_model
 
-        return load_model(self.path)
+        return load_model(self.path, device=self.device)
 
     @property
     def kind(self) -> str:
@@ -106,6 +107,7 @@ class Pipeline:
     detects: list[DetectInfo] = field(default_factory=list)
     diagnosis: DiagnosisInfo | None = None
     summary: dict[str, Any] | None = None
+    device: str = "cpu"  # where models (runs, the diagnosis encoder) are loaded for figures
 
     @property
     def main_run(self) -> RunInfo:
@@ -120,11 +122,11 @@ def _is_run(path: Path) -> bool:
     return path.is_dir() and any((path / p).exists() for p in (METRIC_FILE, BEST, LAST, "config.json"))
 
 
-def read_run(name: str, path: Path) -> RunInfo:
+def read_run(name: str, path: Path, device: str = "cpu") -> RunInfo:
     metrics = read_metrics_csv(path / METRIC_FILE) if (path / METRIC_FILE).is_file() else None
     cfg_path = next((p for p in (path / "config.json", path / "best" / "config.json") if p.is_file()), None)
     config = read_json_object(cfg_path) if cfg_path is not None else {}
-    return RunInfo(name, path, metrics, config)
+    return RunInfo(name, path, metrics, config, device)
 
 
 def read_detect(path: Path, name: str | None = None) -> DetectInfo:
@@ -156,21 +158,27 @@ def collect(
     store: Path | None = None,
     detect_dirs: list[Path] | None = None,
     diagnosis_dir: Path | None = None,
+    device: str = "cpu",
 ) -> Pipeline:
-    """A pipeline folder (models/<name>/ ...) or one training run; explicit arguments override discovery."""
+    """A pipeline folder (models/<name>/ ...) or one training run; explicit arguments override discovery.
+
+    ``device`` (``auto``: CUDA when present) is where the sections that run a model load it."""
+    from vaedx.models.device import resolve_device
+
+    device = str(resolve_device(device))
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError("no such folder", run_dir)
     models = run_dir / "models"
     if models.is_dir() and any(_is_run(p) for p in models.iterdir()):
-        runs = {p.name: read_run(p.name, p) for p in sorted(models.iterdir()) if _is_run(p)}
+        runs = {p.name: read_run(p.name, p, device) for p in sorted(models.iterdir()) if _is_run(p)}
         store = store or (run_dir / "store" if (run_dir / "store" / "store.json").is_file() else None)
         if detect_dirs is None and (run_dir / "detect").is_dir():
             detect_dirs = [p for p in sorted((run_dir / "detect").iterdir()) if (p / "scores.csv").is_file()]
         if diagnosis_dir is None and (run_dir / "diagnosis" / "diagnosis.json").is_file():
             diagnosis_dir = run_dir / "diagnosis"
     elif _is_run(run_dir):
-        runs = {run_dir.name: read_run(run_dir.name, run_dir)}
+        runs = {run_dir.name: read_run(run_dir.name, run_dir, device)}
         store = store or _store_from_config(runs[run_dir.name])  # one run: the store it was trained on
     else:
         raise InputError(
@@ -182,4 +190,4 @@ def collect(
     detects = sorted((read_detect(Path(d)) for d in detect_dirs or []), key=lambda d: d.name != main)
     diagnosis = read_diagnosis(Path(diagnosis_dir)) if diagnosis_dir is not None else None
     summary = read_json_object(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else None
-    return Pipeline(run_dir, runs, main, Path(store) if store else None, detects, diagnosis, summary)
+    return Pipeline(run_dir, runs, main, Path(store) if store else None, detects, diagnosis, summary, device)

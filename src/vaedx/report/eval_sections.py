@@ -154,11 +154,12 @@ def _encoder(ctx: Context, diag: Any) -> Any:
     from vaedx.diagnose.encoder import load_encoder
 
     try:
-        return load_encoder(diag)
+        return load_encoder(diag, device=ctx.pipe.device)
     except VaedxError:
         for run in ctx.pipe.runs.values():
             try:
-                return load_encoder(diag, run.path)  # checks the recorded sha256 of the weights
+                # checks the recorded sha256 of the weights
+                return load_encoder(diag, run.path, device=ctx.pipe.device)
             except VaedxError:
                 continue
         raise

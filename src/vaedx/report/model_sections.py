@@ -14,6 +14,7 @@ import torch
 from vaedx.anomaly.calibration import default_normal_label
 from vaedx.data.store import TensorStore
 from vaedx.errors import VaedxError
+from vaedx.models.device import model_device
 from vaedx.report.collect import RunInfo
 from vaedx.report.context import Context
 from vaedx.report.figures import image_strip, latent_figure, reconstruction_grid
@@ -52,7 +53,7 @@ def usable(run: RunInfo, store: TensorStore, sec: Section) -> Any | None:
 def reconstruct(model: Any, x: np.ndarray) -> np.ndarray:
     if isinstance(model, torch.nn.Module):
         with torch.no_grad():
-            return model.reconstruct(torch.from_numpy(x)).float().numpy()
+            return model.reconstruct(torch.from_numpy(x).to(model_device(model))).float().cpu().numpy()
     return np.asarray(model.reconstruct(x), dtype=np.float32)
 
 
@@ -165,7 +166,7 @@ def generative_section(ctx: Context) -> Section:
         sec.note(f"{run.name}: skipped ({e})")
         return sec
     gen = torch.Generator().manual_seed(ctx.seed)
-    samples = model.sample(16, generator=gen).float().numpy()
+    samples = model.sample(16, generator=gen).float().cpu().numpy()
     ctx.add_figure(
         sec, image_strip(samples, [], f"16 samples from the prior: {run.name}"), "prior_samples",
         f"{run.name}: decoded z ~ N(0, I), seed {ctx.seed}",
@@ -180,7 +181,7 @@ def generative_section(ctx: Context) -> Section:
         sec.note(f"the {split} split lacks a normal or an abnormal image: no interpolation")
         return sec
     a, b = (torch.from_numpy(np.array(store.images[i], dtype=np.float32)) for i in (normal[0], abnormal[0]))
-    path = model.interpolate(a, b, steps=8).float().numpy()
+    path = model.interpolate(a, b, steps=8).float().cpu().numpy()
     strip = np.concatenate([a.numpy()[None], path, b.numpy()[None]])
     titles = [f"normal #{normal[0]}", *[f"{t:.2f}" for t in np.linspace(0, 1, 8)], f"abnormal #{abnormal[0]}"]
     fig = image_strip(strip, titles, f"latent interpolation: {run.name}", per_row=len(strip))
