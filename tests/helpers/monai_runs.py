@@ -7,6 +7,7 @@ to check that training, saving, loading and every scorer work, not to make a goo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,34 @@ def train_run(store: Path, out: Path, arch: str, *extra: str) -> Path:
     args = ["train", "--store", str(store), "--out", str(out), "--arch", arch, *TRAIN_ARGS, *extra]
     assert main(args) == 0
     return out
+
+
+def seeded_model(arch: str, latent_dim: int, **kw: object) -> Any:
+    """A freshly initialised 28x28 one-channel ``arch`` model (widths 8,16), the same weights every call."""
+    import torch
+
+    from vaedx.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch=arch, in_channels=1, image_size=28, latent_dim=latent_dim, widths=[8, 16], **kw)
+    return build_model(cfg)
+
+
+def check_trained_run_scores(run: Path, store: Path, scorer: str) -> None:
+    """The trained run offers ``scorer`` and scores six real test images with it as :func:`check_scorer`
+    demands."""
+    import numpy as np
+    import torch
+
+    from vaedx.anomaly.registry import available_scorers
+    from vaedx.data.store import TensorStore
+    from vaedx.runs.loaded import load_model
+
+    loaded = load_model(run)
+    assert scorer in available_scorers(loaded.model)
+    opened = TensorStore.open(store)
+    x = torch.from_numpy(np.asarray(opened.images[opened.select("test")[:6]]))
+    check_scorer(loaded.model, scorer, x)
 
 
 def check_scorer(model: object, name: str, x: object) -> None:

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from monai_runs import check_scorer, pneumonia_store, train_run  # noqa: F401
-from vaedx.anomaly.registry import SCORER_NAMES, available_scorers
-from vaedx.data.store import TensorStore
+from monai_runs import check_trained_run_scores, pneumonia_store, seeded_model, train_run  # noqa: F401
+from vaedx.anomaly.registry import SCORER_NAMES
 from vaedx.errors import ConfigError
 from vaedx.models import ModelConfig, build_model
 from vaedx.models.monai_autoencoderkl import MonaiAutoencoderKL
@@ -23,9 +21,7 @@ ARCH = "monai-autoencoderkl"
 
 
 def _model(**kw: object) -> MonaiAutoencoderKL:
-    torch.manual_seed(0)
-    cfg = ModelConfig(arch=ARCH, in_channels=1, image_size=28, latent_dim=3, widths=[8, 16], **kw)
-    return build_model(cfg)
+    return seeded_model(ARCH, 3, **kw)
 
 
 def test_latent_is_the_flattened_spatial_latent() -> None:
@@ -89,8 +85,4 @@ def test_trained_run_loads_back(run: Path) -> None:
 @pytest.mark.realdata
 @pytest.mark.parametrize("scorer", SCORER_NAMES)
 def test_every_scorer_works_on_the_trained_run(run: Path, pneumonia_store: Path, scorer: str) -> None:  # noqa: F811
-    loaded = load_model(run)
-    assert scorer in available_scorers(loaded.model)
-    store = TensorStore.open(pneumonia_store)
-    x = torch.from_numpy(np.asarray(store.images[store.select("test")[:6]]))
-    check_scorer(loaded.model, scorer, x)
+    check_trained_run_scores(run, pneumonia_store, scorer)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaedx.errors import ConfigError
-from vaedx.models.base import ModelOutput
+from vaedx.models.base import LatentAutoencoder
 from vaedx.models.config import ModelConfig
 from vaedx.models.vae import _ConvAutoencoder, padded_size
 
@@ -35,7 +35,7 @@ def import_monai_nets(arch: str) -> Any:
     return nets
 
 
-class NetworkAdapter(nn.Module):
+class NetworkAdapter(LatentAutoencoder):
     """Padding, cropping, latent sampling, ModelOutput and the ELBO around a subclass's encoder/decoder.
 
     ``multiple``: the padded height and width are multiples of it (the network's total downsampling), so
@@ -73,8 +73,6 @@ class NetworkAdapter(nn.Module):
     # -- the protocol ------------------------------------------------------------------------------------
     _check = _ConvAutoencoder._check
     _crop = _ConvAutoencoder._crop
-    _activate = _ConvAutoencoder._activate
-    decode = _ConvAutoencoder.decode
     recon_logscale = _ConvAutoencoder.recon_logscale
     pixel_nll = _ConvAutoencoder.pixel_nll
     elbo_terms = _ConvAutoencoder.elbo_terms
@@ -92,25 +90,6 @@ class NetworkAdapter(nn.Module):
         """Decoder output before its final activation (logits for Bernoulli), cropped to the image size."""
         return self._crop(self._decode(z))
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        mu, logvar = self.encode(x)
-        z = mu
-        if self.training and logvar is not None:
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        raw = self.decode_raw(z)
-        return ModelOutput(
-            x_hat=self._activate(raw),
-            z=z,
-            mu=mu,
-            logvar=logvar,
-            recon_logscale=self.recon_logscale(),
-            logits=raw if self.cfg.likelihood == "bernoulli" else None,
-        )
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """decode(mu): deterministic in every mode, which is what scoring needs."""
-        return self.decode(self.encode(x)[0])
-
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images decoded from z ~ N(0, I) (drawn on the generator's device, then moved)."""
@@ -118,14 +97,6 @@ class NetworkAdapter(nn.Module):
         dev = generator.device if generator is not None else ref.device
         z = torch.randn(n, self.latent_dim, generator=generator, device=dev)
         return self.decode(z.to(ref))
-
-    @torch.no_grad()
-    def interpolate(self, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8) -> torch.Tensor:
-        """Decode ``steps`` points between the posterior means of two images -> (steps, C, H, W)."""
-        x = torch.stack([x1.reshape(self.image_shape), x2.reshape(self.image_shape)])
-        mu = self.encode(x.to(self._device()))[0]
-        a = torch.linspace(0, 1, steps, device=mu.device, dtype=mu.dtype)[:, None]
-        return self.decode((1 - a) * mu[0] + a * mu[1])
 
 
 def group_count(widths: list[int], most: int) -> int:

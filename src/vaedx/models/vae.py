@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaedx.errors import ModelMismatchError
-from vaedx.models.base import ModelOutput
+from vaedx.models.base import LatentAutoencoder, ModelOutput
 from vaedx.models.config import ModelConfig
 
 MIN_LOG_SIGMA = math.log(1e-3)  # below ~1/255 a learned sigma only chases quantisation noise
@@ -61,8 +61,9 @@ def padded_size(size: tuple[int, int], depth: int) -> tuple[int, int]:
     return (-(-size[0] // m) * m, -(-size[1] // m) * m)
 
 
-class _ConvAutoencoder(nn.Module):
-    """Shared encoder/decoder; subclasses decide whether the latent is stochastic."""
+class _ConvAutoencoder(LatentAutoencoder):
+    """Shared encoder/decoder; subclasses decide whether the latent is stochastic (``stochastic``: the
+    encoder gives a logvar, which :meth:`LatentAutoencoder._latent` samples with in train mode)."""
 
     stochastic = False
 
@@ -121,44 +122,9 @@ class _ConvAutoencoder(nn.Module):
         h = F.silu(self.from_latent(z)).view(-1, *self._bottleneck)
         return self._crop(self.decoder(h))
 
-    def _activate(self, raw: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(raw) if self.cfg.likelihood == "bernoulli" else raw
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Mean image for latent z, in data space (sigmoid of the logits for Bernoulli)."""
-        return self._activate(self.decode_raw(z))
-
     def recon_logscale(self) -> torch.Tensor | None:
         """Learned log-sigma, floored at log(1e-3) so an all-black background cannot drive the NLL to -inf."""
         return None if self.log_sigma is None else self.log_sigma.clamp_min(MIN_LOG_SIGMA)
-
-    def _latent(self, mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
-        return mu
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        mu, logvar = self.encode(x)
-        z = self._latent(mu, logvar)
-        raw = self.decode_raw(z)
-        return ModelOutput(
-            x_hat=self._activate(raw),
-            z=z,
-            mu=mu,
-            logvar=logvar,
-            recon_logscale=self.recon_logscale(),
-            logits=raw if self.cfg.likelihood == "bernoulli" else None,
-        )
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """decode(mu): deterministic in every mode, which is what scoring needs."""
-        return self.decode(self.encode(x)[0])
-
-    @torch.no_grad()
-    def interpolate(self, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8) -> torch.Tensor:
-        """Decode ``steps`` points between the posterior means of two images -> (steps, C, H, W)."""
-        x = torch.stack([x1.reshape(self.image_shape), x2.reshape(self.image_shape)])
-        mu = self.encode(x.to(self.from_latent.weight))[0]
-        a = torch.linspace(0, 1, steps, device=mu.device, dtype=mu.dtype)[:, None]
-        return self.decode((1 - a) * mu[0] + a * mu[1])
 
     # -- likelihood -------------------------------------------------------------------------------------
     def pixel_nll(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
@@ -197,11 +163,6 @@ class ConvVAE(_ConvAutoencoder):
     """Gaussian-posterior VAE: samples z in training, uses the posterior mean in eval mode."""
 
     stochastic = True
-
-    def _latent(self, mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
-        if not self.training or logvar is None:
-            return mu
-        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
