@@ -34,6 +34,7 @@ import time
 import warnings
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 DATA = Path(os.environ.get("VAEDX_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -90,51 +91,73 @@ def read(path: Path, kind: str) -> None:
         read_any(path)
 
 
-def run(n_cases: int, seed: int, time_limit: float) -> dict:
-    from vaedx.errors import VaedxError
+Problem = tuple[str, str] | None
+# One case: the names it is filed under (seed file, or route and file), the mutation, and the attempt,
+# which gives the problem with the answer or None; an exception out of it is a problem too.
+Case = tuple[tuple[str, ...], str, Callable[[], Problem]]
 
-    rng = random.Random(seed)
-    files = seeds()
-    originals = {p: p.read_bytes() for p in files}
-    failures: Counter[tuple[str, str, str]] = Counter()
+
+def tally(n_cases: int, seed: int, time_limit: float, make_case: Callable[[int], Case], crash: str) -> dict:
+    """Run ``make_case(0..n_cases-1)`` and sort the outcomes: distinct failures with one example each, and
+    the slowest case. The readers and the service are judged by this one loop, so a failure means the
+    same in both: a problem the attempt names, an exception out of it (``crash`` prefixes its type), or
+    an attempt slower than ``time_limit`` seconds."""
+    failures: Counter[tuple[str, ...]] = Counter()
     examples: dict[str, str] = {}
     slowest = (0.0, "")
-    with tempfile.TemporaryDirectory(prefix="vaedx-fuzz-") as tmp:
-        for case in range(n_cases):
-            src = rng.choice(files)
-            kind = ".nii.gz" if src.name.endswith(".nii.gz") else src.suffix.lower()
-            data, op = mutate(originals[src], rng)
-            target = Path(tmp) / f"case{case % 8}{kind}"
-            target.write_bytes(data)
-            t0 = time.perf_counter()
-            problem = None
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    read(target, kind)
-            except VaedxError as e:
-                if "\n" in str(e):
-                    problem = ("multi-line message", str(e)[:120])
-            except Exception as e:  # what the readers must never let out
-                problem = (type(e).__name__, " ".join(str(e).split())[:120])
-            took = time.perf_counter() - t0
-            if took > time_limit:
-                problem = problem or ("too slow", f"{took:.1f} s")
-            if took > slowest[0]:
-                slowest = (took, f"{src.name} ({op})")
-            if problem:
-                key = (src.name, *problem)
-                failures[key] += 1
-                examples.setdefault(" | ".join(key), f"seed {seed}, case {case}, {op}")
+    for case in range(n_cases):
+        names, op, attempt = make_case(case)
+        t0 = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                problem = attempt()
+        except Exception as e:  # what must never come out
+            problem = (f"{crash}{type(e).__name__}", " ".join(str(e).split())[:120])
+        took = time.perf_counter() - t0
+        if took > time_limit:
+            problem = problem or ("too slow", f"{took:.1f} s")
+        if took > slowest[0]:
+            slowest = (took, f"{' '.join(names)} ({op})")
+        if problem:
+            key = (*names, *problem)
+            failures[key] += 1
+            examples.setdefault(" | ".join(key), f"seed {seed}, case {case}, {op}")
     return {
-        "cases": n_cases,
-        "seeds": [p.name for p in files],
         "distinct_failures": len(failures),
         "failures": {" | ".join(k): v for k, v in failures.most_common()},
         "examples": examples,
         "slowest_s": round(slowest[0], 4),
         "slowest_case": slowest[1],
     }
+
+
+def run(n_cases: int, seed: int, time_limit: float) -> dict:
+    from vaedx.errors import VaedxError
+
+    rng = random.Random(seed)
+    files = seeds()
+    originals = {p: p.read_bytes() for p in files}
+
+    def attempt(target: Path, kind: str) -> Problem:
+        try:
+            read(target, kind)
+        except VaedxError as e:
+            return ("multi-line message", str(e)[:120]) if "\n" in str(e) else None
+        return None
+
+    with tempfile.TemporaryDirectory(prefix="vaedx-fuzz-") as tmp:
+
+        def make_case(case: int) -> Case:
+            src = rng.choice(files)
+            kind = ".nii.gz" if src.name.endswith(".nii.gz") else src.suffix.lower()
+            data, op = mutate(originals[src], rng)
+            target = Path(tmp) / f"case{case % 8}{kind}"
+            target.write_bytes(data)
+            return (src.name,), op, lambda: attempt(target, kind)
+
+        found = tally(n_cases, seed, time_limit, make_case, crash="")
+    return {"cases": n_cases, "seeds": [p.name for p in files], **found}
 
 
 # ------------------------------------------------------------------------------------------ the service
@@ -187,44 +210,28 @@ def run_serve(model: Path, n_cases: int, seed: int, time_limit: float) -> dict:
     rng = random.Random(seed)
     images = {p.name: p.read_bytes() for p in seeds() if p.suffix.lower() not in (".csv", ".npz")}
     volumes = {**volume_seeds(), **{k: v for k, v in images.items() if ".nii" in k}}
-    failures: Counter[tuple[str, str, str, str]] = Counter()
-    examples: dict[str, str] = {}
     statuses: Counter[str] = Counter()
-    slowest = (0.0, "")
     with TestClient(create_app(model), raise_server_exceptions=True) as client:
-        for case in range(n_cases):
+
+        def attempt(route: str, data: bytes, pool: dict[str, bytes]) -> Problem:
+            r = _post(client, route, data, pool, rng)
+            statuses[f"{route} {r.status_code}"] += 1  # type: ignore[attr-defined]
+            return _check_answer(r)
+
+        def make_case(case: int) -> Case:
             route = rng.choice(["/v1/predict", "/v1/predict", "/v1/predict/batch", "/v1/volumes"])
             pool = volumes if route == "/v1/volumes" else images
             name = rng.choice(sorted(pool))
             data, op = (b"", "empty") if rng.random() < 0.03 else mutate(pool[name], rng)
-            t0 = time.perf_counter()
-            problem = None
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    r = _post(client, route, data, pool, rng)
-                statuses[f"{route} {r.status_code}"] += 1
-                problem = _check_answer(r)
-            except Exception as e:  # an exception out of the app is a 500
-                problem = (f"500 {type(e).__name__}", " ".join(str(e).split())[:120])
-            took = time.perf_counter() - t0
-            if took > time_limit:
-                problem = problem or ("too slow", f"{took:.1f} s")
-            if took > slowest[0]:
-                slowest = (took, f"{route} {name} ({op})")
-            if problem:
-                key = (route, name, *problem)
-                failures[key] += 1
-                examples.setdefault(" | ".join(key), f"seed {seed}, case {case}, {op}")
+            return (route, name), op, lambda: attempt(route, data, pool)
+
+        # an exception out of the app is what a client sees as a 500
+        found = tally(n_cases, seed, time_limit, make_case, crash="500 ")
     return {
         "cases": n_cases,
         "seeds": sorted(set(images) | set(volumes)),
         "statuses": dict(sorted(statuses.items())),
-        "distinct_failures": len(failures),
-        "failures": {" | ".join(k): v for k, v in failures.most_common()},
-        "examples": examples,
-        "slowest_s": round(slowest[0], 4),
-        "slowest_case": slowest[1],
+        **found,
     }
 
 
