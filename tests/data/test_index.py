@@ -263,6 +263,21 @@ def test_dicom_series_folder_is_one_volume_and_unrelated_files_stay_files(tmp_pa
         np.testing.assert_array_equal(store.images[i, 0], lps[int(r)])
 
 
+def test_a_series_over_a_folder_and_its_sub_folder_is_one_volume(tmp_path: Path) -> None:
+    """The rule detect follows too (vaedx.io.series_folder): the series folder's tree, read once."""
+    files = sorted(CT5N.iterdir())
+    for i, f in enumerate(files):
+        dest = tmp_path / "dicom" / "patA" / "CT5N" / ("more" if i >= 3 else "")
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dest / f.name)
+    shutil.copytree(CR[0], tmp_path / "dicom" / "patB" / "CR1")  # one radiograph: a file, not a volume
+    m = index_source(tmp_path / "dicom")
+    assert sorted((r["path"], r.get("volume", ""), r.get("slice_index", "")) for r in m.rows) == [
+        *[("patA/CT5N", "CT5N", str(k)) for k in range(5)],
+        ("patB/CR1/6154", "", ""),
+    ]
+
+
 def test_a_series_zip_is_one_volume(tmp_path: Path) -> None:
     archive = tmp_path / "ct.zip"
     with zipfile.ZipFile(archive, "w") as z:

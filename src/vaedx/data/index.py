@@ -9,10 +9,11 @@ Sources understood (``index_source`` picks one):
 * images with masks beside them: ``X_mask.png`` next to ``X.png`` is the mask of ``X`` (not a row itself);
 * a MedMNIST ``.npz`` (one row per image, split and label from the archive);
 * NIfTI volumes and multi-frame DICOM (one row per kept slice/frame);
-* DICOM series: a folder whose DICOM files are single-frame slices of one series (one SeriesInstanceUID,
-  at least two files, no DICOM files in sub-folders), or a ``.zip`` of one series given as the source, is
-  one volume with one row per kept slice of the series in model orientation; any other folder of DICOM
-  files (one image per patient, several series mixed in one folder) keeps one row per file;
+* DICOM series: a folder whose DICOM images, in it and below it, are one series (one SeriesInstanceUID,
+  at least two files: :mod:`vaedx.io.series_folder`, the rule ``vaedx detect --input`` follows too), or a
+  ``.zip`` of one series given as the source, is one volume with one row per kept slice of the series in
+  model orientation; any other folder of DICOM files (one image per patient, several series mixed in one
+  folder) keeps one row per file;
 * a CSV table: a vaedx manifest, the LGG layout (``brain_lgg/manifest.csv``, recognised by its columns), or
   any table with ``--path-col``/``--label-col``/``--mask-col``/``--patient-col`` naming its columns.
 
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +48,7 @@ import numpy as np
 from vaedx.data.manifest import Manifest, OnError, check_labels, validate
 from vaedx.data.splits import DEFAULT_FRACTIONS, assign_splits
 from vaedx.errors import ConfigError, InputError, VaedxError
-from vaedx.io import detect_format, read_any, read_dicom_series, read_npz
+from vaedx.io import detect_format, is_dicom_series, read_any, read_dicom_series, read_npz
 from vaedx.io.slice_stack import slice_number
 
 # Columns of brain_lgg/manifest.csv and what they mean in a vaedx manifest.
@@ -189,7 +190,7 @@ def index_folder(folder: Path, opts: IndexOptions) -> Manifest:
         )
     depth = 1 if use_folders else 0
     series = {d for d in _series_folders(formats) if _index_series(d, folder, depth, m, opts)}
-    rest = {f: fmt for f, fmt in formats.items() if f.parent not in series}
+    rest = {f: fmt for f, fmt in formats.items() if not _in_series(f, series)}
     _index_files(rest, folder, opts, depth, m, masks)
     paired = {r["mask"] for r in m.rows if r.get("mask")}
     for mask in masks.values():
@@ -281,32 +282,23 @@ def _expand(f: Path, fmt: str, base: dict[str, str], opts: IndexOptions) -> list
 
 # ---------------------------------------------------------------------------------------- DICOM series
 def _series_folders(formats: dict[Path, str]) -> list[Path]:
-    """Folders that hold exactly one DICOM series of single-frame slices (and no DICOM below them).
+    """Folders holding DICOM files that are one series by :func:`vaedx.io.is_dicom_series` (the rule
+    ``vaedx detect --input`` uses), in file order; a folder inside a series folder is part of that series
+    (outer folders are asked first).
 
-    Why by SeriesInstanceUID: a folder of one X-ray per patient is a pile of unrelated images, a folder of
-    one CT series is a volume; the UID (read from headers only, never stored) tells them apart.
+    Only folders that hold DICOM files themselves are asked, so a patient folder around a series folder
+    stays the patient and the series keeps its own name.
     """
-    import pydicom
-
-    by_folder: dict[Path, list[Path]] = {}
-    for f, fmt in formats.items():
-        if fmt == "dicom":
-            by_folder.setdefault(f.parent, []).append(f)
-    series = []
-    for folder, files in by_folder.items():
-        if len(files) < 2 or any(other != folder and other.is_relative_to(folder) for other in by_folder):
-            continue
-        uids = set()
-        for f in files:
-            try:
-                ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
-            except Exception:  # unreadable headers are reported when the file is read as an image
-                uids.add("")
-                break
-            uids.add(str(ds.get("SeriesInstanceUID", "")) if int(ds.get("NumberOfFrames") or 1) == 1 else "")
-        if len(uids) == 1 and "" not in uids:
+    holders = list(dict.fromkeys(f.parent for f, fmt in formats.items() if fmt == "dicom"))  # file order
+    series: list[Path] = []
+    for folder in sorted(holders, key=lambda d: len(d.parts)):
+        if not _in_series(folder, series) and is_dicom_series(folder):
             series.append(folder)
-    return series
+    return [d for d in holders if d in series]
+
+
+def _in_series(path: Path, series: Iterable[Path]) -> bool:
+    return any(path.is_relative_to(s) for s in series)
 
 
 def _index_series(folder: Path, root: Path, label_depth: int, m: Manifest, opts: IndexOptions) -> bool:

@@ -13,6 +13,7 @@ from vaedx.io.image import Image
 from vaedx.io.nifti import read_nifti
 from vaedx.io.npz import NpzData, read_npz
 from vaedx.io.raster import read_mask, read_raster
+from vaedx.io.series_folder import is_dicom_series
 from vaedx.io.slice_stack import read_lgg_patient, stack_slices
 from vaedx.io.volume import Volume, read_nifti_volume
 
@@ -22,6 +23,7 @@ __all__ = [
     "NpzData",
     "Volume",
     "detect_format",
+    "is_dicom_series",
     "read_any",
     "read_dicom",
     "read_dicom_series",

@@ -1,26 +1,25 @@
 """Which inputs are volumes, and one reader for all of them.
 
 A path given to ``vaedx detect --input`` (or uploaded to the service) is a volume when it is a 3-D NIfTI,
-a .zip of DICOM files, a folder whose DICOM files form one series of several slices, or a folder of
-numbered slice images of one case (``<case>_<n>.png``, as the LGG set ships). Anything else is a 2-D image
-or a folder of them, read as before. The rule is decided from headers and names only, so sniffing a folder
+a .zip of DICOM files, a folder whose DICOM files form one series of several slices (the rule of
+:mod:`vaedx.io.series_folder`, which ``vaedx data index`` follows too), or a folder of numbered slice
+images of one case (``<case>_<n>.png``, as the LGG set ships). Anything else is a 2-D image or a folder of
+them, read as before. The rule is decided from headers and names only, so sniffing a folder
 never decodes pixels.
 """
 
 from __future__ import annotations
 
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Literal
 
 import nibabel as nib
-import pydicom
-from pydicom.errors import InvalidDicomError
 
 from vaedx.io._files import read_guarded
 from vaedx.io.dicom_series import read_dicom_series
 from vaedx.io.formats import detect_format
+from vaedx.io.series_folder import is_dicom_series
 from vaedx.io.slice_stack import _NUMBERED, _SUFFIXES, stack_slices
 from vaedx.io.volume import Volume, read_nifti_volume
 
@@ -103,29 +102,7 @@ def _folder_kind(folder: Path) -> VolumeKind | None:
             return "slice-stack"
     if any(f.name.lower().endswith((".nii", ".nii.gz")) for f in files):
         return None  # a folder holding NIfTI volumes is a collection of volumes, not one series
-    series: dict[str, int] = {}
-    for f in files:
-        uid = _series_uid(f)
-        if uid is not None:
-            series[uid] = series.get(uid, 0) + 1
-    if len(series) == 1 and next(iter(series.values())) >= 2:
-        return "dicom-series"
-    return None
-
-
-def _series_uid(f: Path) -> str | None:
-    """SeriesInstanceUID of an image DICOM file (header only), None for anything else."""
-    if f.suffix.lower() in (*_SUFFIXES, ".jpg", ".jpeg", ".nii", ".gz", ".npz", ".csv", ".txt", ".json"):
-        return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, AttributeError):
-        return None
-    if "Rows" not in ds or "SeriesInstanceUID" not in ds:
-        return None
-    return str(ds.SeriesInstanceUID)
+    return "dicom-series" if is_dicom_series(folder, files) else None
 
 
 __all__ = ["VolumeKind", "read_volume", "volume_id", "volume_kind"]
