@@ -169,9 +169,9 @@ def prepare(
     label_names: Sequence[str] | None = None,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TensorStore:
     """Prepare a store from a manifest CSV, straight from a MedMNIST npz, or from a folder, a NIfTI, a DICOM
-    progress: Callable[[int, int], None] | None = None,
     file or a DICOM series zip (indexed first with the default rules).
 
     ``progress(done, total)`` is called with the images written so far after every chunk, so a caller's
@@ -226,10 +226,10 @@ def _prepare_npz(
                     "patient_id": refs,
                 },
             )
-    _finish(writer, names, cfg, [], path, {"read_options": {}})
-
             if progress is not None:
                 progress(writer.count, total)
+    _finish(writer, names, cfg, [], path, {"read_options": {}})
+
 
 def is_series(file: Path) -> bool:
     """A DICOM series row's path is its folder or zip."""
@@ -351,9 +351,9 @@ def _prepare_manifest(
     read_options: dict[str, Any],
     label_names: Sequence[str] | None,
     assigned: int,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     names = m.label_names(label_names)
-    progress: Callable[[int, int], None] | None = None,
     codes = m.label_codes(names, explicit=bool(label_names))
     extras = [c for c in m.columns if c not in STANDARD_COLUMNS or c == "mask"]
     decoder = RowDecoder(m, read_options)
@@ -376,10 +376,10 @@ def _prepare_manifest(
         records.update({k: [m.rows[i].get(k, "") for i in idx] for k in extras})
         records["has_mask"] = has_mask
         writer.add_batch(images, labels=[codes[i] for i in idx], masks=masks, records=records)
-    _finish(writer, names, cfg, skipped, m.source or m.root, extra)
-
         if progress is not None:
             progress(writer.count, len(m.rows))
+    _finish(writer, names, cfg, skipped, m.source or m.root, extra)
+
 
 Batch = tuple[list[int], np.ndarray, np.ndarray | None, list[bool]]
 

@@ -23,6 +23,7 @@ Layout of the output folder::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +50,16 @@ def finetune_encoder(
     num_threads: int | None = None,
     device: str = "cpu",
     tracker: str = "none",
+    progress: Callable[[int, int], None] | None = None,
 ) -> Any:
     """Fine-tune ``vae`` (run folder or LoadedModel) on ``store``'s labels; returns the new run, loaded.
-    progress: Callable[[int, int], None] | None = None,
 
     The training is :func:`vaedx.diagnose.supervised.train_supervised` with ``init_from=vae`` and a
     one-cycle schedule (final weights kept), on the seeded stratified ``labelled_fraction`` subset.
     ``tracker`` (none, tensorboard, mlflow) also gets the recipe, the per-epoch history and the folder.
+    ``progress(done, total)`` follows the optimiser steps.
     """
     from vaedx.atomic import atomic_write_json
-    ``progress(done, total)`` follows the optimiser steps.
     from vaedx.diagnose.encoder import as_loaded
     from vaedx.diagnose.supervised import train_supervised
     from vaedx.runs.loaded import load_model
@@ -75,9 +76,9 @@ def finetune_encoder(
     res = train_supervised(
         store, labelled_fraction, seed, epochs, batch_size=batch_size, lr=lr, augment=augment,
         schedule="onecycle", init_from=loaded, min_steps=min_steps, num_threads=num_threads, device=device,
+        progress=progress,
     )  # fmt: skip
     weights = res.model.encoder_into(loaded.model.state_dict())
-        progress=progress,
     source = Path(loaded.path)
     recipe = {
         "source": str(source),
@@ -107,5 +108,4 @@ def finetune_encoder(
         tracked.log_metrics(row, int(row["epoch"]))
     tracked.finish(out, True)
     write_run_card(out)
-    run.write_checkpoint(BEST, write_weights, config, {"run": {"epoch": recipe["epochs"], "finetuned": True}})
     return load_model(out, device=device)
