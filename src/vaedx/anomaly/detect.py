@@ -167,7 +167,7 @@ def detect(
             cal, fresh = _thresholds(
                 loaded, ts, scorers, opts, post, target_specificity, normal_label, normal, save_calibration
             )
-            written = DetectOutput(out).write_calibration(cal, scorers)
+            written = DetectOutput(out).start().write_calibration(cal, scorers)
             if fresh and not save_calibration:
                 console.print(
                     f"calibration written to {written} only; to let `vaedx serve` and `vaedx diagnose "

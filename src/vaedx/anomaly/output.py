@@ -6,6 +6,10 @@ holds ``scores.csv`` (one row per image), ``maps/<scorer>.npy`` (+ ``maps/valid.
 ``overlays/<scorer>/``, ``thresholds.json`` (the calibration used, in the schema of
 :mod:`vaedx.anomaly.calibration`) and ``detect.json`` (what was run, with the thresholds applied). Folders
 written before ``thresholds.json`` was put there still read: the thresholds come from ``detect.json``.
+
+``detect.json`` is also the folder's completion mark: detection removes an earlier one before writing
+anything and writes its own last, so readers refuse a folder a kill left half-written (scores without
+maps, maps of an earlier run) instead of evaluating it.
 """
 
 from __future__ import annotations
@@ -58,9 +62,15 @@ class DetectOutput:
         path = Path(path)
         if not path.is_dir():
             raise InputError("no such detect output folder", path)
+        started = any((path / f).exists() for f in (SCORES_FILE, THRESHOLDS_FILE, MAPS_DIR))
+        if started and not (path / META_FILE).is_file():
+            raise InputError(
+                f"incomplete detect output ({META_FILE} missing: `vaedx detect` was interrupted or is still "
+                "running); rerun it with --overwrite",
+                path,
+            )
         rows, scorers = read_scores_csv(path / SCORES_FILE)
-        meta = read_json_object(path / META_FILE) if (path / META_FILE).is_file() else {}
-        return cls(path, rows, scorers, meta)
+        return cls(path, rows, scorers, read_json_object(path / META_FILE))
 
     @property
     def index(self) -> np.ndarray:
@@ -145,6 +155,13 @@ class DetectOutput:
         (out.path / MAPS_DIR).mkdir(parents=True, exist_ok=True)
         return out
 
+    def start(self) -> DetectOutput:
+        """Unmark the folder before a run writes into it: until :meth:`write_meta` marks it again, readers
+        refuse it, and an evaluation of the earlier scores cannot be shown beside the new ones."""
+        for name in (META_FILE, EVALUATION_FILE):
+            (self.path / name).unlink(missing_ok=True)
+        return self
+
     def write_calibration(self, cal: CalibrationFile, scorers: Sequence[str]) -> Path:
         """thresholds.json with the entries for ``scorers`` only (what this run used)."""
         self.path.mkdir(parents=True, exist_ok=True)
@@ -162,6 +179,7 @@ class DetectOutput:
             np.save(self.path / MAPS_DIR / VALID_FILE, scored.valid)
 
     def write_meta(self, meta: dict[str, Any]) -> Path:
+        """detect.json, atomically and last: it marks the folder complete."""
         self.meta = dict(meta)
         return atomic_write_json(self.path / META_FILE, meta)
 

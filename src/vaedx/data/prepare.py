@@ -118,7 +118,9 @@ def staged_store(out: str | Path) -> Iterator[Path]:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "store.json").is_file():
+    # images.npy without store.json is a store whose swap below a kill cut short: replaced like any other
+    half_swapped = (out / "images.npy").is_file()
+    if out.is_dir() and any(out.iterdir()) and not half_swapped and not (out / "store.json").is_file():
         raise ConfigError(
             f"{out}: folder exists, is not empty and is not a vaedx store; choose another --out"
         )

@@ -179,6 +179,12 @@ class TensorStore:
         root = Path(root)
         meta_path = root / "store.json"
         if not meta_path.is_file():
+            if (root / "images.npy").is_file():  # store.json is moved in last, so the swap was cut short
+                raise InputError(
+                    "incomplete tensor store (store.json missing: `vaedx data prepare` was interrupted); "
+                    "rerun it with --overwrite",
+                    root,
+                )
             raise InputError(
                 "not a vaedx tensor store (store.json missing); create one with `vaedx data prepare`", root
             )

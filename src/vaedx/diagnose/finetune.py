@@ -24,6 +24,7 @@ Layout of the output folder::
 from __future__ import annotations
 
 from collections.abc import Callable
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +101,13 @@ def finetune_encoder(
     def write_weights(tmp: Path) -> None:
         ck.save_tensors(tmp / ck.MODEL_FILE, weights, {"format": "vaedx-finetuned-encoder"})
 
+    # best/ is what loaders look for, so it goes in last, and an earlier run's goes first: a kill at any
+    # point leaves either no run that loads or the new weights with their own history, never a mix
     run = RunFolder(out)
-    run.write_checkpoint(BEST, write_weights, config, {"run": {"epoch": recipe["epochs"], "finetuned": True}})
+    for old in (run.best, run.root / f".{BEST}.old"):
+        shutil.rmtree(old, ignore_errors=True)
     atomic_write_json(run.finetune, {**recipe, "history": res.history})
+    run.write_checkpoint(BEST, write_weights, config, {"run": {"epoch": recipe["epochs"], "finetuned": True}})
     tracked = open_tracker(tracker, out, {"finetune": {**recipe, "batch_size": batch_size}})
     for row in res.history:
         tracked.log_metrics(row, int(row["epoch"]))

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from vaedx.atomic import atomic_write
 from vaedx.report.collect import Pipeline
 from vaedx.report.figures import to_png
 from vaedx.report.html import Section
@@ -33,7 +34,7 @@ class Context:
         png = to_png(fig, FIGURE_DPI)
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
         path = self.figure_dir / f"{len(self.written) + 1:02d}_{slug}.png"
-        path.write_bytes(png)
+        atomic_write(path, lambda tmp: tmp.write_bytes(png))  # a kill never leaves half a PNG
         self.written.append(path)
         section.figure(png, caption, alt=name)
 
