@@ -23,8 +23,8 @@ Layout of the output folder::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
