@@ -138,3 +138,15 @@ def test_moved_pipeline_finds_the_diagnosis_encoder_by_its_hash(pipeline: Path, 
     html = "".join(diagnosis_section(ctx).blocks)
     assert "unavailable" not in html
     assert [p.name for p in ctx.written] == ["01_confusion_matrix.png", "02_reliability.png"]
+
+
+def test_report_links_each_model_card_with_its_key_facts(report: Path, pipeline: Path):
+    html = report.read_text(encoding="utf-8")
+    for folder in ("models/vae", "models/pca", "diagnosis"):
+        assert f'<a href="{folder}/MODEL_CARD.md">' in html  # relative to report.html
+        assert (report.parent / folder / "MODEL_CARD.md").is_file()
+    assert "vae: key facts of the model card" in html and "research only, not for clinical decisions" in html
+    # the pipeline's `vaedx evaluate` runs put their test figures into the cards the report links
+    card = (pipeline / "models" / "vae" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "No test figures yet" not in card and "| residual |" in card and "| ssim |" in card
+    assert "No test figures yet" not in (pipeline / "diagnosis" / "MODEL_CARD.md").read_text(encoding="utf-8")

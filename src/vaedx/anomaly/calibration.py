@@ -25,6 +25,7 @@ from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, InputError
 from vaedx.metrics.thresholds import Thresholds, threshold_best_dice
 from vaedx.runs.folder import THRESHOLDS_FILE, RunFolder
+from vaedx.runs.model_card import write_run_card
 
 __all__ = [
     "THRESHOLDS_FILE",
@@ -182,4 +183,5 @@ def calibrate_thresholds(
         )
     if save:
         cal.save(loaded.path)
+        write_run_card(loaded.path)  # the card lists the run's calibrated thresholds
     return cal

@@ -41,6 +41,7 @@ from vaedx.anomaly.scoring import (
 from vaedx.anomaly.volumes import VOLUMES_FILE, ScoredVolume, detect_inputs, write_volume_outputs
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError
+from vaedx.runs.model_card import write_run_card
 from vaedx.training.distributed import setup_runtime
 
 console = Console(stderr=True)
@@ -99,6 +100,7 @@ def _thresholds(
             saved = CalibrationFile.load(loaded.path)
             saved.scorers.update({s: fresh.scorers[s] for s in missing})
             where = saved.save(loaded.path)
+            write_run_card(loaded.path)  # the run's MODEL_CARD.md lists its calibrated thresholds
             console.print(f"saved the calibration of {', '.join(missing)} to {where}", soft_wrap=True)
         return cal, missing
     if save and fits:

@@ -65,6 +65,9 @@ def anomaly_command(
     with task_progress("bootstrap per scorer", quiet=quiet) as bar:
         result = evaluate_anomaly(pred, store, n_boot=n_boot, seed=seed, progress=bar.update)
     atomic_write_json(target, to_json(result))
+    from vaedx.evaluate.card import record_anomaly_evaluation
+
+    record_anomaly_evaluation(pred, target, result)  # test figures into the model's MODEL_CARD.md
     if as_json:
         print_json({"written": target, **to_json(result)})
         messages.print(f"wrote {target}", highlight=False, soft_wrap=True)
@@ -165,6 +168,9 @@ def diagnosis_command(
         )
     result["split"] = split
     atomic_write_json(target, result)
+    from vaedx.evaluate.card import record_diagnosis_evaluation
+
+    record_diagnosis_evaluation(folder, target, result)  # test figures into the folder's MODEL_CARD.md
     if as_json:
         print_json({"written": target, **result})
         messages.print(f"wrote {target}", highlight=False, soft_wrap=True)

@@ -112,12 +112,14 @@ def detect_and_evaluate(model_dir: Path, store: Path, out: Path, kind: str, s: S
     """``vaedx detect`` on the test split, then ``vaedx evaluate anomaly`` into out/evaluation.json."""
     from vaedx.anomaly.detect import detect
     from vaedx.evaluate.anomaly import evaluate_anomaly, to_json
+    from vaedx.evaluate.card import record_anomaly_evaluation
 
     detect(model_dir, out, store=store, split="test", scorers=SCORERS[kind], max_overlays=20, quiet=True,
            device=s.device,
            save_calibration=True)  # fmt: skip  # the demo's own models: `vaedx serve` finds their calibration
     result = evaluate_anomaly(out, store, n_boot=s.n_boot, seed=s.seed)
     atomic_write_json(out / "evaluation.json", to_json(result))
+    record_anomaly_evaluation(out, out / "evaluation.json", result)  # as `vaedx evaluate anomaly` does
     return result
 
 
@@ -126,6 +128,7 @@ def diagnose(encoder: Path, store: Path, out: Path, s: Settings) -> dict[str, An
     from vaedx.data.store import TensorStore
     from vaedx.diagnose.encoder import as_loaded
     from vaedx.diagnose.fit import fit_diagnosis, split_probabilities
+    from vaedx.evaluate.card import record_diagnosis_evaluation
     from vaedx.evaluate.diagnosis import evaluate_probabilities
 
     loaded = as_loaded(encoder, device=s.device)
@@ -135,6 +138,7 @@ def diagnose(encoder: Path, store: Path, out: Path, s: Settings) -> dict[str, An
     result = evaluate_probabilities(diag, y, proba, groups=groups, n_boot=s.n_boot, seed=s.seed)
     result["split"] = "test"
     atomic_write_json(out / "evaluation_test.json", result)
+    record_diagnosis_evaluation(out, out / "evaluation_test.json", result)  # as `vaedx evaluate diagnosis`
     result["chosen"] = diag.meta["chosen"]
     return result
 

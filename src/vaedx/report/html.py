@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2430;
@@ -57,6 +58,10 @@ class Section:
 
     def text(self, text: str) -> None:
         self.blocks.append(f"<p>{escape(text)}</p>")
+
+    def link(self, href: str, text: str) -> None:
+        """A link to a file beside the report (a relative path, percent-encoded)."""
+        self.blocks.append(f'<p><a href="{escape(quote(href))}">{escape(text)}</a></p>')
 
     def pre(self, obj: Any) -> None:
         body = obj if isinstance(obj, str) else json.dumps(obj, indent=2, default=str)

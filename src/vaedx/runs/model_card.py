@@ -35,6 +35,7 @@ INTENDED_USE = (
     "Not a medical device and not for clinical decisions about any patient; figures below come from "
     "the data sets named here and do not transfer to other scanners, sites or populations."
 )
+FEW_PATIENTS = 50  # below this many training patients the card says the figures rest on few patients
 PATHS = frozenset({"store", "out"})  # settings that are paths: never shown (a folder may name a patient)
 
 
@@ -175,7 +176,8 @@ def data_limitations(facts: dict[str, Any] | None, preprocess: dict[str, Any], n
         )
     else:
         train = pats["per_split"].get("train", pats["total"])
-        out.append(f"Trained on {n_train} images from {train} patients; figures rest on few patients.")
+        few = " (few: the figures may not hold for other patients)" if train < FEW_PATIENTS else ""
+        out.append(f"Trained on {n_train} images from {train} patient(s){few}.")
     if pats["missing_ids"]:
         out.append(f"{pats['missing_ids']} images have no patient id.")
     if pats["in_several_splits"]:
