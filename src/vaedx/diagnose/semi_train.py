@@ -18,22 +18,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaedx.data.augment import AugmentConfig, as_augment, random_affine
+from vaedx.data.augment import AugmentConfig, random_affine
 from vaedx.data.store import TensorStore
 from vaedx.diagnose.labels import subset_rows
 from vaedx.diagnose.torchfit import (
-    check_schedule,
     class_index,
     cycle,
     fit_classifier,
+    fit_inputs,
     load_rows,
     model_config_for,
     torch_threads,
     val_rows,
 )
-from vaedx.errors import ConfigError
 from vaedx.models.config import ModelConfig
-from vaedx.models.device import resolve_device
 from vaedx.models.semi import SemiConfig, SemiVAE
 from vaedx.runs.networks import save_semi
 from vaedx.training.batches import derive_seed
@@ -81,12 +79,7 @@ def train_semi(
     min(N_l, max(8, batch_size // 4)). ``augment`` and ``schedule`` ("none" | "onecycle") as for
     :func:`vaedx.diagnose.supervised.train_supervised`. Saved to ``out`` (safetensors + JSON) when given.
     """
-    st = store if isinstance(store, TensorStore) else TensorStore.open(store)
-    if epochs < 1 or batch_size < 1:
-        raise ConfigError("epochs and batch_size must be >= 1")
-    device = str(resolve_device(device))  # auto: CUDA when present
-    check_schedule(schedule)
-    aug = as_augment(augment)
+    st, device, aug = fit_inputs(store, epochs, batch_size, device, schedule, augment)
     lab, all_rows = subset_rows(st, train_split, labelled_fraction, seed)
     unl = np.setdiff1d(all_rows, lab)
     classes = np.unique(st.labels[lab])

@@ -25,14 +25,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vaedx.data.augment import AugmentConfig, as_augment, random_affine
+from vaedx.data.augment import AugmentConfig, random_affine
 from vaedx.data.store import TensorStore
 from vaedx.diagnose.labels import subset_rows
 from vaedx.diagnose.torchfit import (
-    check_schedule,
     class_index,
     cycle,
     fit_classifier,
+    fit_inputs,
     load_rows,
     model_config_for,
     torch_threads,
@@ -41,7 +41,6 @@ from vaedx.diagnose.torchfit import (
 from vaedx.errors import ConfigError
 from vaedx.models.cnn import SupervisedCNN
 from vaedx.models.config import ModelConfig
-from vaedx.models.device import resolve_device
 from vaedx.runs.networks import save_supervised
 from vaedx.training.batches import derive_seed
 
@@ -90,12 +89,7 @@ def train_supervised(
     LoadedModel, whose architecture then replaces ``model``) starts from that VAE's encoder. Saved to
     ``out`` (safetensors + JSON) when given. ``progress(done, total)`` follows the optimiser steps.
     """
-    st = store if isinstance(store, TensorStore) else TensorStore.open(store)
-    if epochs < 1 or batch_size < 1:
-        raise ConfigError("epochs and batch_size must be >= 1")
-    device = str(resolve_device(device))  # auto: CUDA when present
-    check_schedule(schedule)
-    aug = as_augment(augment)
+    st, device, aug = fit_inputs(store, epochs, batch_size, device, schedule, augment)
     lab, _ = subset_rows(st, train_split, labelled_fraction, seed)
     classes = np.unique(st.labels[lab])
     vae = _pretrained(init_from, st) if init_from is not None else None

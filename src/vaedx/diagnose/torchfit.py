@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from vaedx.data.augment import AugmentConfig, as_augment
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, ModelMismatchError
 from vaedx.metrics.measures import auroc, multiclass_report
 from vaedx.models.config import ModelConfig
+from vaedx.models.device import resolve_device
 from vaedx.training.batches import RowView
 
 #: Small default architecture for the study's models (the images are small and the label sets tiny).
@@ -41,6 +44,26 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def fit_inputs(
+    store: TensorStore | str | Path,
+    epochs: int,
+    batch_size: int,
+    device: str,
+    schedule: str,
+    augment: AugmentConfig | dict[str, Any] | bool | None,
+) -> tuple[TensorStore, str, AugmentConfig | None]:
+    """(store, device, augmentation) of a classifier trainer, after the arguments they all take are checked.
+
+    Why here: M2 and the CNN must refuse the same bad arguments with the same one line, before any work.
+    ``device`` "auto" becomes CUDA when present.
+    """
+    st = store if isinstance(store, TensorStore) else TensorStore.open(store)
+    if epochs < 1 or batch_size < 1:
+        raise ConfigError("epochs and batch_size must be >= 1")
+    check_schedule(schedule)
+    return st, str(resolve_device(device)), as_augment(augment)
 
 
 def model_config_for(store: TensorStore, model: ModelConfig | dict[str, Any] | None) -> ModelConfig:
