@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from detect_outputs import toy_detect_output
+from progress_spy import bars  # noqa: F401
 from vaedx.cli import main
 
 
@@ -27,3 +29,33 @@ def test_evaluate_diagnosis_on_a_missing_folder_is_one_line(tmp_path, capsys) ->
     code = main(["evaluate", "diagnosis", "--diagnosis", str(tmp_path / "nope"), "--store", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and "nope" in err
+
+
+def test_evaluate_anomaly_json_holds_the_table_figures(tmp_path, capsys, bars) -> None:  # noqa: F811
+    pred, store = toy_detect_output(tmp_path)
+    args = ["evaluate", "anomaly", "--pred", str(pred), "--store", str(store), "--n-boot", "50"]
+    assert main([*args, "--out", str(tmp_path / "table.json")]) == 0
+    table = capsys.readouterr().out
+    assert main([*args, "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)  # one object, nothing else on stdout
+    assert doc["written"] == str(pred / "evaluation.json") and f"wrote {pred}" in captured.err
+    assert doc == {"written": doc["written"], **json.loads((pred / "evaluation.json").read_text())}
+    auroc = doc["scorers"]["toy"]["metrics"]["auroc"]
+    assert auroc["point"] == 14 / 16  # the CI is seeded, so the table run printed the same interval
+    assert f"{auroc['point']:.3f}" in table and f"[{auroc['low']:.2f}," in table
+    assert bars == [(1, 1), (1, 1)]  # one scorer bootstrapped, in each run
+    assert main([*args, "--out", str(tmp_path / "q.json"), "--quiet"]) == 0 and len(bars) == 2
+
+
+def test_evaluate_diagnosis_json_and_progress(fitted, store, tmp_path, capsys, bars) -> None:  # noqa: F811
+    args = ["evaluate", "diagnosis", "--diagnosis", str(fitted), "--store", str(store.root), "--n-boot", "50"]
+    assert main([*args, "--out", str(tmp_path / "e.json"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["report"]["n"] == 24 and doc["table"][0]["auc"] == doc["ci"]["auc"]
+    assert json.loads((tmp_path / "e.json").read_text())["ci"] == doc["ci"]
+    assert (24, 24) in bars and bars[-1] == (6, 6)  # 24 test images encoded, then 6 metrics bootstrapped
+    del bars[:]
+    assert main([*args, "--out", str(tmp_path / "q.json"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert bars == [] and f"{doc['ci']['auc'][0]:.3f}" in out  # the table shows the JSON's AUC
