@@ -150,6 +150,7 @@ def test_finetune_killed_before_its_run_is_in_place(
     assert "no checkpoint found" in refused(fit, capsys, out)
     run_ok([*args, "-o", out])  # no run there, so no --overwrite needed
     same_weights(out, ref)
+    assert not list(out.glob(".best.tmp-*"))  # the killed writer's half-written copy is gone too
     # over that complete run: the earlier best/ goes first, so its weights never sit beside new history
     run_killed([*args, "-o", out, "--overwrite"], out / "finetune.json")
     assert "no checkpoint found" in refused(fit, capsys, out)

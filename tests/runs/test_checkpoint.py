@@ -44,3 +44,17 @@ def test_interrupted_folder_swap_is_recovered(tmp_path):
     ck.write_folder(final, lambda d: (d / "model.safetensors").write_bytes(b"2"))
     assert (final / "model.safetensors").read_bytes() == b"2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
+def test_half_written_folders_of_killed_writers_are_removed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    for pid in (gone.pid, os.getppid()):  # a writer that is gone, one that may still be writing
+        (tmp_path / f".best.tmp-{pid}").mkdir()
+        (tmp_path / f".best.tmp-{pid}" / "model.safetensors").write_bytes(b"half")
+    ck.write_folder(tmp_path / "best", lambda d: (d / "model.safetensors").write_bytes(b"1"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".best.tmp-{os.getppid()}", "best"]

@@ -106,6 +106,7 @@ def write_folder(final: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_dir)``, fsync every file, then swap the folder into place."""
     final = Path(final)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    _remove_dead_tmp(final)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -125,6 +126,27 @@ def write_folder(final: Path, write: Callable[[Path], None]) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _remove_dead_tmp(final: Path) -> None:
+    """Delete the half-written ``.<name>.tmp-<pid>`` folders of writers that were killed: each holds a whole
+    set of weights, so a run killed and rerun now and then would otherwise fill the disk unseen."""
+    for tmp in final.parent.glob(f".{final.name}.tmp-*"):
+        pid = tmp.name.rpartition("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill there terminates the process, whatever the signal: never ask
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but belongs to someone else
+        return True
+    return True
 
 
 def copy_folder(src: Path, final: Path) -> Path:
