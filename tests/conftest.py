@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cuda_fixtures import cuda_run  # noqa: F401  (the tests marked cuda)
 from train_fixtures import tiny_store  # noqa: F401  (tests/test_api.py)
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))

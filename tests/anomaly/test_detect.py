@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from cuda_fixtures import AUROC_TOL
 from lesion_stores import make_lesion_store
 from vaedx.anomaly.calibration import CalibrationFile, calibrate_thresholds
 from vaedx.anomaly.detect import detect
@@ -268,3 +269,28 @@ def test_detect_refuses_an_unknown_normal_label_and_a_bad_specificity(
         detect(run, tmp_path / "o", store=store, normal_label="healthy", quiet=True)
     with pytest.raises(ConfigError, match="target specificity"):
         detect(run, tmp_path / "o", store=store, target_specificity=1.5, quiet=True)
+
+
+@pytest.mark.cuda
+def test_detect_with_restoration_on_cuda_matches_cpu(cuda_run, tmp_path: Path) -> None:
+    """`vaedx detect --device cuda` (restoration included) on real test images: the same rows, finite maps,
+    and per scorer the same AUROC as on the CPU within the tolerance autocast allows."""
+    from vaedx.anomaly.output import DetectOutput
+    from vaedx.metrics.measures import auroc
+
+    outs = {}
+    for device in ("cpu", "cuda"):
+        outs[device] = tmp_path / device
+        args = ["detect", "--model", str(cuda_run.run), "--store", str(cuda_run.store)]
+        args += ["--out", str(outs[device]), "--scorer", "residual,restoration"]
+        args += ["--option", "restoration.steps=20", "--max-overlays", "2"]
+        assert main([*args, "--device", device, "--quiet"]) == 0
+    cpu, gpu = DetectOutput.open(outs["cpu"]), DetectOutput.open(outs["cuda"])
+    assert np.array_equal(gpu.index, cpu.index)
+    truth = np.array([r["label"] == "pneumonia" for r in cpu.rows], dtype=np.int8)
+    assert 0 < truth.sum() < len(truth)
+    for name in ("residual", "restoration"):
+        a, b = cpu.scores(name), gpu.scores(name)
+        assert np.isfinite(b).all() and len(b) == len(a)
+        assert np.isfinite(gpu.load_maps(name)).all()
+        assert abs(auroc(truth, a) - auroc(truth, b)) < AUROC_TOL, name

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import vaedx.anomaly as sc
+from cuda_fixtures import AUROC_TOL, FP32_RTOL, relative_gap
 from vaedx.errors import ConfigError, InputError, ModelMismatchError
 from vaedx.models import ConvAE, ConvVAE, PCABaseline
 from vaedx.models.base import ModelOutput
@@ -465,3 +466,62 @@ def test_non_finite_input_and_scores_name_the_image(vae, batch):
 
     with pytest.raises(InputError, match="image 1 gave a non-finite residual"):
         sc.ResidualScorer(Exploding()).score(batch)
+
+
+def test_half_precision_batches_come_back_as_float32_maps_and_float64_scores() -> None:
+    """Under CUDA autocast a scorer's maps and scores can be bfloat16, which numpy cannot hold."""
+    from vaedx.anomaly.base import _Batch
+
+    class Half(sc.ResidualScorer):
+        def _score_batch(self, x: torch.Tensor, generator: torch.Generator) -> _Batch:
+            maps = super()._score_batch(x, generator).maps
+            return _Batch(maps.bfloat16(), maps.mean((1, 2)).bfloat16())
+
+    model = ConvAE(ModelConfig(kind="ae", in_channels=1, image_size=(16, 16), widths=[8, 16], latent_dim=4))
+    x = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    res = Half(model, batch_size=2).score(x)
+    plain = sc.ResidualScorer(model, batch_size=2).score(x)
+    assert res.maps.dtype == np.float32 and res.scores.dtype == np.float64
+    np.testing.assert_allclose(res.maps, plain.maps, rtol=1e-2, atol=1e-2)  # bfloat16 keeps ~3 digits
+    np.testing.assert_allclose(res.scores, plain.scores, rtol=1e-2)
+
+
+# scorers whose CPU/GPU agreement is checked: reconstruction, likelihood, gradient and restoration families
+CUDA_SCORERS: dict[str, dict] = {
+    "residual": {},
+    "ssim": {},
+    "elbo": {},
+    "grad_elbo": {},
+    "restoration": {"steps": 30},
+}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("amp", ["0", "1"], ids=["float32", "autocast"])
+def test_scores_on_cuda_agree_with_cpu(cuda_run, amp: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same weights score real test images alike on both devices: in float32 (TF32 off) nearly equal
+    scores, under autocast the same ranking (AUROC) of pneumonia against normal images."""
+    from vaedx.anomaly.scoring import run_scorers
+    from vaedx.data.store import TensorStore
+    from vaedx.metrics.measures import auroc
+    from vaedx.runs.loaded import load_model
+
+    monkeypatch.setenv("VAEDX_AMP", amp)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    st = TensorStore.open(cuda_run.store)
+    rows = st.select(split="test")
+    x = np.asarray(st.images[rows], dtype=np.float32)
+    y = (st.labels[rows] == st.label_names.index("pneumonia")).astype(np.int8)
+    assert 0 < y.sum() < len(y)
+    cpu = run_scorers(load_model(cuda_run.run, device="cpu").model, x, list(CUDA_SCORERS), CUDA_SCORERS)
+    model = load_model(cuda_run.run, device="cuda").model
+    assert next(model.parameters()).device.type == "cuda"
+    gpu = run_scorers(model, x, list(CUDA_SCORERS), CUDA_SCORERS)
+    for name in CUDA_SCORERS:
+        a, b = cpu.scores[name], gpu.scores[name]
+        assert b.dtype == np.float64 and np.isfinite(b).all(), name
+        assert gpu.maps[name].dtype == np.float32 and gpu.maps[name].shape == cpu.maps[name].shape, name
+        if amp == "0":
+            assert relative_gap(a, b) < FP32_RTOL, name
+        assert abs(auroc(y, a) - auroc(y, b)) < AUROC_TOL, name

@@ -103,3 +103,24 @@ def test_finetune_command(vae, store, tmp_path):
     assert "fine-tuned encoder written" in result.output and "--features mu" in result.output
     meta = json.loads((out / "best" / "config.json").read_text())["finetune"]
     assert meta["n_labelled"] == 20 and meta["source"] == str(vae.path)
+
+
+@pytest.mark.cuda
+def test_finetune_on_cuda_then_diagnose_on_either_device(cuda_run, tmp_path):
+    """Fine-tuning runs on the GPU and saves CPU-readable weights; the fitted diagnosis then gives the same
+    probabilities whether its encoder is loaded on the GPU or the CPU (features are float32 on both)."""
+    from vaedx.diagnose.encoder import load_encoder
+    from vaedx.diagnose.fit import fit_diagnosis, split_probabilities
+    from vaedx.diagnose.model import DiagnosisModel
+    from vaedx.metrics.measures import auroc
+
+    tuned = finetune_encoder(cuda_run.run, cuda_run.store, tmp_path / "tuned", epochs=3, min_steps=60,
+                             device="cuda")  # fmt: skip
+    assert next(tuned.model.parameters()).device.type == "cuda"
+    diag = fit_diagnosis(tuned, cuda_run.store, include=("mu",), candidates=("logreg",), out=tmp_path / "d")
+    _, y, p_gpu, _ = split_probabilities(diag, tuned, cuda_run.store, "test")
+    on_cpu = load_encoder(DiagnosisModel.load(tmp_path / "d"), device="cpu")
+    assert next(on_cpu.model.parameters()).device.type == "cpu"
+    _, _, p_cpu, _ = split_probabilities(diag, on_cpu, cuda_run.store, "test")
+    np.testing.assert_allclose(p_gpu, p_cpu, atol=1e-2)
+    assert auroc((y == 1).astype(np.int8), p_gpu[:, 1]) > 0.8  # pneumonia vs normal, real test images

@@ -136,3 +136,27 @@ def test_cli_export_defaults_to_onnx_and_errors(runs, tmp_path, capsys):
     broken = tmp_path / "broken"
     broken.mkdir()
     assert main(["export", "--model", str(broken), "-o", str(tmp_path / "x.onnx")]) == 2
+
+
+@pytest.mark.cuda
+def test_onnx_traced_on_cuda_runs_on_the_cpu(runs, tmp_path):
+    """Traced on the GPU (device="cuda"), the ONNX file carries no device and matches the CPU model."""
+    import onnxruntime as ort
+
+    out = export_model(runs["vae"], "onnx", tmp_path / "m.onnx", device="cuda")
+    shape = json.loads(Path(f"{out}.json").read_text())["image_shape"]
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.rand(3, *shape, generator=torch.Generator().manual_seed(0))
+    got = sess.run(None, {"x": x.numpy()})
+    for a, b in zip(got, reference(runs["vae"], x), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3, rtol=0)  # traced in float32 (no autocast), TF32 aside
+
+
+@pytest.mark.cuda
+def test_torchscript_is_traced_on_the_cpu_even_when_cuda_is_asked(runs, tmp_path):
+    out = export_model(runs["ae"], "torchscript", tmp_path / "m.pt", device="cuda")
+    module = torch.jit.load(str(out), map_location="cpu")
+    x = torch.rand(2, *json.loads(Path(f"{out}.json").read_text())["image_shape"])
+    with torch.no_grad():
+        rec, mu, logvar = module(x)
+    assert rec.device.type == "cpu" and torch.equal(logvar, torch.zeros_like(mu))

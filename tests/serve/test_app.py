@@ -462,3 +462,25 @@ def test_a_seeded_upload_fuzz_round_gets_only_200s_and_one_line_4xx(run_dir):
     codes = {int(k.rsplit(" ", 1)[1]) for k in out["statuses"]}
     assert routes == {"/v1/predict", "/v1/predict/batch", "/v1/volumes"}
     assert 200 in codes and codes & {415, 422}  # both kinds of answer happened: the round tested something
+
+
+@pytest.mark.cuda
+def test_one_request_on_cuda_matches_the_cpu(cuda_run, pneumonia_npz):
+    """`vaedx serve --device cuda`: the model sits on the GPU and a real chest X-ray gets the CPU's answer."""
+    from vaedx.serve.app import create_app
+
+    buf = io.BytesIO()
+    PILImage.fromarray(np.load(pneumonia_npz)["test_images"][0]).save(buf, format="PNG")
+    answers = {}
+    for device in ("cpu", "cuda"):
+        with TestClient(create_app(cuda_run.run, device=device)) as c:
+            model = c.app.state.predictor.loaded.model
+            assert next(model.parameters()).device.type == device
+            r = post(c, buf.getvalue())
+        assert r.status_code == 200, r.text
+        answers[device] = r.json()
+    cpu, gpu = answers["cpu"], answers["cuda"]
+    assert gpu["scorer"] == cpu["scorer"]
+    assert gpu["score"] == pytest.approx(cpu["score"], rel=0.05)  # bfloat16/float16 autocast on the GPU
+    assert gpu["image"]["model_size"] == cpu["image"]["model_size"]
+    assert decode_png(gpu["input_png"]).shape == decode_png(cpu["input_png"]).shape
