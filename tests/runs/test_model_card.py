@@ -78,3 +78,18 @@ def test_no_patient_identifier_from_dicom_sources_reaches_the_card(tmp_path: Pat
     assert "| train | 6 | 6 |" in card or "| val | 6 | 6 |" in card
     for s in PHI_STRINGS:
         assert s not in card, f"{s!r} leaked into the model card"
+
+
+def test_finetuned_encoder_run_has_its_own_card(real_run: RealRun, tmp_path: Path) -> None:
+    from vaedx.diagnose.finetune import finetune_encoder
+
+    tuned = finetune_encoder(
+        real_run.run, real_run.store, tmp_path / "ft", epochs=1, min_steps=4, batch_size=16, num_threads=1
+    )
+    card = (tmp_path / "ft" / CARD_FILE).read_text(encoding="utf-8")
+    normal, pneumonia = counts(real_run.labels["train"])
+    assert f"| encoder fine-tuning (labelled) | {normal} | {pneumonia} | {normal + pneumonia} |" in card
+    recipe = tuned.meta["finetune"]
+    assert f"Encoder fine-tuned on {recipe['n_labelled']} labelled images ({recipe['epochs']} epochs)" in card
+    assert "for `vaedx diagnose fit` only, not for anomaly detection" in card
+    assert "| latent_dim | 4 |" in card  # the settings of the VAE it started from
