@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from progress_spy import bars  # noqa: F401
 from vaedx.cli import main
 
 
@@ -143,3 +144,16 @@ def test_volume_options_of_prepare(tmp_path: Path, capsys: pytest.CaptureFixture
         main(["data", "prepare", str(manifest), "-o", out, "--target-spacing", "1,2,3", "--overwrite"]) == 2
     )
     assert "--target-spacing expects 2" in capsys.readouterr().err
+
+
+def test_prepare_json_quiet_and_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str], bars) -> None:  # noqa: F811
+    data = _pngs(tmp_path / "data")
+    args = ["data", "prepare", str(data), "--size", "8"]
+    assert main([*args, "-o", str(tmp_path / "s"), "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)  # the sentence went to stderr
+    assert "prepared" in captured.err and "prepared" not in captured.out
+    assert doc["images"] == 6 and doc["image_shape"] == [1, 8, 8] and doc["summary"]["n"] == 6
+    assert bars == [(6, 6)]  # the six images were written in one chunk
+    assert main([*args, "-o", str(tmp_path / "q"), "--quiet"]) == 0 and bars == [(6, 6)]
+    assert "6 images of 1x8x8" in capsys.readouterr().out

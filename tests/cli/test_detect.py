@@ -39,3 +39,21 @@ def test_detect_twice_needs_overwrite_and_old_scorers_warns(run: Path, store, tm
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--overwrite" in err
     assert main([*args, "--overwrite", "--threads", "1", "--device", "cpu"]) == 0
+
+
+def test_detect_json_summary_matches_scores_csv(run: Path, store, tmp_path: Path, capsys) -> None:
+    from vaedx.anomaly.output import DetectOutput
+
+    out = tmp_path / "det"
+    args = ["detect", "-m", str(run), "-s", str(store.root), "-o", str(out), "--max-overlays", "0"]
+    assert main([*args, "--json", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)  # the one object on stdout; messages stay on stderr
+    assert "calibrating residual" in captured.err and "wrote" not in captured.err  # --quiet: no closing line
+    done = DetectOutput.open(out)
+    flags = done.flags("residual")
+    assert doc["out"] == str(out) and doc["n_images"] == len(done.rows) == 24
+    residual = doc["scorers"]["residual"]
+    assert residual["flagged"] == (None if flags is None else int(flags.sum()))
+    assert residual["mean_score"] == pytest.approx(float(done.scores("residual").mean()))
+    assert residual["threshold"] == done.thresholds("residual").get("image_threshold")

@@ -8,6 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from progress_spy import bars  # noqa: F401
 from vaedx.cli.diagnose import app
 from vaedx.errors import ConfigError
 
@@ -46,3 +47,17 @@ def test_study_command_bad_input(store, tmp_path, extra, match):
     args = ["study", "--store", str(store.root), "--out", str(tmp_path / "s"), "--seeds", "0", *extra]
     result = runner.invoke(app, args)
     assert isinstance(result.exception, ConfigError) and match in str(result.exception)
+
+
+def test_study_json_and_one_step_per_run(store, vae, tmp_path, bars):  # noqa: F811
+    args = ["study", "--store", str(store.root), "--out", str(tmp_path / "s"), "--fractions", "0.5,1",
+            "--seeds", "0", "--methods", "vae_latent_lr", "--model", str(vae.path), "--threads", "1"]  # fmt: skip
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)  # no table on stdout, only the object
+    saved = json.loads((tmp_path / "s" / "study.json").read_text())
+    assert doc["summary"] == saved["summary"] and len(doc["summary"]) == 2
+    assert "vae_latent_lr 0.5 seed 0: test AUC" in result.stderr
+    assert bars == [(None, None)] * 2  # one step per finished run (method x fraction x seed)
+    quiet = runner.invoke(app, [*args, "--overwrite", "--quiet"])
+    assert quiet.exit_code == 0 and len(bars) == 2 and "seed 0: test AUC" not in quiet.stderr
