@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from progress_spy import bars  # noqa: F401
 from vaedx.cli import main
 from vaedx.errors import ConfigError, InputError
 from vaedx.report import build_report
@@ -64,7 +65,7 @@ def test_report_has_every_section_with_its_figures_and_tables(report: Path):
     assert "p1" not in re.sub(r"<img[^>]*>", "", html).split()  # no patient ids in the text
 
 
-def test_single_run_with_explicit_parts_via_cli(pipeline: Path, tmp_path: Path):
+def test_single_run_with_explicit_parts_via_cli(pipeline: Path, tmp_path: Path, bars):  # noqa: F811
     out = tmp_path / "single.html"
     argv = ["report", str(pipeline / "models" / "vae"), "-o", str(out), "--store", str(pipeline / "store"),
             "--detect", str(pipeline / "detect" / "vae"), "--diagnosis", str(pipeline / "diagnosis"),
@@ -74,6 +75,7 @@ def test_single_run_with_explicit_parts_via_cli(pipeline: Path, tmp_path: Path):
     assert "vae/residual" in html and "pca/residual" not in html
     assert (tmp_path / "single_figures").is_dir()
     assert len(_imgs(html)) == len(list((tmp_path / "single_figures").glob("*.png")))
+    assert bars == [(i, len(SECTIONS)) for i in range(len(SECTIONS) + 1)]  # a step per section
 
 
 def test_missing_parts_become_notes_not_crashes(pipeline: Path, tmp_path: Path):
@@ -82,7 +84,10 @@ def test_missing_parts_become_notes_not_crashes(pipeline: Path, tmp_path: Path):
     rows = [{"model": "vae", "scorer": "ssim", "auroc": {"point": 0.81, "low": 0.77, "high": 0.85}}]
     summary = {"settings": {"widths": [32, 64, 128]}, "anomaly": {"rows": rows}}
     (root / "summary.json").write_text(json.dumps(summary))
-    html = build_report(root, n_boot=10).read_text(encoding="utf-8")
+    calls: list[tuple[int, int, str]] = []
+    html = build_report(root, n_boot=10, progress=lambda *c: calls.append(c)).read_text(encoding="utf-8")
+    names = ["overview", "training", "reconstruction", "detection", "diagnosis", "latent", "generative"]
+    assert calls == [(i, 8, n) for i, n in enumerate([*names, "reproducibility", "page"])]
     assert "32, 64, 128" in html  # a list of three numbers is not shown as an interval
     assert "summary.json: anomaly.rows" in html and '0.810 <span class="ci">[0.770, 0.850]</span>' in html
     assert "no detect output: run `vaedx detect" in html
