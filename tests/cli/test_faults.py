@@ -181,6 +181,7 @@ def test_report_killed_mid_figures_and_before_the_page(
     assert not html.exists()  # every figure written, the page (moved in last) not
     run_ok(["report", *args, "-o", html])  # nothing there, so no --overwrite needed
     assert page(html) == page(ref)
+    assert sorted(p.name for p in (tmp_path / "report_figures").iterdir()) == figures  # no half figure left
     for name in figures:
         new, old = tmp_path / "report_figures" / name, tmp_path / "ref_figures" / name
         assert new.read_bytes() == old.read_bytes(), name

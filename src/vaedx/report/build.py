@@ -211,7 +211,8 @@ def build_report(
     html_path = Path(out) if out is not None else pipe.root / "report.html"
     figure_dir = html_path.parent / f"{html_path.stem}_figures"
     figure_dir.mkdir(parents=True, exist_ok=True)
-    for old in figure_dir.glob("[0-9][0-9]_*.png"):  # figures of an earlier build of this report
+    # figures of an earlier build of this report, and those a killed build had not finished
+    for old in [*figure_dir.glob("[0-9][0-9]_*.png"), *figure_dir.glob(".[0-9][0-9]_*.png.*.tmp")]:
         old.unlink()
     ctx = Context(pipe, figure_dir, seed=seed, n_boot=n_boot)
     sections = []
