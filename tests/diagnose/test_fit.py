@@ -41,7 +41,7 @@ def test_save_load_round_trip_gives_identical_probabilities(fitted, vae, store, 
     np.testing.assert_array_equal(again.predict(feats), diag.predict(feats))
     assert np.array_equal(again.train_features, diag.train_features)
     files = sorted(p.name for p in (tmp_path / "copy").iterdir())
-    assert files == ["diagnosis.json", "diagnosis.safetensors", "diagnosis.skops"]  # no pickle anywhere
+    assert files == ["MODEL_CARD.md", "diagnosis.json", "diagnosis.safetensors", "diagnosis.skops"]  # no .pkl
 
 
 def test_predictions_come_with_nearest_training_images(fitted, vae, store):
