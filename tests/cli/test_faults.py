@@ -124,6 +124,7 @@ def test_detect_killed_at_start_and_before_its_completion_mark(
     refused(["report", vae, "-o", tmp_path / "r.html", "--detect", out, "--n-boot", "10"], capsys, out)
     run_ok([*args, "--overwrite"])
     same_detect(out, detected)
+    assert not list(out.rglob(".*"))  # nor any unfinished file of the killed runs
 
 
 def same_weights(a: Path, b: Path) -> None:

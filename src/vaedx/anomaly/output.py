@@ -157,9 +157,12 @@ class DetectOutput:
 
     def start(self) -> DetectOutput:
         """Unmark the folder before a run writes into it: until :meth:`write_meta` marks it again, readers
-        refuse it, and an evaluation of the earlier scores cannot be shown beside the new ones."""
+        refuse it, and an evaluation of the earlier scores cannot be shown beside the new ones. The
+        temporary files of atomic writes a killed run left unfinished go too."""
         for name in (META_FILE, EVALUATION_FILE):
             (self.path / name).unlink(missing_ok=True)
+        for tmp in self.path.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
         return self
 
     def write_calibration(self, cal: CalibrationFile, scorers: Sequence[str]) -> Path:
