@@ -51,7 +51,8 @@ def test_study_command_bad_input(store, tmp_path, extra, match):
 
 def test_study_json_and_one_step_per_run(store, vae, tmp_path, bars):  # noqa: F811
     args = ["study", "--store", str(store.root), "--out", str(tmp_path / "s"), "--fractions", "0.5,1",
-            "--seeds", "0", "--methods", "vae_latent_lr", "--model", str(vae.path), "--threads", "1"]  # fmt: skip
+            "--seeds", "0", "--methods", "vae_latent_lr", "--model", str(vae.path),
+            "--threads", "1"]  # fmt: skip
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)  # no table on stdout, only the object
