@@ -84,6 +84,7 @@ def test_notebook_model_scores_like_detect(tiny_store, tmp_path):
         assert name in inspect.signature(fn).parameters
     result = vaedx.api.evaluate(det, tiny_store, n_boot=20)
     assert "residual" in result["scorers"] and (det / "evaluation.json").is_file()
+    assert "| residual |" in (run / "MODEL_CARD.md").read_text(encoding="utf-8").split("## Test figures")[1]
 
 
 def test_load_diagnosis_predicts_like_diagnose_predict(tiny_store, tmp_path):

@@ -285,6 +285,7 @@ def evaluate(
     ``diagnosis`` ``vaedx evaluate diagnosis`` (writes <diagnosis>/evaluation_<split>.json); returns it."""
     from vaedx.atomic import atomic_write_json
     from vaedx.errors import ConfigError
+    from vaedx.evaluate.card import record_anomaly_evaluation, record_diagnosis_evaluation
 
     if store is None or (pred is None) == (diagnosis is None):
         raise ConfigError("give store and either pred (a detect folder) or diagnosis (a diagnose fit folder)")
@@ -292,7 +293,8 @@ def evaluate(
         from vaedx.evaluate.anomaly import evaluate_anomaly, to_json
 
         result = to_json(evaluate_anomaly(pred, store, n_boot=n_boot, seed=seed))
-        atomic_write_json(Path(out) if out else Path(pred) / "evaluation.json", result)
+        target = atomic_write_json(Path(out) if out else Path(pred) / "evaluation.json", result)
+        record_anomaly_evaluation(pred, target, result)  # test figures into the model's MODEL_CARD.md
         return result
     from vaedx.data.store import TensorStore
     from vaedx.diagnose.fit import split_probabilities
@@ -303,5 +305,6 @@ def evaluate(
     groups = TensorStore.open(store).patient_ids[rows]
     result = evaluate_probabilities(diag, y, proba, groups=groups, n_boot=n_boot, seed=seed)
     result["split"] = split
-    atomic_write_json(Path(out) if out else Path(diagnosis) / f"evaluation_{split}.json", result)  # type: ignore[arg-type]
+    target = atomic_write_json(Path(out) if out else Path(diagnosis) / f"evaluation_{split}.json", result)  # type: ignore[arg-type]
+    record_diagnosis_evaluation(diagnosis, target, result)  # type: ignore[arg-type]
     return result
