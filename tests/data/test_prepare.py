@@ -158,8 +158,10 @@ def test_nifti_mask_volume_follows_its_slices(nifti_volume: Path, tmp_path: Path
 
 
 def test_npz_directly_and_through_a_manifest_agree(small_npz: Path, tmp_path: Path) -> None:
-    direct = prepare(small_npz, tmp_path / "a", prepare_config(size=16))
+    calls: list[tuple[int, int]] = []
+    direct = prepare(small_npz, tmp_path / "a", prepare_config(size=16), progress=lambda *c: calls.append(c))
     assert direct.images.shape == (11, 1, 16, 16)
+    assert calls == [(6, 11), (8, 11), (11, 11)]  # images written so far, after each split's chunk
     assert direct.counts() == {"train": {"0": 3, "1": 3}, "val": {"0": 1, "1": 1}, "test": {"0": 2, "1": 1}}
     assert direct.paths[6] == "tinymnist.npz#val/0"
     csv_path = write_manifest(index_source(small_npz), tmp_path / "m.csv")
@@ -233,7 +235,9 @@ def _rows_of(store: TensorStore, volume: str) -> list[tuple[int, int]]:
 
 def test_lgg_volume_scope_equals_the_volume_route(lgg_two: Path, lgg_dir: Path, tmp_path: Path) -> None:
     cfg = prepare_config(size=64, channels=[1], normalize_scope="volume")
-    store = prepare(lgg_two, tmp_path / "s", cfg)
+    calls: list[tuple[int, int]] = []
+    store = prepare(lgg_two, tmp_path / "s", cfg, progress=lambda *c: calls.append(c))
+    assert len(calls) == len(LGG_CASES) and calls[-1] == (len(store), len(store))  # one step per volume
     assert store.meta["volumes"][LGG_CASES[0]]["spacing_assumed"] is True
     for case in LGG_CASES:
         vol, mask = read_lgg_patient(lgg_dir / case)
