@@ -95,6 +95,7 @@ def test_prepare_killed_mid_build_and_mid_swap(
     assert "incomplete tensor store" in err and not (tmp_path / "run").exists()
     run_ok(["data", "prepare", npz, "-o", out, "--overwrite"])
     same_store(out, store)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # nothing half-built left beside it
 
 
 def same_detect(a: Path, b: Path) -> None:
@@ -158,6 +159,7 @@ def test_finetune_killed_before_its_run_is_in_place(
     assert not (tmp_path / "diag").exists()
     run_ok([*args, "-o", out, "--overwrite"])
     same_weights(out, ref)
+    assert not list(out.glob(".*"))  # no unfinished file of the killed runs is left
 
 
 def page(html: Path) -> str:

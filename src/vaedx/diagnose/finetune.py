@@ -106,6 +106,8 @@ def finetune_encoder(
     run = RunFolder(out)
     for old in (run.best, run.root / f".{BEST}.old"):
         shutil.rmtree(old, ignore_errors=True)
+    for unfinished in run.root.glob(f".{run.finetune.name}.*.tmp"):  # a killed run's atomic write
+        unfinished.unlink()
     atomic_write_json(run.finetune, {**recipe, "history": res.history})
     run.write_checkpoint(BEST, write_weights, config, {"run": {"epoch": recipe["epochs"], "finetuned": True}})
     tracked = open_tracker(tracker, out, {"finetune": {**recipe, "batch_size": batch_size}})
