@@ -12,7 +12,18 @@ import pytest
 
 from card_fixtures import FAST, RealRun, counts
 from dicom_builders import PHI_STRINGS, write_ct_dicom
-from vaedx.runs.model_card import CARD_FILE, fmt, key_facts, run_card, write_run_card
+from vaedx.runs.model_card import (
+    CARD_FILE,
+    EVALUATIONS_FILE,
+    evaluation_lines,
+    fmt,
+    headline,
+    key_facts,
+    read_evaluations,
+    record_evaluation,
+    run_card,
+    write_run_card,
+)
 
 pytestmark = pytest.mark.realdata
 
@@ -93,3 +104,32 @@ def test_finetuned_encoder_run_has_its_own_card(real_run: RealRun, tmp_path: Pat
     assert f"Encoder fine-tuned on {recipe['n_labelled']} labelled images ({recipe['epochs']} epochs)" in card
     assert "for `vaedx diagnose fit` only, not for anomaly detection" in card
     assert "| latent_dim | 4 |" in card  # the settings of the VAE it started from
+
+
+def test_recorded_figures_render_with_their_cis_and_one_headline_per_evaluation(tmp_path: Path) -> None:
+    auroc = {"point": 0.8125, "low": 0.7, "high": 0.9}
+    image = {
+        "title": "Anomaly detection",
+        "split": "test",
+        "summary": "40 images",
+        "row_name": "scorer",
+        "rows": [{"name": "residual", "metrics": {"AUROC": auroc, "AUPRC": None}}],
+        "notes": ["a note"],
+    }
+    volume = {
+        "title": "per volume",
+        "headline": False,
+        "rows": [{"name": "residual", "metrics": {"volumes": 4}}],
+    }
+    record_evaluation(tmp_path, "det/evaluation.json", image)
+    record_evaluation(tmp_path, "det/evaluation.json#volumes", volume)
+    record_evaluation(tmp_path, "det/evaluation.json", image)  # the same file again replaces its record
+    entries = read_evaluations(tmp_path)
+    assert list(entries) == ["det/evaluation.json", "det/evaluation.json#volumes"]
+    assert headline(entries) == "test residual AUROC 0.8125 (95% CI 0.7 to 0.9)"
+    lines = evaluation_lines(entries, "run evaluate")
+    assert "| residual | 0.8125 (95% CI 0.7 to 0.9) | n/a |" in lines and "- a note" in lines
+    assert "| residual | 4 |" in lines
+    (tmp_path / EVALUATIONS_FILE).write_text("{not json", encoding="utf-8")
+    assert read_evaluations(tmp_path) == {}  # a damaged record drops its figures, never the card
+    assert evaluation_lines({}, "run evaluate") == ["No test figures yet: run evaluate."]

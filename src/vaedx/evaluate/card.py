@@ -58,6 +58,7 @@ def anomaly_entries(result: dict[str, Any], source: Path, meta: dict[str, Any]) 
     if volume_rows:
         out[f"{key}#volumes"] = {
             "kind": "anomaly-volumes",
+            "headline": False,
             "title": "Anomaly detection per volume (patient)",
             "split": split,
             "summary": "CIs by bootstrap over volumes.",

@@ -241,11 +241,12 @@ def evaluation_lines(entries: dict[str, dict[str, Any]], hint: str) -> list[str]
 
 
 def headline(entries: dict[str, dict[str, Any]]) -> str:
-    """The first metric of the first row of each evaluation, for the key facts."""
+    """The first metric of the first row of each evaluation, for the key facts (an entry marked
+    ``"headline": false``, such as per-volume figures beside the per-image ones, is left out)."""
     parts = []
     for e in entries.values():
         rows = e.get("rows") or []
-        if rows and rows[0].get("metrics"):
+        if rows and rows[0].get("metrics") and e.get("headline", True):
             name, value = next(iter(rows[0]["metrics"].items()))
             parts.append(f"{e.get('split', 'test')} {rows[0].get('name', '')} {name} {fmt(value)}".strip())
     return "; ".join(parts) or "none yet"
