@@ -146,8 +146,10 @@ def test_existing_run_needs_resume_or_overwrite(tiny_store, tmp_path):
     opts = {**FAST, "store": tiny_store, "out": out, "epochs": 1, "latent_dim": 9}
     with pytest.raises(ConfigError, match="cannot change model.latent_dim"):
         run_training(None, opts, resume=True, quiet=True)
+    (out / "thresholds.json").write_text("{}")  # a calibration saved for the old model
     run_training(None, opts, overwrite=True, quiet=True)
     assert load_model(out).config.model.latent_dim == 9
+    assert not (out / "thresholds.json").exists()  # never flag the new model at the old one's thresholds
 
 
 def test_damaged_checkpoints_are_clear_input_errors(tiny_store, tmp_path):

@@ -20,6 +20,7 @@ from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, ModelMismatchError
 from vaedx.runs import checkpoint as ck
 from vaedx.runs.config import RESUMABLE_FIELDS, TrainConfig, build_config, merge, read_yaml
+from vaedx.runs.folder import THRESHOLDS_FILE
 from vaedx.runs.loaded import LoadedModel, load_model
 from vaedx.runs.model_card import CARD_FILE, EVALUATIONS_FILE, store_facts, write_run_card
 from vaedx.training.batches import select_indices
@@ -31,6 +32,7 @@ from vaedx.training.tracker import check_tracker, open_tracker
 
 RUN_OUTPUTS = ("last", "best", ".last.old", ".best.old", "metrics.csv", "train.log", "tensorboard")
 RUN_OUTPUTS += (CARD_FILE, EVALUATIONS_FILE)  # an old model's card and test figures go with it
+RUN_OUTPUTS += (THRESHOLDS_FILE,)  # and its saved calibration: a new model's scores need their own thresholds
 
 
 def run_training(
