@@ -11,7 +11,8 @@ side, lesion laterality), so a mirrored image is not a plausible patient.
 
 Your own transforms (MONAI, torchio, any callable) plug in through :func:`apply_transform`: the training
 engine (``vaedx.train(..., transform=...)``) and :class:`vaedx.data.torch_dataset.StoreDataset` call them
-image by image on CPU tensors, a dictionary transform with ``{"image": ..., "mask": ...}``.
+image by image on CPU tensors, a dictionary transform with ``{"image": ..., "mask": ...}``, a torchio
+transform with a ``tio.Subject`` (see :func:`is_torchio_transform`).
 """
 
 from __future__ import annotations

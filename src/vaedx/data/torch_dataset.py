@@ -8,7 +8,8 @@ network (or a MONAI one in MONAI's loops) want a ``DataLoader``. Each item is a 
 (``mask`` only when the store has masks; ``label`` is -1 for unlabelled rows; ``index`` is the store row).
 Items are read from the memory map on demand, so RAM stays flat and ``num_workers > 0`` works (each
 worker maps the same files). ``transform`` is applied as in training: a dictionary transform (MONAI
-``RandFlipd`` etc.) gets the whole dict, any other callable the image.
+``RandFlipd`` etc.) gets the whole dict, a torchio transform a ``tio.Subject`` of image and mask, any other
+callable the image.
 """
 
 from __future__ import annotations
