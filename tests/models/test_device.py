@@ -1,6 +1,11 @@
-"""The one place ``--device`` is resolved and CUDA inference is autocast (vaedx.models.device)."""
+"""The one place ``--device`` is resolved and CUDA inference is autocast (vaedx.models.device), and
+benchmarks/gpu_check.sh, which checks every stage on a GPU against the CPU (here: its --cpu-only dry run)."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,3 +79,40 @@ def test_cuda_inference_is_autocast_to_half_precision(monkeypatch: pytest.Monkey
     monkeypatch.setenv("VAEDX_AMP", "0")
     with torch.no_grad(), inference_autocast("cuda"):
         assert conv(x).dtype == torch.float32
+
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.sh"
+
+
+def _gpu_check(*args: str, data: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VAEDX_DATA_DIR": str(data), "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"}
+    cmd = ["bash", str(SCRIPT), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)
+
+
+def test_gpu_check_script_parses_and_refuses_bad_input(tmp_path: Path) -> None:
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+    bad = _gpu_check("--frobnicate", data=tmp_path, tmp=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip() == "FAIL: unknown argument --frobnicate (see --help)"
+    missing = _gpu_check("--cpu-only", data=tmp_path / "nowhere", tmp=tmp_path)
+    assert missing.returncode == 1
+    assert "FAIL: PneumoniaMNIST not found at" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_gpu_check_dry_run_runs_every_stage_on_the_cpu(data_dir: Path, tmp_path: Path) -> None:
+    """--cpu-only: the same stages as on a GPU, tiny; both legs on the CPU must agree exactly."""
+    r = _gpu_check("--cpu-only", data=data_dir, tmp=tmp_path)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    legs = ("dev", "cpu")
+    stages = ["prepare"] + [f"{s}_{leg}" for s in ("train", "detect", "finetune", "serve") for leg in legs]
+    for stage in stages:
+        assert f"ok  {stage} (" in r.stdout, stage
+    assert "pytest -m cuda\nskipped (--cpu-only)" in r.stdout
+    for scorer in ("residual", "restoration"):
+        assert f"detect {scorer:<12} max |diff| 0 (0.00% of the score range)" in r.stdout
+    assert "(0.00% apart)" in r.stdout  # the served score
+    assert r.stdout.rstrip().endswith("gpu_check: all stages passed (device cpu)")
+    # the work folder and the servers' upload folders are removed (torch may leave its own caches)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("vaedx-")]
