@@ -44,3 +44,15 @@ def test_is_differentiable_and_rejects_mismatched_shapes():
     assert x.grad is not None and torch.isfinite(x.grad).all()
     with pytest.raises(ValueError):
         ssim_map(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 9))
+
+
+def test_ssim_is_float32_and_unchanged_under_autocast():
+    """Scorers run under autocast on CUDA; SSIM's variances (E[x^2] - E[x]^2) must not be half precision.
+    CPU bfloat16 autocast stands in for CUDA's here: it lowers conv2d the same way."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 1, 16, 16, generator=g), torch.rand(2, 1, 16, 16, generator=g)
+    plain = ssim_map(x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = ssim_map(x, y)
+    assert inside.dtype == torch.float32
+    assert torch.equal(inside, plain)

@@ -35,10 +35,14 @@ def ssim_map(
     """Per-pixel SSIM of two (N, C, H, W) batches, averaged over channels -> (N, 1, H, W).
 
     Identical images give 1 everywhere; values fall towards 0 (or below) where local structure differs.
-    Computed in float32 at least, so it is safe under autocast.
+    Computed in float32 at least, with autocast turned off here: the local variances are differences of
+    blurred squares (E[x^2] - E[x]^2), which half precision would cancel into noise larger than ``c2``.
     """
     if x.shape != y.shape or x.dim() != 4:
         raise ValueError(f"ssim_map needs two (N, C, H, W) tensors of one shape, got {x.shape} and {y.shape}")
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return ssim_map(x, y, window, sigma, data_range)
     dtype = torch.promote_types(x.dtype, torch.float32)
     x, y = x.to(dtype), y.to(dtype)
     g = gaussian_window(window, sigma, dtype, x.device)
