@@ -64,6 +64,8 @@ def _encode(model: Any, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         mu, logvar = model.encode(xb)
         return np.asarray(mu, dtype=np.float64), None if logvar is None else np.asarray(logvar, np.float64)
     device, dtype = placement(model)
+    # float32 on every device, never autocast: a classifier fitted on these features must see the same
+    # numbers wherever it later runs (CUDA scoring's half precision would move calibrated probabilities)
     mu, logvar = model.encode(torch.from_numpy(xb).to(device=device, dtype=dtype))
     lv = None if logvar is None else logvar.double().cpu().numpy()
     return mu.double().cpu().numpy(), lv
