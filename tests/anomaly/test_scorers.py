@@ -507,8 +507,6 @@ def test_scores_on_cuda_agree_with_cpu(cuda_run, amp: str, monkeypatch: pytest.M
     from vaedx.runs.loaded import load_model
 
     monkeypatch.setenv("VAEDX_AMP", amp)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     st = TensorStore.open(cuda_run.store)
     rows = st.select(split="test")
     x = np.asarray(st.images[rows], dtype=np.float32)
@@ -517,7 +515,12 @@ def test_scores_on_cuda_agree_with_cpu(cuda_run, amp: str, monkeypatch: pytest.M
     cpu = run_scorers(load_model(cuda_run.run, device="cpu").model, x, list(CUDA_SCORERS), CUDA_SCORERS)
     model = load_model(cuda_run.run, device="cuda").model
     assert next(model.parameters()).device.type == "cuda"
-    gpu = run_scorers(model, x, list(CUDA_SCORERS), CUDA_SCORERS)
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # plain float32
+    try:
+        gpu = run_scorers(model, x, list(CUDA_SCORERS), CUDA_SCORERS)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     for name in CUDA_SCORERS:
         a, b = cpu.scores[name], gpu.scores[name]
         assert b.dtype == np.float64 and np.isfinite(b).all(), name
