@@ -105,7 +105,7 @@ def test_a_blank_image_is_left_unchanged() -> None:
     assert torch.equal(add_coarse_noise(x, 4, 0.2, _gen()), x)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_the_same_noise_on_cuda(lgg_slices: tuple[torch.Tensor, np.ndarray]) -> None:
     x = lgg_slices[0]
     cpu = add_coarse_noise(x, 16, 0.2, _gen())
