@@ -486,6 +486,31 @@ def test_half_precision_batches_come_back_as_float32_maps_and_float64_scores() -
     np.testing.assert_allclose(res.scores, plain.scores, rtol=1e-2)
 
 
+def test_each_batch_asks_for_autocast_on_the_model_device_with_the_scorer_amp_flag(monkeypatch) -> None:
+    """The scorer, not the caller, decides: autocast where the weights are, unless its ``amp`` is off."""
+    import contextlib
+
+    import vaedx.anomaly.base as base
+
+    calls = []
+
+    @contextlib.contextmanager
+    def spy(device, enabled=True):
+        calls.append((torch.device(device).type, enabled))
+        yield
+
+    monkeypatch.setattr(base, "inference_autocast", spy)
+    model = ConvAE(ModelConfig(kind="ae", in_channels=1, image_size=(16, 16), widths=[8, 16], latent_dim=4))
+    x = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    scorer = sc.ResidualScorer(model, batch_size=2)
+    scorer.score(x)
+    assert calls == [("cpu", True)] * 3  # one per batch of 2
+    calls.clear()
+    scorer.amp = False
+    scorer.score(x)
+    assert calls == [("cpu", False)] * 3
+
+
 # scorers whose CPU/GPU agreement is checked: reconstruction, likelihood, gradient and restoration families
 CUDA_SCORERS: dict[str, dict] = {
     "residual": {},

@@ -194,7 +194,7 @@ class BaseScorer:
     name = "base"
     needs_grad = False  # gradient scorers differentiate w.r.t. the input
     seed = 0  # sampling scorers draw from torch.Generator().manual_seed(seed) anew at every score() call
-    amp = True  # autocast on CUDA (see vaedx.models.device); False where half precision would bias scores
+    amp = True  # autocast on CUDA (vaedx.models.device); False on a scorer, or VAEDX_AMP=0, scores in float32
 
     def __init__(
         self,
