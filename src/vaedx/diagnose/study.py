@@ -100,10 +100,11 @@ def _pretrained_vae(
     from vaedx.training.engine import train
 
     opts = {k: v for k, v in model.items() if k not in ("in_channels", "image_size")}
-    return train(
+    trained = train(
         st.root, work / "vae", epochs=epochs, seed=seed, overwrite=True, num_threads=threads, device=device,
         **opts,
     )  # fmt: skip
+    return as_loaded(trained.path, device=device)  # train() hands it back on the CPU; features run on device
 
 
 @dataclass
