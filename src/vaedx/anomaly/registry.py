@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vaedx.anomaly.base import BaseScorer, is_variational
+from vaedx.anomaly.base import BaseScorer, is_variational, model_config
 from vaedx.anomaly.gradient import GradientScorer
 from vaedx.anomaly.likelihood import ELBOScorer, KLScorer, UncertaintyScorer
 from vaedx.anomaly.residual import IntensityScorer, ResidualScorer, SSIMScorer
@@ -65,6 +65,8 @@ def build_scorer(name: str, model: Any, **opts: Any) -> BaseScorer:
     offers = available_scorers(model)
     if name not in offers:
         kind = type(model).__name__ if model is not None else "no model"
+        if getattr(model_config(model), "kind", None) == "dae":
+            kind += " (a denoising autoencoder: skip connections bypass its latent, so it has no likelihood)"
         raise ModelMismatchError(f"scorer '{name}' does not work with {kind}; it offers {', '.join(offers)}")
     entry = _REGISTRY[name]
     clash = sorted(set(entry.fixed) & set(opts))

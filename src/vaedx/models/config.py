@@ -10,12 +10,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ModelKind = Literal["vae", "ae", "pca"]
+# dae: the skip-connection network (arch conv-unet); its latent does not constrain what it gives back, so it
+# is a denoising autoencoder, trained on corrupted inputs and scored by its residuals, never by a likelihood.
+ModelKind = Literal["vae", "ae", "pca", "dae"]
+# How reports, cards and logs name each kind.
+KIND_NAMES = {"vae": "vae", "ae": "ae", "pca": "pca", "dae": "denoising autoencoder (dae)"}
 Likelihood = Literal["gaussian", "gaussian_learned", "bernoulli", "laplace"]
 Norm = Literal["batch", "group", "instance", "none"]
-# The network behind the model: vaedx's own ConvVAE/ConvAE, or a MONAI network through its adapter.
-Arch = Literal["conv", "monai-varautoencoder", "monai-autoencoderkl"]
-ARCHS: tuple[str, ...] = ("conv", "monai-varautoencoder", "monai-autoencoderkl")
+# The network behind the model: vaedx's own ConvVAE/ConvAE, its U-Net twin (conv-unet: encoder feature maps
+# concatenated into the decoder at each resolution), or a MONAI network through its adapter.
+Arch = Literal["conv", "conv-unet", "monai-varautoencoder", "monai-autoencoderkl"]
+ARCHS: tuple[str, ...] = ("conv", "conv-unet", "monai-varautoencoder", "monai-autoencoderkl")
+UNET_ARCH = "conv-unet"
 
 
 class ModelConfig(BaseModel):
@@ -30,7 +36,8 @@ class ModelConfig(BaseModel):
     kind: ModelKind = "vae"
     arch: Arch = Field(
         default="conv",
-        description="Network: conv (vaedx's ConvVAE/ConvAE) or a MONAI network (needs the monai extra); "
+        description="Network: conv (vaedx's ConvVAE/ConvAE), conv-unet (skip connections at every "
+        "resolution: a denoising autoencoder, kind dae) or a MONAI network (needs the monai extra); "
         "configs saved before this field existed load as conv.",
     )
     in_channels: int | None = Field(default=None, ge=1)
@@ -75,8 +82,24 @@ class ModelConfig(BaseModel):
             raise ValueError("widths must be a non-empty list of positive channel counts")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unet_is_dae(cls, data: object) -> object:
+        """arch conv-unet alone means kind dae and kind dae alone means arch conv-unet, so one option does."""
+        if isinstance(data, dict):
+            if data.get("arch") == UNET_ARCH and "kind" not in data:
+                data = {**data, "kind": "dae"}
+            elif data.get("kind") == "dae" and "arch" not in data:
+                data = {**data, "arch": UNET_ARCH}
+        return data
+
     @model_validator(mode="after")
     def _arch_fits_kind(self) -> ModelConfig:
+        if (self.kind == "dae") != (self.arch == UNET_ARCH):
+            raise ValueError(
+                f"arch {UNET_ARCH} (skip connections: it can copy its input, so it has no ELBO) is a "
+                f"denoising autoencoder, kind dae; kind {self.kind!r} with arch {self.arch!r} is not"
+            )
         if self.kind == "pca" and self.arch != "conv":
             raise ValueError(f"arch {self.arch!r} is a torch network; the pca baseline takes no arch")
         return self

@@ -11,17 +11,19 @@ from typing import Any
 
 from vaedx.errors import ConfigError
 from vaedx.models.baselines import PCABaseline
-from vaedx.models.config import ARCHS, ModelConfig
+from vaedx.models.config import ARCHS, UNET_ARCH, ModelConfig
+from vaedx.models.unet import ConvUNet
 from vaedx.models.vae import ConvAE, ConvVAE
 
-MODEL_KINDS = ("vae", "ae", "pca")
+MODEL_KINDS = ("vae", "ae", "pca", "dae")
 MODEL_ARCHS = ARCHS
 
 
 def build_model(cfg: ModelConfig) -> Any:
     """A fresh, untrained model (weights drawn from torch's global RNG, so seed first).
 
-    ConvVAE | ConvAE | PCABaseline, or a :class:`vaedx.models.adapter.NetworkAdapter` for a MONAI arch.
+    ConvVAE | ConvAE | ConvUNet (kind dae) | PCABaseline, or a
+    :class:`vaedx.models.adapter.NetworkAdapter` for a MONAI arch.
     """
     if cfg.kind not in MODEL_KINDS:
         raise ConfigError(f"unknown model kind {cfg.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
@@ -33,6 +35,8 @@ def build_model(cfg: ModelConfig) -> Any:
         from vaedx.models.monai_autoencoderkl import MonaiAutoencoderKL
 
         return MonaiAutoencoderKL(cfg)
+    if cfg.arch == UNET_ARCH:
+        return ConvUNet(cfg)
     if cfg.arch != "conv":
         raise ConfigError(f"unknown arch {cfg.arch!r}; choose one of {', '.join(MODEL_ARCHS)}")
     if cfg.kind == "vae":

@@ -21,6 +21,7 @@ import numpy as np
 
 from vaedx.atomic import atomic_write_text
 from vaedx.errors import ConfigError
+from vaedx.models.config import KIND_NAMES
 from vaedx.report.collect import collect
 from vaedx.report.context import Context
 from vaedx.report.figures import training_curves
@@ -40,7 +41,8 @@ def overview_section(ctx: Context) -> Section:
         epochs = int(m["epoch"][-1]) if m and len(m["epoch"]) else None
         filt = ", ".join(train.get("label_filter") or []) or "all"
         role = "main" if run.name == ctx.pipe.main else ""
-        rows.append([run.name, run.kind, role, model.get("latent_dim"), epochs, best, filt])
+        kind = KIND_NAMES.get(run.kind, run.kind)
+        rows.append([run.name, kind, role, model.get("latent_dim"), epochs, best, filt])
     sec.table(
         "models",
         ["model", "kind", "role", "latent dim", "epochs", "best val loss", "trained on labels"],

@@ -14,6 +14,7 @@ import torch
 from vaedx.anomaly.calibration import default_normal_label
 from vaedx.data.store import TensorStore
 from vaedx.errors import VaedxError
+from vaedx.models.config import KIND_NAMES
 from vaedx.models.device import model_device
 from vaedx.report.collect import RunInfo
 from vaedx.report.context import Context
@@ -158,7 +159,8 @@ def generative_section(ctx: Context) -> Section:
     sec = Section("generative", "Prior samples and interpolation")
     run = ctx.pipe.main_run
     if run.kind != "vae":
-        sec.note(f"the main model {run.name} is a {run.kind}, not a VAE: it has no prior to sample from")
+        kind = KIND_NAMES.get(run.kind, run.kind)
+        sec.note(f"the main model {run.name} is a {kind}, not a VAE: it has no prior to sample from")
         return sec
     try:
         model = run.loaded.model

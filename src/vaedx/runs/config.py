@@ -83,6 +83,15 @@ class TrainConfig(BaseModel):
             raise ValueError("augment applies to vae/ae training; PCA is fitted once on the images as stored")
         if self.denoise != "none" and self.model.kind == "pca":
             raise ValueError("denoise applies to vae/ae training; PCA is fitted once on the images as stored")
+        if self.model.kind == "dae" and self.denoise == "none":
+            # skip connections let the network copy its input, anomalies included: without a corruption to
+            # remove it learns the identity, so denoising is its default and cannot be switched off
+            if "denoise" in self.model_fields_set:
+                raise ValueError(
+                    "a dae (arch conv-unet) trained without corruption learns to copy its input, anomalies "
+                    "included: use denoise coarse (its default)"
+                )
+            self.denoise = "coarse"
         return self
 
     @field_validator("device")

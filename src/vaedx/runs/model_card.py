@@ -25,6 +25,7 @@ import numpy as np
 from vaedx.atomic import atomic_write_json, atomic_write_text
 from vaedx.data.splits import patient_overlap
 from vaedx.data.store import TensorStore
+from vaedx.models.config import KIND_NAMES
 from vaedx.runs.folder import RunFolder
 
 CARD_FILE = "MODEL_CARD.md"
@@ -285,7 +286,7 @@ def run_card(root: str | Path) -> Card:
     model, preprocess = train.get("model", {}), config.get("preprocess", {})
     facts, finetune = config.get("store_facts"), config.get("finetune")
     entries = read_evaluations(run.root)
-    kind = model.get("kind", "?")
+    kind = KIND_NAMES.get(model.get("kind", "?"), model.get("kind", "?"))
     card = Card(
         f"Model card: {run.root.name}",
         f"A {kind} trained by vaedx {config.get('vaedx_version', '?')}. This card is generated from the "
@@ -319,6 +320,12 @@ def run_card(root: str | Path) -> Card:
     card.add("Test figures", evaluation_lines(entries, "run `vaedx detect` then `vaedx evaluate anomaly`"))
     limits = data_limitations(facts, preprocess, int(data.get("n_train", 0) or 0))
     limits += _training_limitations(train, data, finetune)
+    if model.get("kind") == "dae":
+        limits.append(
+            "A denoising autoencoder, not a VAE: its skip connections bypass the latent, so it has no ELBO; "
+            "only the residual and SSIM scorers apply, and it finds anomalies only because it was trained "
+            f"to remove {train.get('denoise', '?')} noise."
+        )
     card.add("Known limitations", bullets(limits))
     return card
 

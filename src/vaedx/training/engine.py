@@ -18,6 +18,7 @@ from vaedx.data.augment import Transform
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, ModelMismatchError
+from vaedx.models.config import KIND_NAMES
 from vaedx.runs import checkpoint as ck
 from vaedx.runs.config import RESUMABLE_FIELDS, TrainConfig, build_config, merge, read_yaml
 from vaedx.runs.folder import THRESHOLDS_FILE
@@ -102,7 +103,7 @@ def run_training(
             handler = attach_log_file(out)
             metrics = MetricsLog(out, state_epoch, open_tracker(tracker, out, cfg.model_dump(mode="json")))
         reporter.line(
-            f"{'resuming' if resume else 'training'} {cfg.model.kind} on {len(train_idx)} images "
+            f"{'resuming' if resume else 'training'} {KIND_NAMES[cfg.model.kind]} on {len(train_idx)} images "
             f"(val {len(val_idx)}), shape {store.image_shape}, device {rt.device}, "
             f"{rt.world_size} process(es)"
         )
