@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from diag_helpers import FAST, make_store
+from diag_helpers import CHENG_CLASSES, FAST, cheng_manifest, make_store
 from vaedx.data.store import TensorStore
 
 
@@ -54,4 +54,33 @@ def fitted(tmp_path_factory: pytest.TempPathFactory, vae, store: TensorStore) ->
 
     out = tmp_path_factory.mktemp("diag") / "diagnosis"
     fit_diagnosis(vae, store, out=out, candidates=("logreg", "knn"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def cheng_store(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> TensorStore:
+    """Real three-class store: 60 Cheng T1-CE images per tumour type at 32x32 (36 train, 12 val, 12 test
+    each), split by image because the set has no patient ids."""
+    import vaedx
+
+    root = tmp_path_factory.mktemp("cheng")
+    csv = cheng_manifest(data_dir, root / "manifest.csv")
+    return vaedx.prepare(csv, root / "store", size=32, label_names=list(CHENG_CLASSES))
+
+
+@pytest.fixture(scope="session")
+def cheng_pca(tmp_path_factory: pytest.TempPathFactory, cheng_store: TensorStore):
+    """PCA "encoder" on the Cheng training images: deterministic, fitted in well under a second."""
+    import vaedx
+
+    return vaedx.train(cheng_store.root, tmp_path_factory.mktemp("cheng") / "pca", kind="pca", latent_dim=12)
+
+
+@pytest.fixture(scope="session")
+def cheng_fitted(tmp_path_factory: pytest.TempPathFactory, cheng_pca, cheng_store: TensorStore) -> Path:
+    """A three-class diagnosis model on the PCA features (logistic regression, default calibration)."""
+    from vaedx.diagnose.fit import fit_diagnosis
+
+    out = tmp_path_factory.mktemp("cheng") / "diagnosis"
+    fit_diagnosis(cheng_pca, cheng_store, out=out, candidates=("logreg",), include=("mu",))
     return out

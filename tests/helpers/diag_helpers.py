@@ -61,3 +61,31 @@ def make_store(
         i += 1
     names = ["normal", "blob", "bar"][:n_classes]
     return w.finish(names, preprocess or PreprocessConfig(size=(SIZE, SIZE)))
+
+
+CHENG_CLASSES = ("meningioma", "glioma", "pituitary")
+
+
+def cheng_manifest(data_dir: Path, out: Path, per_class: int = 60) -> Path:
+    """Manifest CSV of ``per_class`` Cheng T1-CE images per tumour type, evenly spaced through each class
+    folder, split 60/20/20 per class. The set has no patient ids, so each image is its own "patient":
+    these splits are by image and their figures optimistic (slices of one patient can sit in train and
+    test)."""
+    import csv
+
+    root = data_dir / "brain_cheng_figshare"
+    with open(root / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    lines = []
+    for name in CHENG_CLASSES:
+        files = sorted((r["image"] for r in rows if r["class"] == name), key=lambda p: int(Path(p).stem))
+        picked = [files[int(i)] for i in np.linspace(0, len(files) - 1, per_class)]
+        for j, rel in enumerate(picked):
+            split = "train" if j % 5 < 3 else ("val" if j % 5 == 3 else "test")
+            lines.append({"path": str(root / rel), "label": name, "split": split, "patient_id": rel})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "label", "split", "patient_id"])
+        w.writeheader()
+        w.writerows(lines)
+    return out

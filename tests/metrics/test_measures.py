@@ -121,6 +121,18 @@ def test_multiclass_report():
     assert r["macro_auc"] == pytest.approx(1.0)
 
 
+def test_multiclass_report_row_normalised_matrix_and_classwise_ece():
+    y = [0, 1, 2, 2]
+    prob = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.5, 0.3, 0.2]])
+    r = M.multiclass_report(y, prob)
+    assert r["confusion_matrix_normalised"] == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 0.5]]
+    assert [row["ece"] for row in r["per_class"]] == M.classwise_ece(y, prob)
+    # class 0 with bins [0, .5) and [.5, 1]: |0 - (.2 + .1)| + |1 - (.8 + .5)| over 4 images
+    assert M.classwise_ece(y, prob, n_bins=2)[0] == pytest.approx(0.6 / 4)
+    absent = M.multiclass_report([0, 0, 1, 1], np.full((4, 3), 1 / 3))
+    assert absent["confusion_matrix_normalised"][2] is None
+
+
 def test_multiclass_absent_class_gives_none():
     r = M.multiclass_report([0, 0, 1, 1], np.full((4, 3), 1 / 3))
     assert r["macro_auc"] is None and "macro_auc" in r["undefined"] and "auc[2]" in r["undefined"]

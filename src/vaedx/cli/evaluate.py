@@ -142,7 +142,10 @@ def diagnosis_command(
         None, "--model", "-m", hidden=True, help="Old spelling of --diagnosis."
     ),
 ) -> None:
-    """AUC, accuracy, sensitivity, specificity, F1, ECE with bootstrap 95% CIs, and the confusion matrix."""
+    """AUC, accuracy, sensitivity, specificity, F1, ECE with bootstrap 95% CIs, and the confusion matrix.
+
+    Three or more classes: macro and per-class one-vs-rest AUC, per-class sensitivity and specificity of the
+    argmax decision (with CIs) and per-class ECE, and the confusion matrix with counts and row shares."""
     folder = required(pick(diagnosis, model, "--model (a diagnosis folder)", "--diagnosis"), "--diagnosis")
     store = required(pick(store, truth, "--truth", "--store"), "--store")
     target = out or folder / f"evaluation_{split}.json"
@@ -150,7 +153,7 @@ def diagnosis_command(
     from vaedx.diagnose.encoder import load_encoder
     from vaedx.diagnose.fit import split_probabilities
     from vaedx.diagnose.model import DiagnosisModel
-    from vaedx.evaluate.diagnosis import evaluate_probabilities
+    from vaedx.evaluate.diagnosis import confusion_rows, evaluate_probabilities
     from vaedx.evaluate.tables import format_table
     from vaedx.training.progress import task_progress
 
@@ -176,7 +179,12 @@ def diagnosis_command(
         messages.print(f"wrote {target}", highlight=False, soft_wrap=True)
         return
     console.print(format_table(result["table"], title=f"diagnosis on {split}: {len(y)} images"))
-    cm = result["report"].get("confusion_matrix")
-    if cm is not None:
+    if result.get("per_class"):
+        title = "per class (one-vs-rest AUC, argmax decisions)"
+        console.print(format_table(result["per_class"], title=title))
+        title = "confusion matrix: count (share of the true class)"
+        console.print(format_table(confusion_rows(result["report"], diag.class_names), title=title))
+    elif result["report"].get("confusion_matrix") is not None:
+        cm = result["report"]["confusion_matrix"]
         console.print(f"confusion matrix (rows true, cols predicted; {diag.class_names}): {cm}")
     console.print(f"wrote {target}")

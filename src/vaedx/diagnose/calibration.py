@@ -8,6 +8,13 @@ scikit-learn 1.9 removed ``cv="prefit"``; the replacement is ``CalibratedClassif
 which then fits a single calibrator on all rows it is given. We pass one split covering every row: the
 frozen model is never refitted, so the split only decides which rows get predicted, and the default 5-fold
 split would needlessly refuse a validation set with fewer than 5 images of some class.
+
+Three or more classes: scikit-learn's "sigmoid" fits one Platt map per class (one-vs-rest) and renormalises
+the rows, which can move the argmax, so calibration alone changed which tumour type was predicted. For more
+than two classes "sigmoid" therefore fits temperature scaling (Guo et al. 2017), the multi-class form of
+Platt scaling: one temperature on the softmax, fitted by log-loss, which keeps every argmax and so the
+decisions, accuracy and confusion matrix of the classifier. ``diagnosis.json`` records it as "temperature".
+Isotonic stays one-vs-rest and renormalised, as scikit-learn defines it.
 """
 
 from __future__ import annotations
@@ -25,13 +32,14 @@ from threadpoolctl import threadpool_limits
 from vaedx.errors import ConfigError, InputError
 from vaedx.metrics.thresholds import threshold_at_sensitivity, threshold_at_specificity, threshold_youden
 
-CALIBRATION_METHODS = ("sigmoid", "isotonic", "none")
+CALIBRATION_METHODS = ("sigmoid", "isotonic", "temperature", "none")
 
 
 def fit_probability_calibration(
     estimator: Any, x_val: np.ndarray, y_val: np.ndarray, method: str = "sigmoid"
 ) -> Any:
-    """A fitted CalibratedClassifierCV around the frozen ``estimator``, or None for ``method="none"``."""
+    """A fitted CalibratedClassifierCV around the frozen ``estimator``, or None for ``method="none"``;
+    with more than two classes "sigmoid" fits temperature scaling (see the module docstring)."""
     if method not in CALIBRATION_METHODS:
         raise ConfigError(f"calibration must be one of {', '.join(CALIBRATION_METHODS)}, not {method!r}")
     if method == "none":
@@ -43,6 +51,8 @@ def fit_probability_calibration(
             f"validation labels have classes {seen.tolist()} but the classifier was trained on "
             f"{known.tolist()}; calibration needs every class in both"
         )
+    if method == "sigmoid" and len(known) > 2:
+        method = "temperature"
     every_row = [(np.arange(len(y)), np.arange(len(y)))]
     cal = CalibratedClassifierCV(FrozenEstimator(estimator), method=method, cv=every_row)
     with threadpool_limits(limits=1):  # see vaedx.diagnose.classifiers: tiny fits, no thread pools

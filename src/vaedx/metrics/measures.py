@@ -172,6 +172,29 @@ def expected_calibration_error(y: ArrayLike, prob: ArrayLike, n_bins: int = 15) 
     return float(np.abs(gap).sum() / len(conf))
 
 
+def classwise_ece(y: ArrayLike, prob: ArrayLike, n_bins: int = 15) -> list[float]:
+    """Per-class ECE (Kull et al. 2019): for each class c, sum over equal-width bins of P(c) of
+    (n_b/N)·|freq_b(y = c) − mean_b P(c)|.
+
+    Why next to the top-label ECE: with three or more classes the top-label figure only checks the winning
+    probability, so a model can look calibrated while P(meningioma) is systematically off for the images
+    where another class wins; this is the number a per-class reliability curve shows.
+    """
+    if n_bins < 1:
+        raise ConfigError(f"n_bins must be >= 1, got {n_bins}")
+    p = _probabilities(as_scores(prob, "prob", ndim=2))
+    yy = as_class_labels(y, p.shape[1])
+    if len(yy) != len(p):
+        raise InputError(f"y has {len(yy)} entries but prob has {len(p)} rows")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    out = []
+    for c in range(p.shape[1]):
+        idx = np.searchsorted(edges[1:-1], p[:, c], side="right")
+        gap = np.bincount(idx, (yy == c).astype(float), n_bins) - np.bincount(idx, p[:, c], n_bins)
+        out.append(float(np.abs(gap).sum() / len(yy)))
+    return out
+
+
 def binary_report(y: ArrayLike, prob: ArrayLike, threshold: float = 0.5) -> dict[str, Any]:
     """All binary metrics at one threshold (positive when ``prob > threshold``), JSON-ready.
 
@@ -225,10 +248,13 @@ def as_class_labels(y: ArrayLike, n_classes: int, name: str = "y") -> np.ndarray
 
 
 def multiclass_report(y: ArrayLike, prob: ArrayLike, class_names: list[str] | None = None) -> dict[str, Any]:
-    """Macro one-vs-rest AUC, accuracy, per-class sensitivity/specificity/AUC and confusion matrix.
+    """Macro one-vs-rest AUC, accuracy, per-class sensitivity/specificity/AUC/ECE and confusion matrix.
 
     Predictions are the argmax of ``prob`` (N, K). ``macro_auc`` is None when any class's one-vs-rest AUC
     is undefined (class absent, or the only class): averaging over a silent subset would not be comparable.
+    ``confusion_matrix_normalised`` divides each row by its true-class count (its diagonal is the per-class
+    sensitivity); a row of a class absent from ``y`` is None. ``ece`` is the top-label ECE, ``per_class``
+    carries the classwise ECE of P(class).
     """
     p = as_scores(prob, "prob", ndim=2)
     k = p.shape[1]
@@ -242,6 +268,7 @@ def multiclass_report(y: ArrayLike, prob: ArrayLike, class_names: list[str] | No
         raise ConfigError(f"{len(names)} class names given for {k} classes")
     pred = p.argmax(axis=1)
     per_class, undefined = [], {}
+    eces = classwise_ece(yy, p)
     for c in range(k):
         yc = (yy == c).astype(np.int8)
         sens, spec = sensitivity_specificity(yc, (pred == c).astype(np.int8))
@@ -249,18 +276,30 @@ def multiclass_report(y: ArrayLike, prob: ArrayLike, class_names: list[str] | No
         if auc is None:
             undefined[f"auc[{names[c]}]"] = f"class {names[c]}: {undefined_reason(yc)}"
         per_class.append(
-            {"class": names[c], "n": int(yc.sum()), "auc": auc, "sensitivity": sens, "specificity": spec}
+            {
+                "class": names[c],
+                "n": int(yc.sum()),
+                "auc": auc,
+                "sensitivity": sens,
+                "specificity": spec,
+                "ece": eces[c],
+            }
         )
     aucs = [r["auc"] for r in per_class]
     macro = None if None in aucs else float(np.mean(aucs))
     if macro is None:
         undefined["macro_auc"] = "one-vs-rest AUC undefined for at least one class"
+    cm = confusion_matrix(yy, pred, labels=list(range(k)))
     return {
         "n": len(yy),
         "macro_auc": macro,
         "accuracy": float(np.mean(pred == yy)),
         "per_class": per_class,
-        "confusion_matrix": confusion_matrix(yy, pred, labels=list(range(k))).tolist(),
+        "confusion_matrix": cm.tolist(),
+        "confusion_matrix_normalised": [
+            [float(v) / row.sum() for v in row] if row.sum() else None for row in cm
+        ],
+        "ece": expected_calibration_error(yy, p),
         "undefined": undefined,
     }
 
