@@ -266,6 +266,44 @@ def test_lgg_three_channels_are_normalised_channel_by_channel(
         prepare(lgg_two, tmp_path / "b", prepare_config(normalize_scope="volume", brain_extraction="deepbet"))
 
 
+def test_lgg_context_slices_stack_each_slice_with_its_neighbours(
+    lgg_two: Path, lgg_dir: Path, tmp_path: Path
+) -> None:
+    cfg = prepare_config(size=32, channels=[1], normalize_scope="volume", context_slices=1)
+    store = prepare(lgg_two, tmp_path / "s", cfg)
+    assert store.image_shape == (3, 32, 32) and store.preprocess.context_slices == 1
+    assert TensorStore.open(store.root).preprocess == cfg  # every later command reads the same config
+    flat_cfg = prepare_config(size=32, channels=[1], normalize_scope="volume")
+    flat = prepare(lgg_two, tmp_path / "flat", flat_cfg)
+    x, centre = np.asarray(store.images), np.asarray(flat.images)
+    for case in LGG_CASES:
+        rows = _rows_of(store, case)
+        assert [k for _, k in rows] == list(range(len(rows))) == [k for _, k in _rows_of(flat, case)]
+        assert len(rows) == read_lgg_patient(lgg_dir / case)[0].shape[0]
+        order = [i for i, _ in rows]
+        mid = len(order) // 2
+        assert x[order[mid], 1].std() > 0.1 and not np.array_equal(x[order[mid], 1], x[order[mid + 1], 1])
+        np.testing.assert_array_equal(x[order, 1], centre[[i for i, _ in _rows_of(flat, case)], 0])
+        for a, b in zip(order, order[1:], strict=False):
+            np.testing.assert_array_equal(x[a, 1], x[b, 0])  # slice k is the centre of row k ...
+            np.testing.assert_array_equal(x[a, 2], x[b, 1])  # ... and the side channels of rows k -+ 1
+        np.testing.assert_array_equal(x[order[0], 0], x[order[0], 1])  # no slice above the first: repeated
+        np.testing.assert_array_equal(store.masks[order], flat.masks[[i for i, _ in _rows_of(flat, case)]])
+    m = index_source(lgg_dir)
+    inner = [r for r in m.rows if r["volume"] == LGG_CASES[1] and 10 <= int(r["slice_index"]) <= 14]
+    inner_csv = write_manifest(Manifest(inner, m.root, m.source), tmp_path / "in.csv")
+    ends = prepare(inner_csv, tmp_path / "e", cfg)
+    e = np.asarray(ends.images)  # brain on the end slices, so a repeat is not zeros equal to zeros
+    assert e[0, 1].std() > 0.1 and e[-1, 1].std() > 0.1 and not np.array_equal(e[0, 1], e[0, 2])
+    np.testing.assert_array_equal(e[0, 0], e[0, 1])
+    np.testing.assert_array_equal(e[-1, 2], e[-1, 1])
+    with pytest.raises(ConfigError, match="images have 3: choose one with --channels"):
+        prepare(lgg_two, tmp_path / "rgb", prepare_config(size=32, context_slices=1))
+    gappy = [r for r in m.rows if r["volume"] == LGG_CASES[0] and r["slice_index"] != "5"]
+    with pytest.raises(InputError, match="lacks the slice after 4, so neighbouring slices are unknown"):
+        prepare(write_manifest(Manifest(gappy, m.root, m.source), tmp_path / "gap.csv"), tmp_path / "g", cfg)
+
+
 def test_nifti_slices_agree_between_the_2d_and_the_volume_route(tmp_path: Path) -> None:
     shutil.copy(ANATOMICAL, tmp_path / "anat.nii")
     csv_path = write_manifest(index_source(tmp_path / "anat.nii"), tmp_path / "m.csv")

@@ -54,3 +54,28 @@ def test_volume_fields_validate() -> None:
     with pytest.raises(ValidationError, match="unknown brain extraction 'bet2'"):
         PreprocessConfig(brain_extraction="bet2")
     assert PreprocessConfig(brain_extraction="deepbet").volume_steps
+
+
+def test_context_slices_round_trip_and_need_one_channel(tmp_path: Path) -> None:
+    from vaedx.data.prepare import prepare_config
+
+    cfg = PreprocessConfig(size=64, channels=[1], context_slices=2)
+    assert cfg.volume_steps and PreprocessConfig().context_slices == 0
+    again = PreprocessConfig.model_validate_json(cfg.fingerprint())
+    assert again == cfg and again.context_slices == 2
+    assert cfg.describe_difference(PreprocessConfig(size=64, channels=[1])) == ["context_slices: 2 vs 0"]
+    yml = tmp_path / "pre.yaml"
+    yml.write_text("preprocess:\n  context_slices: 1\n  channels: [1]\n")
+    assert prepare_config(yml).context_slices == 1
+    assert prepare_config(yml, context_slices=3).context_slices == 3  # an option overrides the file
+    assert PreprocessConfig(channels=[0, 1, 2], grey=True, context_slices=1).context_slices == 1
+    with pytest.raises(ConfigError, match=r"context_slices: .*channels \[0, 1\] are kept: choose one"):
+        prepare_config(channels=[0, 1], context_slices=1)
+    with pytest.raises(ConfigError, match="context_slices"):
+        prepare_config(context_slices=-1)
+
+
+def test_a_single_image_has_no_neighbouring_slices() -> None:
+    x = pydicom.dcmread(MR).pixel_array.astype(np.float32)[None]
+    with pytest.raises(ConfigError, match="1 neighbour.* as 3 channels .*no neighbouring slices"):
+        apply(x, PreprocessConfig(context_slices=1))

@@ -280,6 +280,15 @@ def prepare_cmd(
             help="Resample volumes in-plane to this spacing in mm before --size (slices stay rows).",
         ),
     ] = None,
+    context_slices: Annotated[
+        int | None,
+        typer.Option(
+            "--context-slices",
+            metavar="K",
+            help="2.5-D: store each slice of a volume with K neighbours above and below as 2K+1 channels "
+            "(one channel only; end slices repeated) [0].",
+        ),
+    ] = None,
     label_names: LabelNamesOpt = None,
     fractions: FractionsOpt = "0.7,0.15,0.15",
     seed: SeedOpt = 0,
@@ -313,6 +322,7 @@ def prepare_cmd(
         normalize_scope=normalize_scope.value if normalize_scope else None,
         brain_extraction=_brain_method(brain_extraction),
         target_spacing=_numbers(target_spacing, 2, "--target-spacing"),
+        context_slices=context_slices,
     )
     if print_config:
         typer.echo(dump_settings(cfg.model_dump(mode="json")), nl=False)

@@ -512,6 +512,8 @@ def _prepare_stack(
 
     order = sorted(idx, key=lambda i: int(m.rows[i].get("slice_index") or 0))
     rows = [m.rows[i] for i in order]
+    if cfg.context_slices:
+        _check_neighbours(rows, m.resolve(rows[0]["path"]).file)
     planes = [select_channels(decoder.image(r), cfg) for r in rows]
     for r, plane in zip(rows, planes, strict=True):
         if plane.shape != planes[0].shape:
@@ -532,6 +534,11 @@ def _prepare_stack(
         "spacing_assumed": spacing is None,
     }
     sy, sx = spacing or (1.0, 1.0)
+    if len(stack) > 1 and cfg.context_slices:
+        raise ConfigError(
+            f"context slices stack neighbours of one channel but the images have {len(stack)}: choose one "
+            "with --channels (e.g. 1 for the LGG FLAIR)"
+        )
     if len(stack) > 1 and cfg.brain_extraction != "none":
         raise ConfigError(
             f"skull stripping ({cfg.brain_extraction}) needs one channel: choose it with --channels "
@@ -546,6 +553,21 @@ def _prepare_stack(
     slices = np.concatenate([d.slices for d in done], axis=1)
     assert vol is not None  # a stack has at least one channel
     return order, slices, done[0].masks, vol, done[0]
+
+
+def _check_neighbours(rows: list[dict[str, str]], file: Path) -> None:
+    """Rows sorted by slice, of one volume: with context slices each row's neighbours must be rows too."""
+    if not rows[0].get("volume"):
+        raise InputError("an image without a volume has no neighbouring slices for --context-slices", file)
+    ks = [int(r.get("slice_index") or 0) for r in rows]
+    gaps = [a for a, b in zip(ks, ks[1:], strict=False) if b != a + 1]
+    if gaps:
+        raise InputError(
+            f"volume {rows[0]['volume']} lacks the slice after {gaps[0]}, so neighbouring slices are "
+            "unknown; "
+            "keep every slice of a volume in the manifest (choose what to train on with the label filter)",
+            file,
+        )
 
 
 def _decoded_chunks(

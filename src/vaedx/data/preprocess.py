@@ -52,6 +52,13 @@ class PreprocessConfig(BaseModel):
         description="In-plane (row, column) spacing in mm that volumes are resampled to before resizing; "
         "the spacing between slices is kept, so every slice stays one row.",
     )
+    context_slices: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="2.5-D input: K slices above and K below each slice of a volume, stacked with it as "
+        "2K+1 channels (centre in the middle); needs one channel; 0 = each slice alone.",
+    )
 
     @field_validator("size", mode="before")
     @classmethod
@@ -76,11 +83,24 @@ class PreprocessConfig(BaseModel):
             raise ValueError("target_spacing must be positive millimetres")
         return v
 
+    @field_validator("context_slices")
+    @classmethod
+    def _context(cls, v, info):
+        channels = info.data.get("channels")
+        if v and channels is not None and len(channels) > 1 and not info.data.get("grey"):
+            raise ValueError(
+                f"context slices stack neighbouring slices of one channel, but channels {channels} are kept: "
+                "choose one channel (e.g. 1 for the LGG FLAIR) or --grey"
+            )
+        return v
+
     @property
     def volume_steps(self) -> bool:
-        """True when preparing needs the whole volume (volume statistics, skull stripping, resampling)."""
+        """True when preparing needs the whole volume (volume statistics, skull stripping, resampling,
+        neighbouring slices as channels)."""
         scoped = self.normalize_scope == "volume"
-        return scoped or self.brain_extraction != "none" or bool(self.target_spacing)
+        whole = self.brain_extraction != "none" or bool(self.target_spacing) or self.context_slices > 0
+        return scoped or whole
 
     @field_validator("clip_percentiles")
     @classmethod
@@ -97,6 +117,16 @@ class PreprocessConfig(BaseModel):
     def describe_difference(self, other: PreprocessConfig) -> list[str]:
         a, b = self.model_dump(), other.model_dump()
         return [f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b.get(k)]
+
+
+def no_neighbours(cfg: PreprocessConfig) -> str:
+    """Why a single 2-D image cannot be fed to a model of ``cfg.context_slices`` neighbours (2.5-D)."""
+    k = cfg.context_slices
+    return (
+        f"the model takes each slice with its {k} neighbour(s) on each side as {2 * k + 1} channels "
+        "(context_slices), and a single 2-D image has no neighbouring slices: give its volume "
+        "(NIfTI file or DICOM series)"
+    )
 
 
 _RGB_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -205,6 +235,8 @@ def apply(
     x: np.ndarray, cfg: PreprocessConfig, mask: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(C, H, W) image and optional (H, W) mask -> preprocessed float32 image and uint8 mask."""
+    if cfg.context_slices:
+        raise ConfigError(no_neighbours(cfg))
     if x.ndim == 2:
         x = x[None]
     x = select_channels(x, cfg)

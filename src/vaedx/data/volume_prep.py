@@ -73,7 +73,9 @@ class PreparedVolume:
 
     ``source`` is the volume in model orientation at its own resolution; ``grid`` the in-plane shape after
     resampling to ``cfg.target_spacing`` (``source``'s when not resampled). ``slices`` (Z, 1, H, W) are
-    the model inputs, ``masks`` (Z, H, W) the ground truth carried through the same steps, ``brain`` the
+    the model inputs ((Z, 2K+1, H, W) with ``cfg.context_slices`` = K: each slice with its neighbours, see
+    :func:`with_context`), ``masks`` (Z, H, W) the ground truth carried through the same steps (the centre
+    slice's, as are the anomaly maps put back by :meth:`to_source`), ``brain`` the
     skull-stripping mask on ``source`` (None without skull stripping).
     """
 
@@ -117,7 +119,8 @@ def prepare_volume(vol: Volume, cfg: PreprocessConfig, mask: np.ndarray | None =
     Steps, in order: reorient to LPS; skull stripping (``cfg.brain_extraction``); in-plane resampling to
     ``cfg.target_spacing``; intensity normalisation over the volume (``normalize_scope='volume'``, inside
     the brain or the foreground) or slice by slice (``'image'``, as the 2-D readers do); zeroing outside
-    the brain / foreground; resizing and padding each slice to ``cfg.size``. A single-channel volume
+    the brain / foreground; resizing and padding each slice to ``cfg.size``; stacking each slice with its
+    ``cfg.context_slices`` neighbours on each side as channels. A single-channel volume
     stands for the one channel a model trained on ``channels=[c]`` takes (recorded in ``notes``).
     """
     if cfg.channels is not None and len(cfg.channels) != 1:
@@ -154,7 +157,7 @@ def prepare_volume(vol: Volume, cfg: PreprocessConfig, mask: np.ndarray | None =
         data = data * np.stack([foreground(plane, cfg.foreground_threshold) for plane in data])
     if inside is not None:
         data = data * inside
-    slices = resize(data.astype(np.float32), cfg)[:, None]
+    slices = with_context(resize(data.astype(np.float32), cfg), cfg.context_slices)
     masks = None
     if truth is not None:
         masks = (resize(truth.astype(np.float32), cfg, is_mask=True) > 0.5).astype(np.uint8)
@@ -168,6 +171,25 @@ def prepare_volume(vol: Volume, cfg: PreprocessConfig, mask: np.ndarray | None =
         value_range=value_range,
         notes=notes,
     )
+
+
+def with_context(planes: np.ndarray, k: int) -> np.ndarray:
+    """(Z, H, W) planes -> (Z, 2k+1, H, W): slice z with slices z-k..z+k as channels, z in the middle.
+
+    Why 2.5-D: a lesion continues across neighbouring slices while noise and many look-alikes of healthy
+    tissue do not, so a model that sees the slices above and below can tell them apart; a 3-D model would
+    cost far more to train. Slices beyond the ends of the volume are the nearest end slice repeated. Why
+    not zeros: an empty channel is an input the model meets only at the 2k outermost slices of each
+    volume, so it would learn (or fail to learn) a special case there and score it as anomalous; a repeated
+    slice is real anatomy of that brain at almost the same place, as a neighbour would be, and leaves the
+    intensity statistics of every channel alike. Mirroring (z+1 for z-1) would invent structure that
+    looks symmetric about the end slice, which the anatomy is not.
+    """
+    if k == 0:
+        return planes[:, None]
+    z = planes.shape[0]
+    index = np.clip(np.arange(z)[:, None] + np.arange(-k, k + 1)[None, :], 0, z - 1)
+    return planes[index]
 
 
 def _grid(source: Volume, cfg: PreprocessConfig) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from vaedx.data.preprocess import PreprocessConfig, apply, channel_mapped
+from vaedx.data.preprocess import PreprocessConfig, apply, channel_mapped, no_neighbours
 from vaedx.data.store import TensorStore
 from vaedx.errors import InputError, ModelMismatchError
 
@@ -57,6 +57,8 @@ class ModelInputs:
 
     def array(self, array: np.ndarray, source: str | Path | None = None) -> np.ndarray:
         """One image preprocessed and checked; ModelMismatchError naming ``source`` when it does not fit."""
+        if self.preprocess.context_slices:  # a 2.5-D model needs the slice's neighbours: volumes only
+            raise ModelMismatchError(no_neighbours(self.preprocess), source)
         x = self.prepare(array)
         why = self.mismatch(x)
         if why is not None:
