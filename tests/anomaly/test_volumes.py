@@ -173,3 +173,43 @@ def test_a_folder_of_volumes_gives_one_output_per_volume(
     out = detect(run, tmp_path / "out", inputs=[folder], scorers=["residual"], quiet=True, max_overlays=0)
     names = [v["volume"] for v in json.loads((out / "volumes.json").read_text())["volumes"]]
     assert names == ["a", "series"]
+
+
+@pytest.fixture(scope="module")
+def run_25d(lgg_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A VAE on three LGG patients prepared with one neighbouring slice on each side (3 channels)."""
+    import vaedx
+    from vaedx.data.manifest import Manifest, write_manifest
+    from vaedx.data.prepare import prepare, prepare_config
+    from vaedx.data.sources import index_source
+
+    root = tmp_path_factory.mktemp("context")
+    m = index_source(lgg_dir)
+    cases = {c.name for c in lgg_cases(lgg_dir, 3)}
+    csv_path = write_manifest(Manifest([r for r in m.rows if r["volume"] in cases], m.root, m.source),
+                              root / "m.csv")  # fmt: skip
+    cfg = prepare_config(size=32, channels=[1], normalize_scope="volume", context_slices=1)
+    store = prepare(csv_path, root / "store", cfg, fractions=(1.0, 0.0, 0.0))
+    vaedx.train(store.root, root / "run", epochs=1, val_split=None, **FAST)
+    return root / "run"
+
+
+def test_a_25d_model_scores_a_volume_and_refuses_a_single_image(
+    run_25d: Path, planted: tuple[Path, np.ndarray], lgg_dir: Path, tmp_path: Path
+) -> None:
+    from vaedx.errors import ModelMismatchError
+    from vaedx.runs.loaded import load_model
+
+    assert tuple(load_model(run_25d).image_shape) == (3, 32, 32)  # the model's channels follow the store
+    path, _ = planted
+    out = detect(run_25d, tmp_path / "out", inputs=[path], scorers=["residual"], quiet=True, max_overlays=0)
+    source = nib.load(path)
+    heat = nib.load(out / "volumes" / path.name[: -len(".nii.gz")] / "residual_map.nii.gz")
+    assert heat.shape == source.shape and np.array_equal(heat.affine, source.affine)
+    assert np.isfinite(heat.get_fdata()).all() and heat.get_fdata().max() > 0
+    with (out / "scores.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == source.shape[2]  # one row per slice, each the centre
+    png = next(lgg_cases(lgg_dir, 1)[0].glob("*_10.png"))
+    with pytest.raises(ModelMismatchError, match="a single 2-D image has no neighbouring slices") as e:
+        detect(run_25d, tmp_path / "png", inputs=[png], scorers=["residual"], quiet=True, max_overlays=0)
+    assert str(png) in str(e.value) and "\n" not in str(e.value)

@@ -7,6 +7,13 @@ overlays it voxel for voxel. The lesion mask is the map thresholded at the calib
 input grid (thresholding after upsampling gives smooth outlines rather than blocky ones), restricted to the
 brain when the model's preprocessing strips the skull. Per volume, ``volumes.json`` gives the lesion volume
 in mm³ and its 3-D connected components.
+
+A 2.5-D model (``context_slices`` K > 0) is fed each slice with its K neighbours on each side, built from
+the volume exactly as ``data prepare`` built them, and its map is placed on the centre slice, as are the
+masks. The map is the scorer's mean over the 2K+1 channels, the reduction every scorer already applies:
+it keeps residual, SSIM, gradient and restoration maps (and their calibrated thresholds) on one footing,
+and averaging the planes lowers reconstruction noise; the price is that a lesion in slice z+1 only adds
+1/(2K+1) of its residual to slice z's map, a blur of one slice along z.
 """
 
 from __future__ import annotations
