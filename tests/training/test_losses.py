@@ -63,3 +63,32 @@ def test_free_bits_floor_per_dimension():
     k = kl.clone().requires_grad_()
     free_bits_kl(k, 0.5).backward()
     assert torch.all(k.grad[:, :2] == 0) and torch.all(k.grad[:, 2:] == 0.5)
+
+
+def test_the_inpainting_term_is_the_nll_of_the_masked_reconstruction_against_the_clean_image():
+    m = _model().eval()
+    x = torch.rand(4, 1, 16, 16)
+    masked = x.clone()
+    masked[:, :, 4:10, 4:10] = 0.0
+    out, out_ce = m(x), m(masked)
+    plain, plain_logs = vae_loss(m, x, out, beta=1.0)
+    with_ce, logs = vae_loss(m, x, out, beta=1.0, out_ce=out_ce, ce_weight=0.5)
+    against_clean = m.elbo_terms(x, out_ce)["recon_nll"].mean()
+    against_masked = m.elbo_terms(masked, out_ce)["recon_nll"].mean()
+    assert torch.allclose(with_ce - plain, 0.5 * against_clean)
+    assert not torch.allclose(against_clean, against_masked)
+    assert torch.equal(logs["ce"], against_clean.detach()) and logs["recon"] == plain_logs["recon"]
+
+
+def test_zero_inpainting_weight_is_exactly_the_plain_loss():
+    m = _model().train()
+    x = torch.rand(4, 1, 16, 16)
+    torch.manual_seed(1)
+    out = m(x)
+    out_ce = m(x.flip(-1))
+    plain, plain_logs = vae_loss(m, x, out, beta=2.0, free_bits=0.1, ssim_weight=0.5)
+    zero, logs = vae_loss(m, x, out, beta=2.0, free_bits=0.1, ssim_weight=0.5, out_ce=out_ce, ce_weight=0.0)
+    assert torch.equal(zero, plain) and logs.keys() == plain_logs.keys()
+    grads = torch.autograd.grad(zero, list(m.parameters()), allow_unused=True, retain_graph=True)
+    ref = torch.autograd.grad(plain, list(m.parameters()), allow_unused=True)
+    assert all(torch.equal(a, b) for a, b in zip(grads, ref, strict=True) if a is not None)

@@ -40,6 +40,8 @@ _HELP = {  # for fields whose description is missing or written for the YAML rat
     "Gaussian noise inside the head (Kascenas et al., MIDL 2022); validation stays on clean images.",
     "noise_resolution": "With --denoise coarse: side of the noise grid (paper: 16 for 128 px).",
     "noise_std": "With --denoise coarse: std of the noise on its grid (paper: 0.2).",
+    "context_encoding": "ceVAE (Zimmerer et al., MIDL 2019): also train the model to give back the clean "
+    "image from a copy with rectangles inside the head masked out; score with --scorer combi.",
     "device": DEVICE_HELP,
     "num_threads": THREADS_HELP,
 }

@@ -65,6 +65,22 @@ class TrainConfig(BaseModel):
         default=16, ge=1, description="Coarse noise: side of the grid it is drawn on (paper: 16 for 128 px)."
     )
     noise_std: float = Field(default=0.2, gt=0, description="Coarse noise: std on its grid (paper: 0.2).")
+    context_encoding: bool = Field(
+        default=False,
+        description="ceVAE (Zimmerer et al., MIDL 2019): the model also inpaints the clean image from a copy "
+        "with rectangles inside the head masked out; configs saved before this field existed load as off.",
+    )
+    ce_weight: float = Field(default=1.0, ge=0, description="Context encoding: weight of the inpainting NLL.")
+    ce_patches: int = Field(default=3, ge=1, description="Context encoding: most rectangles per image.")
+    ce_min_cover: float = Field(
+        default=0.1, gt=0, le=1, description="Context encoding: least fraction of the head masked."
+    )
+    ce_max_cover: float = Field(
+        default=0.3, gt=0, le=1, description="Context encoding: largest fraction of the head masked."
+    )
+    ce_fill: Literal["noise", "zero"] = Field(
+        default="noise", description="Context encoding: uniform noise in the image's range, or zeros."
+    )
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N.")
     amp: bool | None = Field(default=None, description="Mixed precision; None = on for CUDA.")
     channels_last: bool | None = Field(default=None, description="None = on for CUDA and CPU images >= 96px.")
@@ -92,6 +108,13 @@ class TrainConfig(BaseModel):
                     "included: use denoise coarse (its default)"
                 )
             self.denoise = "coarse"
+        if self.context_encoding:
+            if self.model.kind not in ("vae", "ae"):
+                raise ValueError("context_encoding applies to vae/ae training (the ceVAE recipe)")
+            if self.denoise != "none":
+                raise ValueError("context_encoding and denoise are separate recipes: choose one")
+            if self.ce_min_cover > self.ce_max_cover:
+                raise ValueError("ce_min_cover must not exceed ce_max_cover")
         return self
 
     @field_validator("device")

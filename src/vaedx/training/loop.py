@@ -8,6 +8,9 @@ Why it is written this way:
 * With ``denoise="coarse"`` only the network's input is corrupted (``vaedx.training.noise``); the loss
   compares the reconstruction with the clean image, and validation runs on clean images, so its loss is the
   same quantity with or without denoising and the two kinds of run can be compared by it.
+* With ``context_encoding`` (ceVAE) each training batch also goes through the model with rectangles inside
+  the head masked out (``vaedx.training.context``), in the same forward pass; the loss adds the NLL of that
+  reconstruction against the clean image. Validation is the plain ELBO on clean images, as above.
 * A non-finite loss stops the run *before* the optimiser step and before any checkpoint write, so the
   last good checkpoint on disk is never replaced by a broken one.
 * Under ``torchrun`` the model is wrapped in DistributedDataParallel; only rank 0 writes files, and the
@@ -35,6 +38,7 @@ from vaedx.runs import checkpoint as ck
 from vaedx.runs.config import TrainConfig
 from vaedx.runs.folder import BEST, LAST, RunFolder
 from vaedx.training.batches import BatchReader, derive_seed
+from vaedx.training.context import mask_patches, split_output
 from vaedx.training.distributed import Runtime
 from vaedx.training.losses import kl_weight, ssim_term, vae_loss
 from vaedx.training.noise import add_coarse_noise
@@ -107,6 +111,13 @@ class TorchTrainer:
             reporter.line(
                 f"denoising: inputs get coarse noise ({cfg.noise_resolution}x{cfg.noise_resolution} grid, "
                 f"std {cfg.noise_std:g}) inside the head; the loss compares with the clean image"
+            )
+        self.context = cfg.context_encoding and cfg.ce_weight > 0  # weight 0: exactly the plain loss
+        if self.context:
+            reporter.line(
+                f"context encoding: inputs also go through with up to {cfg.ce_patches} rectangles masking "
+                f"{cfg.ce_min_cover:.0%}-{cfg.ce_max_cover:.0%} of the head ({cfg.ce_fill}); inpainting "
+                f"weight {cfg.ce_weight:g}"
             )
         self.state = RunState()
         self._build()
@@ -190,6 +201,7 @@ class TorchTrainer:
         torch.manual_seed(derive_seed(cfg.seed, epoch, rt.rank, 0x5EED))
         aug_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, rt.rank, 0xA06))
         noise_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, rt.rank, 0xD15E))
+        ce_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, rt.rank, 0xCE))
         seed_transform(self.transform, derive_seed(cfg.seed, epoch, rt.rank, 0x7F0))
         self.reporter.start_epoch(epoch, cfg.epochs, self.steps_per_epoch)
         sums, seen, lr = np.zeros(3), 0, self.opt.param_groups[0]["lr"]
@@ -203,15 +215,24 @@ class TorchTrainer:
             x_in = x
             if cfg.denoise == "coarse":
                 x_in = add_coarse_noise(x, cfg.noise_resolution, cfg.noise_std, noise_gen)
+            if self.context:
+                masked = mask_patches(
+                    x, cfg.ce_patches, cfg.ce_min_cover, cfg.ce_max_cover, cfg.ce_fill, ce_gen
+                )
+                x_in = torch.cat([x_in, masked])
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
                 x_in = x_in.contiguous(memory_format=torch.channels_last)
             beta = self._beta()
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=self.amp):
                 out = self.model(x_in)  # the loss below compares with the clean x
+            out_ce = None
+            if self.context:
+                out, out_ce = split_output(out, len(x))
             loss, logs = vae_loss(
-                self.raw, x, out, beta=beta, free_bits=cfg.free_bits, ssim_weight=cfg.model.ssim_weight
-            )
+                self.raw, x, out, beta=beta, free_bits=cfg.free_bits, ssim_weight=cfg.model.ssim_weight,
+                out_ce=out_ce, ce_weight=cfg.ce_weight,
+            )  # fmt: skip
             vals = rt.all_sum(torch.stack([logs["loss"], logs["recon"], logs["kl"]])) / rt.world_size
             v = vals.double().cpu().numpy()
             if not math.isfinite(v[0]):

@@ -76,11 +76,18 @@ def vae_loss(
     beta: float,
     free_bits: float = 0.0,
     ssim_weight: float = 0.0,
+    out_ce: ModelOutput | None = None,
+    ce_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(scalar loss to minimise, detached per-batch means for logging).
 
     loss = mean_batch(recon_nll [+ ssim_weight * (1 - SSIM) summed over pixels]) + beta * free-bits KL.
     For the AE the KL is zero, so the same function serves both.
+
+    ``out_ce``: the model's output for a copy of ``x`` with patches masked out (ceVAE, Zimmerer et al.
+    2019); ``ce_weight`` times its reconstruction NLL against the clean ``x`` is added (logged as "ce").
+    Its KL is not: the ELBO of the clean image already regularises the same encoder. Weight 0 (or no
+    ``out_ce``) leaves the loss exactly as without it.
     """
     terms = model.elbo_terms(x, out)  # type: ignore[operator]
     recon = terms["recon_nll"]
@@ -90,5 +97,9 @@ def vae_loss(
     kl = free_bits_kl(terms["kl_per_dim"], free_bits) if out.logvar is not None else recon.new_zeros(())
     loss = recon.mean() + beta * kl
     logs = {"loss": loss, "recon": terms["recon_nll"].mean(), "kl": terms["kl"].mean()}
+    if out_ce is not None and ce_weight > 0:
+        inpaint = model.elbo_terms(x, out_ce)["recon_nll"].mean()  # type: ignore[operator]
+        loss = loss + ce_weight * inpaint
+        logs.update(loss=loss, ce=inpaint)
     logs = {k: v.detach() for k, v in logs.items()}
     return loss, logs
