@@ -104,3 +104,16 @@ def test_denoise_options(tiny_store: Path, tmp_path: Path, capsys: pytest.Captur
         assert main(["train", "-s", str(tiny_store), "-o", str(tmp_path / "x"), *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert said in err and len(err.splitlines()) == 1, err
+
+
+def test_context_encoding_options(capsys: pytest.CaptureFixture[str]) -> None:
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
+    assert "Zimmerer et al., MIDL 2019" in result.output and "--no-context-encoding" in result.output
+    flags = ["--context-encoding", "--ce-weight", "2", "--ce-patches", "4", "--ce-fill", "zero"]
+    assert main(["train", "-s", "st", "-o", "out", *flags, "--print-config"]) == 0
+    shown = capsys.readouterr().out
+    assert "context_encoding: true" in shown and "ce_weight: 2.0" in shown
+    assert "ce_patches: 4" in shown and "ce_fill: zero" in shown
+    assert main(["train", "-s", "st", "-o", "out", *flags, "--denoise", "coarse", "--print-config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "separate recipes" in err and len(err.splitlines()) == 1, err

@@ -176,3 +176,112 @@ def test_a_torchio_transform_reaches_training_and_repeats_with_the_seed(tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
     assert "RandomFlip" in json.loads((tmp_path / "a" / "config.json").read_text())["transform"]
+
+
+CONTEXT = {"context_encoding": True, "ce_weight": 0.5, "ce_patches": 2, "ce_fill": "zero"}
+
+
+@pytest.fixture(scope="module")
+def lgg_store(lgg_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real FLAIR slices of two LGG patients at 32 px (the second is the val split)."""
+    from lgg_volume_model import make_lgg_volume_store
+
+    return make_lgg_volume_store(lgg_dir, tmp_path_factory.mktemp("lgg") / "store", n_patients=2)
+
+
+def _lgg(store, out, **kw):
+    opts = {**FAST, "store": store, "out": out, "epochs": 1, "max_images": 24, "batch_size": 8, **kw}
+    return run_training(None, opts, quiet=True)
+
+
+def test_context_encoding_trains_on_real_slices_with_masked_copies_and_saves_the_option(
+    lgg_store, tmp_path, monkeypatch
+):
+    """Each training step feeds the clean batch and its masked copy in one forward pass; the loss gets
+    the clean images and the masked copy's output; validation sees clean images only."""
+    from vaedx.anomaly.registry import build_scorer
+    from vaedx.data.store import TensorStore
+    from vaedx.runs.loaded import load_model
+
+    masked_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+    inputs: list[torch.Tensor] = []
+    losses: list[dict] = []
+    real_mask, real_loss, real_build = loop.mask_patches, loop.vae_loss, loop.build_model
+
+    def mask_spy(x, patches, lo, hi, fill, gen=None):
+        assert (patches, lo, hi, fill) == (2, 0.1, 0.3, "zero")
+        y = real_mask(x, patches, lo, hi, fill, gen)
+        masked_batches.append((x.clone(), y.clone()))
+        return y
+
+    def loss_spy(model, x, out, **kw):
+        losses.append({"x": x.detach().clone(), "n_out": len(out.x_hat), **kw})
+        return real_loss(model, x, out, **kw)
+
+    def build_spy(cfg):
+        model = real_build(cfg)
+        model.register_forward_pre_hook(lambda _m, args: inputs.append(args[0].detach().clone()))
+        return model
+
+    monkeypatch.setattr(loop, "mask_patches", mask_spy)
+    monkeypatch.setattr(loop, "vae_loss", loss_spy)
+    monkeypatch.setattr(loop, "build_model", build_spy)
+    out = _lgg(lgg_store, tmp_path / "ce", **CONTEXT)
+
+    steps = int(json.loads((out / "last" / "state.json").read_text())["run"]["global_step"])
+    assert steps == 3 and len(masked_batches) == len(losses) == steps  # 24 images, batches of 8
+    for (x, y), seen, got in zip(masked_batches, inputs, losses, strict=False):
+        assert (y != x).any() and (y[y != x] == 0).all()  # zero-filled rectangles
+        assert torch.equal(seen, torch.cat([x, y]))  # one forward pass over both
+        assert torch.equal(got["x"], x) and got["n_out"] == len(x)  # the loss compares with the clean x
+        assert got["ce_weight"] == 0.5 and len(got["out_ce"].x_hat) == len(x)
+    store = TensorStore.open(lgg_store)
+    val = torch.from_numpy(store.images[store.select(split="val")[:24]].copy())
+    assert torch.equal(torch.cat(inputs[steps:]), val)  # validation: clean images, once
+
+    saved = json.loads((out / "best" / "config.json").read_text())["train"]
+    assert {k: saved[k] for k in CONTEXT} == CONTEXT
+    loaded = load_model(out)
+    assert loaded.config.context_encoding and loaded.config.ce_weight == 0.5
+    maps = build_scorer("combi", loaded.model).score(val[:4]).maps  # the scorer the recipe recommends
+    assert maps.shape == (4, 32, 32) and (maps.reshape(4, -1).max(1) > 0).all()
+
+
+def test_zero_ce_weight_trains_exactly_as_the_plain_vae(lgg_store, tmp_path):
+    plain = _lgg(lgg_store, tmp_path / "plain")
+    zero = _lgg(lgg_store, tmp_path / "zero", **{**CONTEXT, "ce_weight": 0.0})
+    ce = _lgg(lgg_store, tmp_path / "ce", **CONTEXT)
+    wp, wz, wc = _weights(plain), _weights(zero), _weights(ce)
+    assert all(torch.equal(wp[k], wz[k]) for k in wp)
+    assert any(not torch.equal(wp[k], wc[k]) for k in wp)
+    # a run saved before these options existed loads with context encoding off
+    old = json.loads((plain / "config.json").read_text())["train"]
+    old = {k: v for k, v in old.items() if not k.startswith("ce_") and k != "context_encoding"}
+    assert build_config(None, old).context_encoding is False
+
+
+def test_a_resumed_context_encoding_run_matches_an_uninterrupted_one(lgg_store, tmp_path):
+    ref = _lgg(lgg_store, tmp_path / "ref", epochs=2, **CONTEXT)
+    out = _lgg(lgg_store, tmp_path / "r", **CONTEXT)
+    for change in ({"ce_weight": 1.0}, {"context_encoding": False}, {"ce_max_cover": 0.5}):
+        with pytest.raises(ConfigError, match=f"cannot change {next(iter(change))}"):
+            run_training(None, {"out": out, "epochs": 2, **change}, resume=True, quiet=True)
+    run_training(None, {"out": out, "epochs": 2}, resume=True, quiet=True)
+    wr, wo = _weights(ref), _weights(out)
+    assert all(torch.equal(wr[k], wo[k]) for k in wr)
+
+
+@pytest.mark.parametrize(
+    ("opts", "said"),
+    [
+        ({"kind": "pca"}, "context_encoding applies to vae/ae"),
+        ({"denoise": "coarse"}, "context_encoding and denoise are separate recipes"),
+        ({"ce_min_cover": 0.4, "ce_max_cover": 0.2}, "ce_min_cover must not exceed ce_max_cover"),
+        ({"ce_max_cover": 1.5}, "ce_max_cover"),
+        ({"ce_fill": "blur"}, "ce_fill"),
+    ],
+)
+def test_context_encoding_refusals(opts, said):
+    with pytest.raises(ConfigError, match=said) as e:
+        build_config(None, {"context_encoding": True, **opts})
+    assert "\n" not in str(e.value)
