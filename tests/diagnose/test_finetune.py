@@ -97,7 +97,8 @@ def test_finetune_command(vae, store, tmp_path):
 
     out = tmp_path / "cli"
     args = ["finetune", "--model", str(vae.path), "--store", str(store.root), "--out", str(out),
-            "--epochs", "2", "--min-steps", "4", "--labelled-fraction", "0.5", "--threads", "1"]  # fmt: skip
+            "--recipe", "fixed", "--epochs", "2", "--min-steps", "4", "--labelled-fraction", "0.5",
+            "--threads", "1"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "fine-tuned encoder written" in result.output and "--features mu" in result.output

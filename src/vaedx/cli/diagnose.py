@@ -179,10 +179,18 @@ def finetune_cmd(
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Folder for the fine-tuned encoder run."),
     labelled_fraction: float = typer.Option(1.0, help="Stratified share of the training labels to use."),
-    epochs: int = typer.Option(20, help="Passes over the labelled images (one-cycle schedule)."),
+    recipe: str = typer.Option(
+        "auto",
+        help="auto: choose lr, augmentation, weight decay, class weights and frozen vs fine-tuned "
+        "encoder on validation within --budget | fixed: the one-cycle recipe below, as before.",
+    ),
+    budget: float = typer.Option(10.0, help="Minutes for the whole --recipe auto search."),
+    epochs: int = typer.Option(
+        20, help="Passes over the labelled images (fixed: one-cycle length; auto: most per trial)."
+    ),
     min_steps: int = typer.Option(300, help="Least optimiser steps however few images are labelled."),
-    lr: float = typer.Option(2e-3, help="Peak learning rate."),
-    augment: bool = typer.Option(True, help="Random rotation/zoom/shift of the labelled batches."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate (--recipe fixed)."),
+    augment: bool = typer.Option(True, help="Random rotation/zoom/shift of the labelled batches (fixed)."),
     seed: int = typer.Option(0, help="Seed of the labelled subset and the training."),
     tracker: str = typer.Option("none", "--tracker", help=TRACKER_HELP),
     device: str = DeviceOpt,
@@ -204,6 +212,11 @@ def finetune_cmd(
     model, store, out = required(s["model"], "--model"), required(s["store"], "--store"), s["out"]
     out = required(out, "--out")
     check_tracker(s["tracker"])
+    if s["recipe"] not in ("auto", "fixed"):
+        raise ConfigError(f"--recipe must be auto or fixed, got {s['recipe']!r}")
+    if s["recipe"] == "auto":
+        _auto_finetune(s, model, store, out)
+        return
     with task_progress("fine-tuning (optimiser steps)", quiet=s["quiet"]) as bar:
         tuned = finetune_encoder(
             model, store, out, labelled_fraction=s["labelled_fraction"], seed=s["seed"], epochs=s["epochs"],
@@ -220,6 +233,33 @@ def finetune_cmd(
         f"{info['epochs']} epochs, val AUC of its head {'n/a' if auc is None else f'{auc:.3f}'}); "
         f"next: vaedx diagnose fit "
         f"--model {out} --store {store} --features mu --out DIAG"
+    )
+
+
+def _auto_finetune(s: dict[str, Any], model: Path, store: Path, out: Path) -> None:
+    """``finetune --recipe auto``: the settings search, one line per trial, then the chosen settings."""
+    from vaedx.diagnose.recipe import RECIPE_FILE, auto_finetune
+
+    quiet = s["quiet"] or s["as_json"]
+    say = (lambda line: None) if quiet else (lambda line: console.print(f"trial: {line}"))
+    tuned = auto_finetune(
+        model, store, out, budget_minutes=s["budget"], labelled_fraction=s["labelled_fraction"],
+        seed=s["seed"], max_epochs=s["epochs"], min_steps=s["min_steps"], overwrite=s["overwrite"],
+        num_threads=s["threads"], device=check_device(s["device"]), tracker=s["tracker"], progress=say,
+    )  # fmt: skip
+    info = tuned.meta["finetune"]
+    if s["as_json"]:
+        print_json({"out": out, **info, "recipe_file": out / RECIPE_FILE})
+    settings = (
+        "frozen encoder"
+        if info["encoder"] == "frozen"
+        else f"fine-tuned, lr {info['lr']:g}, augment {info['augment']}, weight decay "
+        f"{info['weight_decay']:g}, class weight {info['class_weight'] or 'none'}, {info['epochs']} epochs"
+    )
+    console.print(
+        f"chose {settings} on validation (AUC {_fmt(info['final_val_auc'])}); encoder run written to {out} "
+        f"(trials in {out / RECIPE_FILE}); next: vaedx diagnose fit --model {out} --store {store} "
+        "--features mu --out DIAG"
     )
 
 

@@ -35,6 +35,18 @@ from vaedx.runs.folder import BEST, RunFolder
 from vaedx.runs.model_card import label_counts, write_run_card
 
 
+def check_source(vae: Any, out: Path, overwrite: bool) -> Any:
+    """The VAE to fine-tune, loaded, after refusing an existing run in ``out`` and a tuned source."""
+    from vaedx.diagnose.encoder import as_loaded
+
+    if (out / BEST).exists() and not overwrite:
+        raise ConfigError(f"{out} already holds a run; pass overwrite=True (--overwrite) to replace it")
+    loaded = as_loaded(vae)
+    if loaded.meta.get("finetune"):
+        raise InputError("this run is already fine-tuned; start from the unsupervised VAE", loaded.path)
+    return loaded
+
+
 def finetune_encoder(
     vae: Any,
     store: TensorStore | str | Path,
@@ -60,20 +72,14 @@ def finetune_encoder(
     ``tracker`` (none, tensorboard, mlflow) also gets the recipe, the per-epoch history and the folder.
     ``progress(done, total)`` follows the optimiser steps.
     """
-    from vaedx.atomic import atomic_write_json
-    from vaedx.diagnose.encoder import as_loaded
     from vaedx.diagnose.supervised import train_supervised
     from vaedx.runs.loaded import load_model
-    from vaedx.training.tracker import check_tracker, open_tracker
+    from vaedx.training.tracker import check_tracker
 
     check_tracker(tracker)
 
     out = Path(out)
-    if (out / BEST).exists() and not overwrite:
-        raise ConfigError(f"{out} already holds a run; pass overwrite=True (--overwrite) to replace it")
-    loaded = as_loaded(vae)
-    if loaded.meta.get("finetune"):
-        raise InputError("this run is already fine-tuned; start from the unsupervised VAE", loaded.path)
+    loaded = check_source(vae, out, overwrite)
     res = train_supervised(
         store, labelled_fraction, seed, epochs, batch_size=batch_size, lr=lr, augment=augment,
         schedule="onecycle", init_from=loaded, min_steps=min_steps, num_threads=num_threads, device=device,
@@ -96,6 +102,31 @@ def finetune_encoder(
     }
     st = store if isinstance(store, TensorStore) else TensorStore.open(store)
     recipe["labels"] = label_counts(st, res.labelled_rows)  # for MODEL_CARD.md
+    write_encoder_run(loaded, out, weights, recipe, res.history, tracker=tracker, batch_size=batch_size)
+    return load_model(out, device=device)
+
+
+def write_encoder_run(
+    loaded: Any,
+    out: Path,
+    weights: dict[str, Any],
+    recipe: dict[str, Any],
+    history: list[dict[str, Any]],
+    *,
+    tracker: str = "none",
+    batch_size: int = 64,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write ``weights`` as an encoder run in ``out``: finetune.json, best/ and MODEL_CARD.md (and each
+    ``extra`` name -> JSON document, e.g. the settings search's recipe.json, before best/).
+
+    Shared by the fixed recipe and the settings search so that both leave the same folder layout and the
+    same kill-safe order of writes.
+    """
+    from vaedx.atomic import atomic_write_json
+    from vaedx.training.tracker import open_tracker
+
+    source = Path(loaded.path)
     config = {**ck.read_run_config(source / ck.CONFIG_FILE), "finetune": recipe}
 
     def write_weights(tmp: Path) -> None:
@@ -108,11 +139,12 @@ def finetune_encoder(
         shutil.rmtree(old, ignore_errors=True)
     for unfinished in run.root.glob(f".{run.finetune.name}.*.tmp"):  # a killed run's atomic write
         unfinished.unlink()
-    atomic_write_json(run.finetune, {**recipe, "history": res.history})
+    atomic_write_json(run.finetune, {**recipe, "history": history})
+    for name, doc in (extra or {}).items():
+        atomic_write_json(run.root / name, doc)
     run.write_checkpoint(BEST, write_weights, config, {"run": {"epoch": recipe["epochs"], "finetuned": True}})
     tracked = open_tracker(tracker, out, {"finetune": {**recipe, "batch_size": batch_size}})
-    for row in res.history:
+    for row in history:
         tracked.log_metrics(row, int(row["epoch"]))
     tracked.finish(out, True)
     write_run_card(out)
-    return load_model(out, device=device)

@@ -75,6 +75,8 @@ def train_supervised(
     device: str = "cpu",
     num_threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    class_weight: str | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> SupervisedResult:
     """Cross-entropy training on the labelled subset ``labelled_subset(train labels, fraction, seed)``.
 
@@ -88,7 +90,12 @@ def train_supervised(
     and keeps the final weights (no early stopping; see ``fit_epochs``). ``init_from`` (a VAE run folder or
     LoadedModel, whose architecture then replaces ``model``) starts from that VAE's encoder. Saved to
     ``out`` (safetensors + JSON) when given. ``progress(done, total)`` follows the optimiser steps.
+    ``class_weight="balanced"`` weighs the loss by inverse class frequency of the labelled rows, so a
+    minority class is not traded away on an imbalanced set; ``stop()`` is asked after every epoch and
+    ends training when True (see :func:`vaedx.diagnose.torchfit.fit_epochs`).
     """
+    if class_weight not in (None, "balanced"):
+        raise ConfigError(f"class_weight must be None or 'balanced', got {class_weight!r}")
     st, device, aug = fit_inputs(store, epochs, batch_size, device, schedule, augment)
     lab, _ = subset_rows(st, train_split, labelled_fraction, seed)
     classes = np.unique(st.labels[lab])
@@ -106,12 +113,21 @@ def train_supervised(
     recipe |= {"init_from": str(vae.path) if vae is not None else None}
     with torch_threads(num_threads):
         val = val_rows(st, val_split, classes)
-        _fit(result, st, val, epochs, batch_size, opts, patience, seed, device, aug, schedule, progress)
+        weight = _balanced(st.labels[lab], classes, device) if class_weight else None
+        _fit(result, st, val, epochs, batch_size, opts, patience, seed, device, aug, schedule, progress,
+             weight, stop)  # fmt: skip
     if out is not None:
         info = {"labelled_fraction": labelled_fraction, "seed": seed, "n_labelled": len(lab), **recipe}
         info |= {"best_epoch": result.best_epoch, "history": result.history}
         save_supervised(result.model, classes, st.label_names, st.preprocess, out, **info)
     return result
+
+
+def _balanced(labels: np.ndarray, classes: np.ndarray, device: str) -> torch.Tensor:
+    """Cross-entropy class weights n / (K * count), the "balanced" weighting of scikit-learn."""
+    counts = np.bincount(class_index(labels, classes), minlength=len(classes)).astype(np.float64)
+    w = len(labels) / (len(classes) * np.maximum(counts, 1))
+    return torch.tensor(w, dtype=torch.float32, device=device)
 
 
 def _pretrained(init_from: Any, st: TensorStore) -> Any:
@@ -138,8 +154,11 @@ def _fit(
     aug: AugmentConfig | None = None,
     schedule: str = "none",
     progress: Callable[[int, int], None] | None = None,
+    weight: torch.Tensor | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> None:
-    """Cross-entropy on cycled labelled batches through :func:`fit_classifier`."""
+    """Cross-entropy (class-weighted when ``weight`` is given) on cycled labelled batches through
+    :func:`fit_classifier`."""
     net, lab, classes = result.model, result.labelled_rows, result.classes
     opt = torch.optim.AdamW(net.parameters(), **opts)
     rng = np.random.default_rng(derive_seed(seed, 0xC45))
@@ -151,10 +170,10 @@ def _fit(
         rows = np.sort(next(batches))
         y = torch.from_numpy(class_index(st.labels[rows], classes)).to(device)
         x = load_rows(st.images, rows, device)
-        loss = F.cross_entropy(net(random_affine(x, aug, gen)), y)
+        loss = F.cross_entropy(net(random_affine(x, aug, gen)), y, weight=weight)
         return loss, {"loss": float(loss.detach())}
 
     result.best_epoch = fit_classifier(
         net, st, val, classes, opt=opt, schedule=schedule, epochs=epochs, steps=steps, patience=patience,
-        batch_loss=batch_loss, history=result.history, what="supervised", progress=progress,
+        batch_loss=batch_loss, history=result.history, what="supervised", progress=progress, stop=stop,
     )  # fmt: skip

@@ -169,6 +169,7 @@ def fit_epochs(
     train_epoch: Callable[[int], dict[str, Any]],
     history: list[dict[str, Any]],
     keep_last: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> int:
     """The epoch loop both torch classifiers share; returns the kept epoch, whose weights end in ``net``.
 
@@ -177,6 +178,9 @@ def fit_epochs(
     epoch is kept, or with ``keep_last`` the final one (validation is then only logged): after a one-cycle
     anneal the final weights are the intended model, and on PneumoniaMNIST the validation AUC sits at
     0.99+ from the third epoch on, so picking an epoch by it picks by noise.
+
+    ``stop()`` is asked after each epoch and ends training when True (the settings search uses it to
+    keep a trial inside its time budget); the kept epoch is then chosen among those run.
     """
     best = BestState(0 if keep_last else patience)
     for epoch in range(1, epochs + 1):
@@ -190,6 +194,8 @@ def fit_epochs(
             row |= {f"val_{k}": v for k, v in scores.items()}
         history.append(row)
         if best.update(net, None if keep_last else row.get("val_auc"), epoch):
+            break
+        if stop is not None and stop():
             break
     best.restore(net)
     net.eval()
@@ -214,6 +220,7 @@ def fit_classifier(
     what: str,
     new_epoch: Callable[[], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> int:
     """``epochs`` x ``steps`` optimiser steps on ``batch_loss(step) -> (loss, logged floats)``; returns the
     kept epoch (see :func:`fit_epochs`), whose weights end in ``net``.
@@ -222,7 +229,7 @@ def fit_classifier(
     row holds the epoch means of the logged floats. A non-finite loss stops training with a ConfigError
     naming ``what`` and the epoch. ``schedule="onecycle"`` steps the one-cycle rate after every update and
     keeps the final weights. ``progress(done, total)`` is called after every optimiser step (total:
-    ``epochs * steps``; early stopping ends short of it).
+    ``epochs * steps``; early stopping ends short of it). ``stop``: see :func:`fit_epochs`.
     """
     sched = make_schedule(opt, schedule, epochs * steps)
 
@@ -247,5 +254,5 @@ def fit_classifier(
 
     return fit_epochs(
         net, store, val, classes, epochs=epochs, patience=patience, train_epoch=train_epoch,
-        history=history, keep_last=schedule == "onecycle",
+        history=history, keep_last=schedule == "onecycle", stop=stop,
     )  # fmt: skip

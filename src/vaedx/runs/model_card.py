@@ -316,6 +316,9 @@ def run_card(root: str | Path) -> Card:
     card.add("Model settings", settings_table(model))
     card.add("Training settings", settings_table({k: v for k, v in train.items() if k != "model"}))
     card.add("Validation figures", _validation_lines(rows, best, state, finetune))
+    recipe = _read_json(run.root / "recipe.json")
+    if recipe.get("trials"):
+        card.add("Recipe", _recipe_lines(recipe))
     card.add("Calibrated thresholds", _threshold_lines(_read_json(run.thresholds)))
     card.add("Test figures", evaluation_lines(entries, "run `vaedx detect` then `vaedx evaluate anomaly`"))
     limits = data_limitations(facts, preprocess, int(data.get("n_train", 0) or 0))
@@ -349,6 +352,20 @@ def _validation_lines(
             f"({finetune.get('epochs')} epochs); final validation AUC {fmt(finetune.get('final_val_auc'))}.",
         ]
     return lines or ["No validation figures were recorded."]
+
+
+def _recipe_lines(doc: dict[str, Any]) -> list[str]:
+    """The settings search of ``diagnose finetune --recipe auto`` (recipe.json): each trial, its validation
+    AUC and the winner, so a reader sees what the chosen settings beat and what the budget allowed."""
+    lines = [
+        f"Settings chosen on the validation split by {doc.get('selection', 'validation AUC')}: "
+        f"{doc.get('trials_run')} trials in {fmt(doc.get('seconds_spent'))} s of a "
+        f"{fmt(doc.get('budget_minutes'))}-minute budget; the winner is trial {doc.get('winner')}.",
+        "",
+    ]
+    keys = ("encoder", "lr", "augment", "weight_decay", "class_weight", "best_epoch", "val_auc", "status")
+    rows = [[t.get("trial"), *(t.get(k) for k in keys)] for t in doc["trials"]]
+    return lines + md_table(["trial", *keys], rows)
 
 
 def _threshold_lines(cal: dict[str, Any]) -> list[str]:
