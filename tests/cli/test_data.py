@@ -157,3 +157,21 @@ def test_prepare_json_quiet_and_progress(tmp_path: Path, capsys: pytest.CaptureF
     assert bars == [(6, 6)]  # the six images were written in one chunk
     assert main([*args, "-o", str(tmp_path / "q"), "--quiet"]) == 0 and bars == [(6, 6)]
     assert "6 images of 1x8x8" in capsys.readouterr().out
+
+
+def test_prepare_context_slices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    import nibabel as nib
+
+    shutil.copy(Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii", tmp_path / "anat.nii")
+    manifest = tmp_path / "m.csv"
+    assert main(["data", "index", str(tmp_path / "anat.nii"), "-o", str(manifest)]) == 0
+    out = str(tmp_path / "s")
+    assert main(["data", "prepare", str(manifest), "-o", out, "--size", "32", "--context-slices", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "25 images of 5x32x32" in text and "context_slices 2" in text
+    bad = ["--channels", "0,1", "--context-slices", "1", "--overwrite"]
+    assert main(["data", "prepare", str(manifest), "-o", out, *bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "channels [0, 1] are kept: choose one channel" in err and "\n" not in err

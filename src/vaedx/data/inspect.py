@@ -421,7 +421,7 @@ def _facts(info: dict[str, Any]) -> list[str]:
     if info.get("preprocess"):
         p = info["preprocess"]
         keys = ("size", "channels", "grey", "normalize", "keep_aspect", "foreground_mask")
-        keys += ("normalize_scope", "brain_extraction", "target_spacing")
+        keys += ("normalize_scope", "brain_extraction", "target_spacing", "context_slices")
         out.append("preprocess: " + ", ".join(f"{k} {p[k]}" for k in keys if k in p))
     out += [f"note: {n}" for n in info.get("notes", [])]
     return out
