@@ -59,3 +59,19 @@ def test_evaluate_diagnosis_json_and_progress(fitted, store, tmp_path, capsys, b
     assert main([*args, "--out", str(tmp_path / "q.json"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert bars == [] and f"{doc['ci']['auc'][0]:.3f}" in out  # the table shows the JSON's AUC
+
+
+def test_three_tumour_types_print_per_class_and_confusion_tables(
+    cheng_fitted, cheng_store, tmp_path, capsys
+) -> None:
+    """Real Cheng images (no patient ids: split and intervals by image, optimistic)."""
+    out = tmp_path / "e.json"
+    args = ["evaluate", "diagnosis", "--diagnosis", str(cheng_fitted), "--store", str(cheng_store.root)]
+    assert main([*args, "--n-boot", "50", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert [r["class"] for r in result["per_class"]] == ["meningioma", "glioma", "pituitary"]
+    assert "per class" in printed and "confusion matrix: count (share of the true class)" in printed
+    cm, share = result["report"]["confusion_matrix"], result["report"]["confusion_matrix_normalised"]
+    assert f"{cm[0][0]} ({share[0][0]:.2f})" in printed
+    assert f"{result['per_class'][2]['auc'][0]:.3f}" in printed

@@ -90,3 +90,25 @@ def test_threshold_needs_both_classes():
         ThresholdRule.parse("youden").choose(np.zeros(5, int), np.linspace(0, 1, 5))
     with pytest.raises(InputError, match="no negative cases"):
         ThresholdRule.parse("spec:0.9").choose(np.ones(5, int), np.linspace(0, 1, 5))
+
+
+def test_three_tumour_types_get_temperature_scaling_that_keeps_every_decision(
+    cheng_fitted, cheng_pca, cheng_store
+):
+    """Real Cheng images (split by image): "sigmoid" on three classes is one temperature on the softmax, so
+    calibration leaves the argmax, and with it accuracy and the confusion matrix, as the classifier had it;
+    one-vs-rest Platt maps renormalised would move it. Multi-class decisions have no threshold."""
+    from vaedx.diagnose.encoder import as_loaded
+    from vaedx.diagnose.fit import split_probabilities
+    from vaedx.diagnose.portable import pipeline_of
+
+    diag, _, proba, rows = split_probabilities(cheng_fitted, cheng_pca, cheng_store, "val")
+    assert describe(diag.estimator) == {"kind": "logreg", "calibration": "temperature"}
+    x = diag.features.compute(as_loaded(cheng_pca), cheng_store.images[rows], 64)
+    raw = pipeline_of(diag.estimator).predict_proba(x)
+    np.testing.assert_array_equal(proba.argmax(axis=1), raw.argmax(axis=1))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert not np.allclose(proba, raw)  # the temperature did change the probabilities
+    assert diag.threshold is None and diag.threshold_rule is None  # "youden" is binary-only: argmax
+    ovr = fit_probability_calibration(pipeline_of(diag.estimator), x, cheng_store.labels[rows], "isotonic")
+    assert describe(ovr)["calibration"] == "isotonic"  # isotonic stays one-vs-rest, as sklearn defines it

@@ -1,3 +1,5 @@
-"""A real PneumoniaMNIST run for test_card.py (see tests/helpers/card_fixtures.py)."""
+"""A real PneumoniaMNIST run for test_card.py (see tests/helpers/card_fixtures.py) and the diagnosis
+fixtures for test_diagnosis.py: the tiny binary store with its VAE, and three real Cheng tumour types."""
 
 from card_fixtures import real_run  # noqa: F401
+from diag_fixtures import _one_thread, cheng_fitted, cheng_pca, cheng_store, fitted, store, vae  # noqa: F401

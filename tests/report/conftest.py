@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from diag_fixtures import cheng_fitted, cheng_pca, cheng_store, fitted, store, vae  # noqa: F401
 from report_helpers import make_pipeline
 
 

@@ -16,7 +16,14 @@ from vaedx.errors import VaedxError
 from vaedx.metrics.curves import CurveBand, pr_band, roc_band
 from vaedx.report.collect import DetectInfo
 from vaedx.report.context import Context
-from vaedx.report.figures import CASE_ROWS, confusion_figure, curve_figure, overlay_grid, reliability_figure
+from vaedx.report.figures import (
+    CASE_ROWS,
+    class_reliability_figure,
+    confusion_figure,
+    curve_figure,
+    overlay_grid,
+    reliability_figure,
+)
 from vaedx.report.html import Section
 
 PER_CASE = 4
@@ -183,6 +190,7 @@ def _probabilities(ctx: Context, diag: Any, split: str, sec: Section) -> tuple[n
 def diagnosis_section(ctx: Context) -> Section:
     from vaedx.diagnose.fit import evaluation_report
     from vaedx.diagnose.model import DiagnosisModel
+    from vaedx.evaluate.diagnosis import confusion_rows
 
     sec = Section("diagnosis", "Diagnosis")
     info = ctx.pipe.diagnosis
@@ -216,11 +224,33 @@ def diagnosis_section(ctx: Context) -> Section:
             header,
             [[r.get(k) for k in header] for r in table],
         )
+        per_class = ev.get("per_class") or []
+        if per_class:
+            header = list(dict.fromkeys(k for r in per_class for k in r))
+            sec.table(
+                f"per class on {split}: one-vs-rest AUC, sensitivity and specificity of the argmax decision "
+                f"(95 % CI, {unit} bootstrap), classwise ECE",
+                header,
+                [[r.get(k) for k in header] for r in per_class],
+            )
+        if unit == "image":
+            sec.note(
+                "intervals resample images: where one patient has several images (or patient ids are "
+                "missing, as in the Cheng set), the split and these intervals are by image and optimistic"
+            )
     got = _probabilities(ctx, diag, split, sec)
     report = ev["report"] if ev is not None else (evaluation_report(diag, *got) if got else None)
     if report is not None and report.get("confusion_matrix") is not None:
         fig = confusion_figure(report["confusion_matrix"], diag.class_names, f"confusion matrix ({split})")
         ctx.add_figure(sec, fig, "confusion_matrix", f"rows: true class, columns: predicted ({split} split)")
+        if not diag.binary:
+            rows = confusion_rows(report, diag.class_names)
+            header = list(rows[0]) if rows else []
+            sec.table(
+                f"confusion matrix ({split}): count (share of the true class)",
+                header,
+                [[r[k] for k in header] for r in rows],
+            )
     if got is not None:
         y, proba = got
         if diag.binary:
@@ -230,4 +260,14 @@ def diagnosis_section(ctx: Context) -> Section:
             target, p, what = (proba.argmax(1) == index).astype(int), proba.max(1), "top-class probability"
         fig = reliability_figure(target, p, f"reliability: {what}, {split} split")
         ctx.add_figure(sec, fig, "reliability", f"calibration of the {what} on {len(y)} {split} images")
+        if not diag.binary:
+            fig = class_reliability_figure(
+                index, proba, diag.class_names, f"reliability per class, {split} split"
+            )
+            ctx.add_figure(
+                sec,
+                fig,
+                "reliability_per_class",
+                f"calibration of P(class) for each class on {len(y)} images",
+            )
     return sec
