@@ -19,8 +19,8 @@ Likelihood = Literal["gaussian", "gaussian_learned", "bernoulli", "laplace"]
 Norm = Literal["batch", "group", "instance", "none"]
 # The network behind the model: vaedx's own ConvVAE/ConvAE, its U-Net twin (conv-unet: encoder feature maps
 # concatenated into the decoder at each resolution), or a MONAI network through its adapter.
-Arch = Literal["conv", "conv-unet", "monai-varautoencoder", "monai-autoencoderkl"]
-ARCHS: tuple[str, ...] = ("conv", "conv-unet", "monai-varautoencoder", "monai-autoencoderkl")
+Arch = Literal["conv", "monai-varautoencoder", "monai-autoencoderkl", "conv-unet"]
+ARCHS: tuple[str, ...] = ("conv", "monai-varautoencoder", "monai-autoencoderkl", "conv-unet")
 UNET_ARCH = "conv-unet"
 
 
