@@ -150,7 +150,7 @@ def run_fold(base: Path, work: Path, fold: dict, methods: list[str], a: argparse
     for recipe, names in by_run.items():
         m, run = METHODS[names[0]], work / f"run_{recipe}"
         t0 = time.perf_counter()
-        if not (run / "best").exists() and not (run / "last").exists():
+        if not (run / "best").exists():
             train = {**m.train}
             if train.get("denoise") == "coarse":
                 train.setdefault("noise_resolution", max(1, a.size // 8))  # paper: 16 for 128 px
@@ -352,6 +352,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"fold {i + 1}/{len(folds)}: done before, skipped", flush=True)
             continue
         t0 = time.perf_counter()
+        shutil.rmtree(work / f"fold{i}", ignore_errors=True)  # an unfinished fold starts afresh
         done[str(i)] = run_fold(base, work / f"fold{i}", fold, methods, a)
         done[str(i)]["seconds"]["fold"] = round(time.perf_counter() - t0, 1)
         rows = summarise(done, methods, a.n_boot)
