@@ -69,8 +69,13 @@ def fit_cmd(
         None, "--out", "-o", help="Folder for diagnosis.json + diagnosis.safetensors."
     ),
     labelled_fraction: float = typer.Option(1.0, help="Stratified share of the training labels to use."),
-    calibration: str = typer.Option("sigmoid", help="sigmoid | isotonic | none (fitted on --val-split)."),
-    threshold: str = typer.Option("youden", help="youden | sens:0.95 | spec:0.9 | a probability (binary)."),
+    calibration: str = typer.Option(
+        "sigmoid",
+        help="sigmoid (3+ classes: temperature scaling) | isotonic | temperature | none (on --val-split).",
+    ),
+    threshold: str = typer.Option(
+        "youden", help="youden | sens:0.95 | spec:0.9 | a probability (binary; 3+ classes take the argmax)."
+    ),
     classifiers: list[str] = typer.Option(
         ["logreg", "knn", "mlp", "hgb"], help="Candidates compared by cross-validation (repeat or commas)."
     ),
