@@ -31,6 +31,22 @@ def test_unknown_or_invalid_options_are_one_line_config_errors(tmp_path):
         build_config(None, {"latent_dim": 0})
 
 
+def test_a_dae_trains_on_coarse_noise_by_default_and_never_without_a_corruption(tmp_path):
+    cfg = build_config(None, {"arch": "conv-unet"})
+    assert (cfg.model.kind, cfg.denoise) == ("dae", "coarse")
+    again = TrainConfig.model_validate(json.loads(cfg.model_dump_json()))  # as a run's config.json reloads
+    assert again == cfg
+    assert build_config(None, {"kind": "dae", "noise_std": 0.1}).model.arch == "conv-unet"
+    f = tmp_path / "cfg.yaml"
+    f.write_text("denoise: none\nmodel:\n  arch: conv-unet\n")
+    with pytest.raises(ConfigError, match="learns to copy its input, anomalies included") as e:
+        build_config(f)
+    assert "\n" not in str(e.value) and "cfg.yaml" in str(e.value)
+    with pytest.raises(ConfigError, match="is a denoising autoencoder, kind dae"):
+        build_config(None, {"arch": "conv-unet", "kind": "ae"})
+    assert build_config(None, {"kind": "ae"}).denoise == "none"  # other kinds keep their default
+
+
 def test_every_config_field_has_a_cli_option():
     import inspect
 

@@ -66,6 +66,23 @@ def test_card_is_regenerated_from_the_folder_files(real_run: RealRun, tmp_path: 
     assert facts["intended use"] == "research only, not for clinical decisions"
 
 
+def test_a_dae_run_is_named_a_denoising_autoencoder_not_a_vae(real_run: RealRun, tmp_path: Path) -> None:
+    import json
+
+    run = tmp_path / "run"
+    shutil.copytree(real_run.run, run)
+    for config in (run / "config.json", run / "best" / "config.json"):
+        meta = json.loads(config.read_text())
+        meta["train"]["model"].update(kind="dae", arch="conv-unet")
+        meta["train"]["denoise"] = "coarse"
+        config.write_text(json.dumps(meta))
+    card = run_card(run).render()
+    assert "A denoising autoencoder (dae) trained by vaedx" in card and "A vae trained" not in card
+    assert "it has no ELBO; only the residual and SSIM scorers apply" in card
+    assert "trained to remove coarse noise" in card
+    assert dict(run_card(real_run.run).facts)["model"].startswith("vae, ")  # the VAE's card is as before
+
+
 def test_key_facts_come_back_from_the_rendered_card(real_run: RealRun) -> None:
     card = run_card(real_run.run)
     assert key_facts(real_run.run) == [(k, fmt(v)) for k, v in card.facts]
