@@ -30,6 +30,7 @@ from vaedx.runs.model_card import write_run_card
 __all__ = [
     "THRESHOLDS_FILE",
     "CalibrationFile",
+    "RestorationTuning",
     "ScorerCalibration",
     "calibrate_thresholds",
     "choose_normal_label",
@@ -71,6 +72,22 @@ class ScorerCalibration(BaseModel):
         return normal_label is None or not self.normal_label or self.normal_label == normal_label
 
 
+class RestorationTuning(BaseModel):
+    """The restoration scorer's lam and steps chosen on the validation split
+    (:func:`vaedx.anomaly.restoration_tuning.tune_restoration`), with the grid it was chosen from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lam: float
+    steps: int = Field(ge=1)
+    metric: str  # pixel_auprc (val has lesion masks) or image_auroc
+    value: float | None  # None: undefined on val (e.g. no lesion pixel inside the foreground)
+    split: str = "val"
+    store: str = ""
+    n_images: int = Field(default=0, ge=0)
+    grid: list[dict[str, float | None]] = Field(default_factory=list)
+
+
 class CalibrationFile(BaseModel):
     """``thresholds.json``: the calibrated thresholds of one model, by scorer."""
 
@@ -78,6 +95,7 @@ class CalibrationFile(BaseModel):
 
     version: int = 1
     scorers: dict[str, ScorerCalibration] = Field(default_factory=dict)
+    restoration: RestorationTuning | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path) -> CalibrationFile:
@@ -111,7 +129,9 @@ class CalibrationFile(BaseModel):
 
     def subset(self, names: Sequence[str]) -> CalibrationFile:
         """The entries for ``names`` only (those present), e.g. what one detect run used."""
-        return CalibrationFile(scorers={n: self.scorers[n] for n in names if n in self.scorers})
+        tuning = self.restoration if "restoration" in names else None
+        picked = {n: self.scorers[n] for n in names if n in self.scorers}
+        return CalibrationFile(scorers=picked, restoration=tuning)
 
 
 def thresholds_path(run_dir: str | Path) -> Path:

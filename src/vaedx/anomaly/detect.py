@@ -28,6 +28,7 @@ from vaedx.anomaly.calibration import (
     thresholds_path,
 )
 from vaedx.anomaly.output import DetectOutput
+from vaedx.anomaly.restoration_tuning import restoration_options
 from vaedx.anomaly.scoring import (
     Inputs,
     PostSpec,
@@ -132,12 +133,16 @@ def detect(
     normal_label: str | None = None,
     save_calibration: bool = False,
     dicom_seg: bool = False,
+    tune_restoration: bool = False,
 ) -> Path:
     """Score a store split or files; write scores.csv, maps/<scorer>.npy, overlays/, thresholds.json and
     detect.json into out. Input volumes (3-D NIfTI, DICOM series folders or zips, numbered slice folders)
     also get ``volumes/<id>/<scorer>_map.nii.gz`` and ``_mask.nii.gz`` in their own space and
     ``volumes.json`` (lesion volume in mm³, 3-D components): see :mod:`vaedx.anomaly.volumes`;
     ``dicom_seg`` adds a DICOM SEG per DICOM series input (the only output with patient identifiers).
+    ``tune_restoration`` picks the restoration scorer's lam and steps on the store's val split first
+    (:mod:`vaedx.anomaly.restoration_tuning`); without it a tuning saved with the run's calibration applies.
+    Options given explicitly win over either.
 
     ``target_specificity`` and ``normal_label`` (None: the store's 'normal'/'no_tumour'/'healthy' label,
     else label code 0; the choice is printed and recorded) set how missing thresholds are calibrated;
@@ -165,10 +170,24 @@ def detect(
             data, volumes = detect_inputs(inputs or [], loaded.preprocess, loaded.image_shape)
         names = ts.label_names if ts is not None else (loaded.label_names or [])
         normal = _normal_label(names, normal_label)
+        if tune_restoration and "restoration" not in scorers:
+            raise ConfigError("--tune-restoration tunes the restoration scorer: add --scorer restoration")
+        tuning = None
+        if "restoration" in scorers:
+            restored, tuning = restoration_options(
+                loaded, ts, opts.get("restoration", {}), tune=tune_restoration, post=post,
+                normal_label=normal or None,
+            )  # fmt: skip
+            opts = {**opts, "restoration": restored}
         if rt.is_main:
             cal, fresh = _thresholds(
                 loaded, ts, scorers, opts, post, target_specificity, normal_label, normal, save_calibration
             )
+            cal.restoration = tuning
+            if tune_restoration and save_calibration:
+                saved = CalibrationFile.load(loaded.path)
+                saved.restoration = tuning
+                saved.save(loaded.path)
             written = DetectOutput(out).start().write_calibration(cal, scorers)
             if fresh and not save_calibration:
                 console.print(

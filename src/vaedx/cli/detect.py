@@ -75,6 +75,12 @@ def detect_command(
         help="For DICOM series inputs, also write a DICOM SEG of each lesion mask that references the "
         "source images; that file (only) carries the source's patient and study modules, as SEG requires.",
     ),
+    tune_restoration: bool = typer.Option(
+        False,
+        "--tune-restoration",
+        help="Pick the restoration scorer's lam and steps on the store's val split (a small grid, by pixel "
+        "AUPRC with masks, else image AUROC) and record the choice with the calibration.",
+    ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
@@ -115,6 +121,7 @@ def detect_command(
         normal_label=s["normal_label"],
         save_calibration=s["save_calibration"],
         dicom_seg=s["dicom_seg"],
+        tune_restoration=s["tune_restoration"],
     )
     if s["as_json"]:
         print_json(_summary(path))
