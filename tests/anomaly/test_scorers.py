@@ -421,6 +421,21 @@ def test_vae_only_scorers_refuse_an_ae_and_pca(name, ae, pca):
             sc.build_scorer(name, model)
 
 
+def test_a_denoising_autoencoder_gets_residual_scorers_and_refuses_likelihood_ones_in_one_line(batch):
+    from vaedx.models import build_model
+
+    torch.manual_seed(0)
+    dae = build_model(conv_cfg(arch="conv-unet"))
+    recon = ["residual", "residual_signed", "residual_intensity", "ssim", "ssim_l1", "intensity"]
+    assert sc.available_scorers(dae) == recon
+    for name in recon:
+        assert sc.build_scorer(name, dae).score(batch).maps.shape == (3, S, S)
+    for name in ("elbo", "kl", "grad_elbo", "grad_kl", "combi", "restoration", "uncertainty"):
+        with pytest.raises(ModelMismatchError, match="denoising autoencoder: skip connections") as e:
+            sc.build_scorer(name, dae)
+        assert "\n" not in str(e.value)
+
+
 def test_valid_mask_and_image_methods(ae, batch):
     x, mask = with_square(batch, 0.95)
     valid = np.broadcast_to(mask, (3, S, S))
