@@ -75,3 +75,17 @@ def test_evaluate_diagnosis_fills_the_diagnosis_card(real_run: RealRun, tmp_path
     assert f"| diagnosis | {fmt(auc)} |" in test and fmt(ece) in test
     assert f"{len(real_run.labels['test'])} images of the test split" in test
     assert f"{evaluation['report']['confusion_matrix']}" in test
+
+
+def test_three_class_card_lists_each_class(cheng_fitted: Path, cheng_store, tmp_path: Path) -> None:
+    """Real Cheng tumour types (split by image, no patient ids): a row per class and the row shares."""
+    diag = tmp_path / "diagnosis"
+    shutil.copytree(cheng_fitted, diag)
+    args = ["evaluate", "diagnosis", "--diagnosis", str(diag), "--store", str(cheng_store.root)]
+    _run([*args, "--n-boot", "20"])
+    evaluation = json.loads((diag / "evaluation_test.json").read_text())
+    test = _section((diag / CARD_FILE).read_text(encoding="utf-8"), "Test figures")
+    for row in evaluation["per_class"]:
+        assert f"| {row['class']} |" in test and fmt(row["auc"]) in test
+    assert f"| diagnosis | {fmt(evaluation['ci']['macro_auc'])} |" in test
+    assert "row-normalised (share of each true class)" in test

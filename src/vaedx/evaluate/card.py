@@ -108,13 +108,22 @@ def diagnosis_entry(result: dict[str, Any]) -> dict[str, Any]:
     notes = []
     if report.get("confusion_matrix") is not None:
         notes.append(f"confusion matrix (rows true, columns predicted): {report['confusion_matrix']}")
+    if report.get("confusion_matrix_normalised") is not None:
+        shares = [
+            [round(v, 3) for v in r] if r is not None else None for r in report["confusion_matrix_normalised"]
+        ]
+        notes.append(f"row-normalised (share of each true class): {shares}")
+    per_class = [  # three or more classes: one-vs-rest AUC and argmax sensitivity/specificity per class
+        {"name": r["class"], "metrics": {k: r[k] for k in ("auc", "sensitivity", "specificity")}}
+        for r in result.get("per_class") or []
+    ]
     return {
         "kind": "diagnosis",
         "title": "Diagnosis",
         "split": split,
         "summary": f"{n} images of the {split} split; {_bootstrap(result['bootstrap'])}.",
         "row_name": "model",
-        "rows": [{"name": "diagnosis", "metrics": dict(ci)}],
+        "rows": [{"name": "diagnosis", "metrics": dict(ci)}, *per_class],
         "notes": notes,
     }
 
