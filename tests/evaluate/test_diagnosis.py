@@ -51,12 +51,14 @@ def test_every_interval_holds_its_estimate_and_is_by_image(cheng) -> None:
     _, _, _, result = cheng
     assert result["bootstrap"]["unit"] == "image"  # no patient ids: one image, one unit
     assert set(result["ci"]) == {"macro_auc", "accuracy", "ece"}
-    cells = [result["ci"][k] for k in result["ci"]]
+    # ECE is left out: resampling duplicates images, which biases ECE upwards, so its percentile
+    # interval can lie wholly above the estimate (it does on 92 Cheng test images at 64 px)
+    cells = [result["ci"]["macro_auc"], result["ci"]["accuracy"]]
     cells += [r[k] for r in result["per_class"] for k in ("auc", "sensitivity", "specificity")]
     for point, low, high in cells:
         assert 0.0 <= low <= point <= high <= 1.0
         assert low < high  # 36 images: no interval collapses to a point
-    assert all(0.0 <= r["ece"] <= 1.0 for r in result["per_class"])
+    assert all(0.0 <= r["ece"] <= 1.0 for r in result["per_class"]) and 0.0 <= result["ci"]["ece"][0] <= 1.0
 
 
 def test_confusion_rows_carry_counts_and_row_shares(cheng) -> None:
