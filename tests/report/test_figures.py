@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from vaedx.metrics.curves import GRID, pr_band, precision_on_grid, resample_indices, roc_band, tpr_on_grid
 from vaedx.report.figures import (
+    class_reliability_figure,
     confusion_figure,
     curve_figure,
     image_strip,
@@ -126,3 +127,16 @@ def test_confusion_reliability_and_image_figures():
     assert [t.get_text() for t in grid.axes[0].texts] == list("abcd")
     strip = image_strip(np.concatenate([x, x, x]), [], "samples", per_row=8)
     assert len(strip.axes) == 2 and strip.axes[0].images[0].get_array().shape == (8, 8 * 9 - 1)
+
+
+def test_class_reliability_figure_has_a_curve_per_class_that_follows_the_frequencies():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(600, 3)) * 2
+    prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(3, p=row) for row in prob])  # drawn from prob: calibrated by construction
+    fig = class_reliability_figure(y, prob, ["meningioma", "glioma", "pituitary"], "per class")
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    assert set(lines) == {"perfectly calibrated", "meningioma", "glioma", "pituitary"}
+    for name in ("meningioma", "glioma", "pituitary"):
+        mean, frac = lines[name].get_xdata(), lines[name].get_ydata()
+        assert len(mean) >= 5 and np.abs(frac - mean).max() < 0.2
