@@ -89,13 +89,13 @@ def test_the_clearly_worse_candidate_loses_on_validation(pn, tmp_path):
 
 
 def test_budget_bounds_the_search(pn, tmp_path):
-    """A budget that is spent before the first fine-tuning trial: that trial still runs (one epoch, so a
-    model exists), and every later trial is recorded as skipped, none run."""
+    """A budget that is spent before the first fine-tuning trial: that trial still runs (one step and one
+    validation, so a model exists), and every later trial is recorded as skipped, none run."""
     auto_finetune(pn[1], pn[0], tmp_path / "ft", budget_minutes=1e-6, **{**QUICK, "max_epochs": 5})
     doc = json.loads((tmp_path / "ft" / RECIPE_FILE).read_text())
     ran = [t for t in doc["trials"] if t["status"] != "skipped (budget)"]
     assert [t["encoder"] for t in ran] == ["frozen", "finetune"] and doc["trials_run"] == 2
-    assert ran[1]["epochs_run"] == 1  # stopped after the epoch that overran
+    assert ran[1]["epochs_run"] == 1 and ran[1]["best_epoch"] == 1  # stopped inside the first epoch
     assert len(doc["trials"]) == 1 + len(plan({k: v for k, v in doc["settings"]["space"].items()}))
     assert doc["planned_trials"] == 2
 

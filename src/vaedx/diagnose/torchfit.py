@@ -229,7 +229,8 @@ def fit_classifier(
     row holds the epoch means of the logged floats. A non-finite loss stops training with a ConfigError
     naming ``what`` and the epoch. ``schedule="onecycle"`` steps the one-cycle rate after every update and
     keeps the final weights. ``progress(done, total)`` is called after every optimiser step (total:
-    ``epochs * steps``; early stopping ends short of it). ``stop``: see :func:`fit_epochs`.
+    ``epochs * steps``; early stopping ends short of it). ``stop``: see :func:`fit_epochs`; it is also
+    asked before every step after an epoch's first, and True ends that epoch (then validated) early.
     """
     sched = make_schedule(opt, schedule, epochs * steps)
 
@@ -238,6 +239,8 @@ def fit_classifier(
             new_epoch()
         sums: dict[str, float] = {}
         for step in range(steps):
+            if step and stop is not None and stop():  # an epoch may be longer than the budget left
+                break
             loss, logs = batch_loss(step)
             if not torch.isfinite(loss):
                 raise ConfigError(f"{what} training diverged (non-finite loss) in epoch {epoch}; lower lr")
