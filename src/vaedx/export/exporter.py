@@ -48,17 +48,20 @@ class TorchScriptDeprecated(FutureWarning):
 
 
 class ExportWrapper(nn.Module):
-    """x -> (decode(mu), mu, logvar) for a ConvVAE/ConvAE; logvar is zeros for the AE."""
+    """x -> (decode(mu), mu, logvar) for a ConvVAE/ConvAE; logvar is zeros for the AE.
+
+    Through ``model(x)`` in eval mode (z is the posterior mean), so a U-Net (kind dae), whose decoder needs
+    the encoder's feature maps as well as mu, exports its real reconstruction too.
+    """
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model.eval()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.model.encode(x)
-        if logvar is None:
-            logvar = torch.zeros_like(mu)
-        return self.model.decode(mu), mu, logvar
+        out = self.model(x)
+        logvar = torch.zeros_like(out.mu) if out.logvar is None else out.logvar
+        return out.x_hat, out.mu, logvar
 
 
 class PCAModule(nn.Module):
