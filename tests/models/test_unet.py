@@ -142,10 +142,10 @@ def test_without_corruption_it_copies_the_input_anomaly_included(lgg: tuple[torc
     with torch.no_grad():
         err = (model.reconstruct(test) - test).abs()
     assert float(err.mean()) < 0.05  # on slices of patients it never saw
-    assert _blob_kept(model, with_blob, test, where) > 0.85  # and the "lesion" comes back too
+    assert _blob_kept(model, with_blob, test, where) > 0.8  # and the "lesion" comes back: measured 0.89
 
 
 def test_trained_to_remove_coarse_noise_it_does_not_copy_a_bright_blob(lgg: tuple[torch.Tensor, ...]) -> None:
     train, test, with_blob, where = lgg
     kept = _blob_kept(_train(train, noise=True), with_blob, test, where)
-    assert kept < 0.6  # measured 0.40 here against 0.99 without the noise
+    assert kept < 0.6  # measured 0.37 here against 0.89 without the noise
