@@ -8,6 +8,7 @@ from vaedx.errors import ConfigError
 from vaedx.models import ConvAE, ConvVAE, ModelConfig, PCABaseline, build_model
 from vaedx.models.monai_autoencoderkl import MonaiAutoencoderKL
 from vaedx.models.monai_varautoencoder import MonaiVarAutoEncoder
+from vaedx.models.unet import ConvUNet
 
 SHAPE = {"in_channels": 1, "image_size": 16, "latent_dim": 2, "widths": [8, 16]}
 
@@ -21,6 +22,7 @@ SHAPE = {"in_channels": 1, "image_size": 16, "latent_dim": 2, "widths": [8, 16]}
         ("vae", "monai-varautoencoder", MonaiVarAutoEncoder),
         ("ae", "monai-varautoencoder", MonaiVarAutoEncoder),
         ("vae", "monai-autoencoderkl", MonaiAutoencoderKL),
+        ("dae", "conv-unet", ConvUNet),
     ],
 )
 def test_kind_and_arch_pick_the_class(kind: str, arch: str, cls: type) -> None:
