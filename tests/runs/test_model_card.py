@@ -73,13 +73,15 @@ def test_a_dae_run_is_named_a_denoising_autoencoder_not_a_vae(real_run: RealRun,
     shutil.copytree(real_run.run, run)
     for config in (run / "config.json", run / "best" / "config.json"):
         meta = json.loads(config.read_text())
-        meta["train"]["model"].update(kind="dae", arch="conv-unet")
+        meta["train"]["model"].update(kind="dae", arch="conv-unet", widths=[8, 16, 32])
         meta["train"]["denoise"] = "coarse"
         config.write_text(json.dumps(meta))
     card = run_card(run).render()
     assert "A denoising autoencoder (dae) trained by vaedx" in card and "A vae trained" not in card
     assert "it has no ELBO; only the residual and SSIM scorers apply" in card
     assert "trained to remove coarse noise" in card
+    assert "widths 8, 16, 32 |" in card and "| widths | 8, 16, 32 |" in card  # three ints are not a CI
+    assert fmt([0.5, 0.25, 0.75]) == "0.5 (95% CI 0.25 to 0.75)"
     assert dict(run_card(real_run.run).facts)["model"].startswith("vae, ")  # the VAE's card is as before
 
 

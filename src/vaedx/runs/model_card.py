@@ -42,10 +42,14 @@ PATHS = frozenset({"store", "out"})  # settings that are paths: never shown (a f
 
 # ------------------------------------------------------------------------------------------ rendering
 def fmt(v: Any) -> str:
-    """A markdown cell: 4 significant digits, a (point, low, high) or {point, low, high} with its CI."""
+    """A markdown cell: 4 significant digits, a (point, low, high) or {point, low, high} with its CI.
+
+    A triple is read as a CI only when it holds a float: three integers are a list (widths 32, 64, 128).
+    """
     if isinstance(v, dict) and "point" in v:
         v = (v["point"], v.get("low"), v.get("high")) if v.get("low") is not None else v["point"]
-    if isinstance(v, list | tuple) and len(v) == 3 and all(isinstance(x, int | float) for x in v):
+    numbers = isinstance(v, list | tuple) and all(isinstance(x, int | float) for x in v)
+    if numbers and len(v) == 3 and any(isinstance(x, float) for x in v):
         return f"{v[0]:.4g} (95% CI {v[1]:.4g} to {v[2]:.4g})"
     if v is None:
         return "n/a"
