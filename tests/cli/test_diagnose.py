@@ -195,7 +195,7 @@ def test_finetune_tracker_mlflow_logs_the_recipe_and_history(vae, store, tmp_pat
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     out = tmp_path / "tuned"
     args = ["finetune", "--model", str(vae.path), "--store", str(store.root), "--out", str(out),
-            "--epochs", "2", "--min-steps", "0", "--threads", "1", "--device", "cpu"]  # fmt: skip
+            "--recipe", "fixed", "--epochs", "2", "--min-steps", "0", "--threads", "1", "--device", "cpu"]  # fmt: skip
     refused = runner.invoke(app, [*args, "--tracker", "wandb"])
     assert isinstance(refused.exception, ConfigError) and "--tracker must be one of" in str(refused.exception)
     assert not out.exists()  # refused before any training
