@@ -118,7 +118,9 @@ def test_predict_needs_files_or_a_store(cli_fit, store, tmp_path):
     assert isinstance(missing.exception, InputError)
 
 
-def test_predict_attaches_the_anomaly_score_flag_and_heatmap_of_vaedx_detect(cli_fit, vae, store, tmp_path):
+def test_predict_attaches_the_anomaly_score_flag_and_heatmap_of_vaedx_detect(
+    cli_fit, vae, store, tmp_path, bars  # noqa: F811
+):
     import shutil
 
     from vaedx.anomaly.detect import detect
@@ -137,13 +139,15 @@ def test_predict_attaches_the_anomaly_score_flag_and_heatmap_of_vaedx_detect(cli
     assert result.exit_code == 0, result.output
     rows = json.loads(dest.read_text())
     assert len(rows) == len(want) == 24
+    assert bars == [(24, 24), (24, 24)]  # 24 images encoded, then the same 24 scored by the anomaly model
     for i, (r, w) in enumerate(zip(rows, want, strict=True)):
         a = r["anomaly"]
         assert a["scorer"] == "residual" and a["score"] == pytest.approx(float(w["residual"]), rel=1e-5)
         assert a["flag"] == (a["score"] > a["threshold"]) == (w["residual_flag"] == "1")
         np.testing.assert_allclose(np.load(a["heatmap"]), maps[i], rtol=1e-5, atol=1e-7)
     csv_dest = tmp_path / "pred.csv"
-    assert runner.invoke(app, [*args[:-2], "--out", str(csv_dest), "--overwrite"]).exit_code == 0
+    assert runner.invoke(app, [*args[:-2], "--out", str(csv_dest), "--overwrite", "--quiet"]).exit_code == 0
+    assert len(bars) == 2  # --quiet: neither bar
     assert {"anomaly_score", "anomaly_flag", "heatmap"} <= set(next(csv.DictReader(csv_dest.open())))
     bad = runner.invoke(
         app, ["predict", "--diagnosis", str(out), "--store", str(store.root), "--heatmaps", "h"]
@@ -195,7 +199,8 @@ def test_finetune_tracker_mlflow_logs_the_recipe_and_history(vae, store, tmp_pat
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     out = tmp_path / "tuned"
     args = ["finetune", "--model", str(vae.path), "--store", str(store.root), "--out", str(out),
-            "--recipe", "fixed", "--epochs", "2", "--min-steps", "0", "--threads", "1", "--device", "cpu"]  # fmt: skip
+            "--recipe", "fixed", "--epochs", "2", "--min-steps", "0", "--threads", "1",
+            "--device", "cpu"]  # fmt: skip
     refused = runner.invoke(app, [*args, "--tracker", "wandb"])
     assert isinstance(refused.exception, ConfigError) and "--tracker must be one of" in str(refused.exception)
     assert not out.exists()  # refused before any training

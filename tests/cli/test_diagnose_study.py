@@ -62,3 +62,15 @@ def test_study_json_and_one_step_per_run(store, vae, tmp_path, bars):  # noqa: F
     assert bars == [(None, None)] * 2  # one step per finished run (method x fraction x seed)
     quiet = runner.invoke(app, [*args, "--overwrite", "--quiet"])
     assert quiet.exit_code == 0 and len(bars) == 2 and "seed 0: test AUC" not in quiet.stderr
+
+
+def test_study_without_a_model_shows_the_vae_epochs_then_the_runs(store, tmp_path, bars):  # noqa: F811
+    out = tmp_path / "s"
+    args = ["study", "--store", str(store.root), "--out", str(out), "--fractions", "1", "--seeds", "0",
+            "--methods", "vae_latent_lr", "--vae-epochs", "2", "--latent-dim", "4", "--widths", "8,16",
+            "--threads", "1", "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with open(out / "vae" / "metrics.csv") as fh:
+        assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]  # the VAE the bar followed
+    assert bars == [(0, 2), (1, 2), (2, 2), (None, None)]  # its two epochs, then the one run

@@ -323,7 +323,10 @@ def predict_cmd(
     with task_progress("encoding images", quiet=quiet) as bar:
         results = diagnose_images(diag, loaded, images, refs, k=neighbours, progress=bar.update)
     if anomaly_model is not None:
-        info = attach_anomaly(results, images, anomaly_model, loaded, scorer, heatmaps, device=dev)
+        with task_progress("anomaly scoring", quiet=quiet) as bar:
+            info = attach_anomaly(
+                results, images, anomaly_model, loaded, scorer, heatmaps, device=dev, progress=bar.update
+            )
         if info["problem"]:
             console.print(f"[yellow]anomaly flags unavailable: {info['problem']}[/]")
     elif heatmaps is not None or scorer is not None:
@@ -425,7 +428,17 @@ def study_cmd(
     arch = {"latent_dim": s["latent_dim"], "widths": _numbers(s["widths"], int, "--widths")}
     fractions, seeds = _numbers(s["fractions"], float, "--fractions"), _numbers(s["seeds"], int, "--seeds")
     runs = len(fractions) * len(seeds) * len(s["methods"])
-    with task_progress("study runs (method x fraction x seed)", runs, quiet=s["quiet"]) as bar:
+    stage = "study runs (method x fraction x seed)"
+    with task_progress(stage, runs, quiet=s["quiet"]) as bar:
+
+        def vae_step(done: int, total: int) -> None:
+            """Without --model the study first trains its VAE: the bar shows those epochs, then the runs."""
+            if done == 0:
+                bar.stage("training the VAE (epochs)", total)
+            bar.update(done, total)
+            if done == total:
+                bar.stage(stage, runs)
+
         res = label_fraction_study(
             store,
             fractions,
@@ -444,6 +457,7 @@ def study_cmd(
             lr=lr,
             progress=None if s["quiet"] else lambda row: _progress(row, bar),
             device=check_device(s["device"]),
+            vae_progress=vae_step,
         )
     recipe = {"augment": augment, "schedule": schedule, "lr": lr, "epochs": epochs, "min_steps": min_steps}
     doc = {"rows": res.rows, "summary": res.summary, "model": arch, "recipe": recipe}

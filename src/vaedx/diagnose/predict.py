@@ -73,6 +73,7 @@ def attach_anomaly(
     heatmaps: str | Path | None = None,
     chunk: int = 1024,
     device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Add ``row["anomaly"] = {scorer, score, threshold, flag, heatmap}`` to every row of diagnose_images.
 
@@ -80,6 +81,8 @@ def attach_anomaly(
     post-processing its ``thresholds.json`` was calibrated with (as ``vaedx detect`` and the service do),
     so the flag means the same everywhere. It must take images prepared exactly like the diagnosis
     encoder's. Heatmaps are written as ``<heatmaps>/<row>.npy`` when a folder is given. Returns the set-up.
+    ``progress(scored, total)`` follows the chunks, since scoring (a decoder pass per image) can take as
+    long as the encoding.
     """
     from vaedx.anomaly.calibrated import resolve_scoring
     from vaedx.anomaly.registry import available_scorers
@@ -115,4 +118,6 @@ def attach_anomaly(
                 "flag": None if thr is None else bool(score > thr),
                 "heatmap": None if path is None else str(path),
             }
+        if progress is not None:
+            progress(min(start + chunk, len(rows)), len(rows))
     return {"scorer": cal.scorer, "threshold": thr, "problem": cal.problem, "model": str(model.path)}

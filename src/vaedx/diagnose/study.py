@@ -7,6 +7,8 @@ training split and is scored on the whole labelled test split:
   logistic regression (C chosen by CV when each class has >= 2 images) on the latent features of the subset;
 * ``m2``: the semi-supervised VAE of Kingma et al. (2014) on subset + the rest as unlabelled images;
 * ``vae_finetune``: that VAE's encoder + a linear head fine-tuned with cross-entropy on the subset;
+* ``vae_fixmatch``: the same start and labelled steps plus FixMatch's pseudo-label consistency term on the
+  rest of the training images (:mod:`vaedx.diagnose.fixmatch`);
 * ``supervised_cnn``: the same encoder architecture trained with cross-entropy on the subset only.
 
 ``augment``/``schedule`` apply to every trained network alike (M2, fine-tuning, CNN), so a difference
@@ -30,6 +32,7 @@ from vaedx.data.store import TensorStore
 from vaedx.diagnose.classifiers import select_classifier
 from vaedx.diagnose.encoder import as_loaded
 from vaedx.diagnose.features import latent_features
+from vaedx.diagnose.fixmatch import train_fixmatch
 from vaedx.diagnose.labels import labelled_rows, labelled_subset
 from vaedx.diagnose.semi_train import train_semi
 from vaedx.diagnose.supervised import train_supervised
@@ -91,20 +94,29 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _pretrained_vae(
     st: TensorStore, vae: Any, model: dict[str, Any], epochs: int, work: Path, seed: int, threads: int | None,
-    device: str = "cpu",
+    device: str = "cpu", progress: Callable[[int, int], None] | None = None,
 ) -> Any:
+    """The given VAE, or one trained here; ``progress(epochs done, epochs)`` follows that training, which
+    is often the longest single step of a study."""
     if vae is not None:
         loaded = as_loaded(vae, device=device)
         st.check_compatible(loaded.preprocess, loaded.image_shape)
         return loaded
-    from vaedx.training.engine import train
+    from vaedx.training.engine import run_training
+
+    report = progress or (lambda done, total: None)
+    started = [0]  # the epoch of the last batch seen: a new epoch means the one before it finished
+
+    def on_batch(epoch: int, _rows: Any) -> None:
+        if epoch != started[0]:
+            started[0] = epoch
+            report(epoch - 1, epochs)
 
     opts = {k: v for k, v in model.items() if k not in ("in_channels", "image_size")}
-    trained = train(
-        st.root, work / "vae", epochs=epochs, seed=seed, overwrite=True, num_threads=threads, device=device,
-        **opts,
-    )  # fmt: skip
-    return as_loaded(trained.path, device=device)  # train() hands it back on the CPU; features run on device
+    opts |= {"store": st.root, "out": work / "vae", "epochs": epochs, "seed": seed, "num_threads": threads}
+    path = run_training(None, {**opts, "device": device}, overwrite=True, quiet=True, on_batch=on_batch)
+    report(epochs, epochs)  # also after early stopping: the training is over
+    return as_loaded(path, device=device)  # loaded on the device the features run on
 
 
 @dataclass
@@ -151,6 +163,10 @@ def _vae_finetune(inp: StudyInputs, fraction: float, seed: int, rows: np.ndarray
     return _trained(inp, train_supervised, fraction, seed, min_steps=inp.min_steps, init_from=inp.vae)
 
 
+def _vae_fixmatch(inp: StudyInputs, fraction: float, seed: int, rows: np.ndarray) -> np.ndarray:
+    return _trained(inp, train_fixmatch, fraction, seed, min_steps=inp.min_steps, init_from=inp.vae)
+
+
 def _supervised_cnn(inp: StudyInputs, fraction: float, seed: int, rows: np.ndarray) -> np.ndarray:
     return _trained(inp, train_supervised, fraction, seed, min_steps=inp.min_steps)
 
@@ -161,6 +177,7 @@ STUDY_METHODS: dict[str, StudyMethod] = {
     "m2": StudyMethod(_m2),
     "vae_finetune": StudyMethod(_vae_finetune, needs_vae=True),
     "supervised_cnn": StudyMethod(_supervised_cnn),
+    "vae_fixmatch": StudyMethod(_vae_fixmatch, needs_vae=True),
 }
 METHODS = tuple(STUDY_METHODS)
 
@@ -187,6 +204,7 @@ def label_fraction_study(
     lr: float = 1e-3,
     progress: Callable[[dict[str, Any]], None] | None = None,
     device: str = "cpu",
+    vae_progress: Callable[[int, int], None] | None = None,
 ) -> StudyResult:
     """Rows {method, fraction, n_labelled, seed, auc, acc, sens, spec} and their mean ± sd over seeds.
 
@@ -196,6 +214,8 @@ def label_fraction_study(
     is drawn before any training, so an infeasible fraction fails at once. ``supervised_min_steps`` lets
     the CNN take at least that many optimiser steps however few images are labelled (see train_supervised);
     it applies to ``vae_finetune`` too. ``augment``, ``schedule`` and ``lr`` go to every trained network.
+    ``progress(row)`` sees each finished run; ``vae_progress(epochs done, epochs)`` follows the training of
+    the unsupervised VAE, from ``(0, epochs)`` to ``(epochs, epochs)``, and is not called when one is given.
     """
     st = store if isinstance(store, TensorStore) else TensorStore.open(store)
     bad = [m for m in methods if m not in STUDY_METHODS]
@@ -220,7 +240,8 @@ def label_fraction_study(
         work = Path(work_dir) if work_dir is not None else Path(tmp)
         if any(m.needs_vae for m in chosen):
             inp.vae = _pretrained_vae(
-                st, vae, arch, vae_epochs or epochs, work, min(seeds, default=0), num_threads, device
+                st, vae, arch, vae_epochs or epochs, work, min(seeds, default=0), num_threads, device,
+                vae_progress,
             )
         if any(m.needs_features for m in chosen):
             inp.features = {

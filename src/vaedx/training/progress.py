@@ -144,6 +144,12 @@ class TaskProgress:
         if self.progress is not None:
             self.progress.update(self.task, description=text)
 
+    def stage(self, description: str, total: int | None = None) -> None:
+        """Start the bar again for the next stage of a job (say, training a model, then the runs that use
+        it): one bar on screen at a time, and a time estimate that forgets the earlier stage's speed."""
+        if self.progress is not None:
+            self.progress.reset(self.task, total=total, description=description)
+
     def update(self, done: int, total: int | None = None) -> None:
         """Set the bar to ``done`` of ``total``: the ``progress(done, total)`` callback that library loops
         (prepare, features, fine-tuning, evaluation, report) call, so the bar follows their real work."""
