@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from detect_outputs import toy_detect_output
+import numpy as np
+import pytest
+
+from detect_outputs import second_scorer_output, toy_detect_output
 from progress_spy import bars  # noqa: F401
 from vaedx.cli import main
 
@@ -75,3 +78,29 @@ def test_three_tumour_types_print_per_class_and_confusion_tables(
     cm, share = result["report"]["confusion_matrix"], result["report"]["confusion_matrix_normalised"]
     assert f"{cm[0][0]} ({share[0][0]:.2f})" in printed
     assert f"{result['per_class'][2]['auc'][0]:.3f}" in printed
+
+
+def test_evaluate_compare_json_holds_the_table_figures(tmp_path, capsys, monkeypatch) -> None:
+    from rich.console import Console
+
+    monkeypatch.setattr("vaedx.cli.evaluate.console", Console(width=300))  # cells on one line each
+    pred, store = toy_detect_output(tmp_path)  # scorer "toy": AUROC 14/16
+    perfect = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    noisy = np.random.default_rng(2).uniform(0, 1, (8, 4, 4)).astype(np.float32)
+    other = second_scorer_output(pred, tmp_path / "pred2", perfect, noisy)
+    args = ["evaluate", "compare", "--a", f"{other}:other", "--b", f"{pred}:toy", "--store", str(store),
+            "--n-boot", "100"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "cmp.json"), "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)  # stdout is the one JSON object; notes went to stderr
+    assert doc["written"] == str(tmp_path / "cmp.json") and "wrote" in captured.err
+    (cmp,) = doc["comparisons"]
+    assert cmp == json.loads((tmp_path / "cmp.json").read_text())[0]
+    assert cmp["differences"]["auroc"]["point"] == pytest.approx(1 - 14 / 16)
+    assert cmp["differences"]["dice_val_threshold"] is None and "no pixel threshold" in captured.err
+    assert main(args) == 0
+    table = " ".join(capsys.readouterr().out.split())
+    for name, d in cmp["differences"].items():  # every JSON difference is the table's text for it
+        if d is not None:
+            cell = f"{d['point']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] p={d['p_not_better']:.3f}"
+            assert cell in table, name

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from detect_outputs import second_scorer_output as _second
 from detect_outputs import toy_detect_output as _toy
-from vaedx.anomaly.scoring import Scored, write_scores_csv
 from vaedx.cli import main
 from vaedx.errors import ConfigError, InputError
 from vaedx.evaluate.compare import Side, compare_scorers
 from vaedx.metrics.bootstrap import bootstrap_dice_paired, bootstrap_paired, bootstrap_pixel_paired
 from vaedx.metrics.measures import auprc, auroc, dice_at_threshold, dice_counts, pixel_auprc
-
-
-def _second(pred: Path, dest: Path, scores: np.ndarray, maps: np.ndarray, name: str = "other") -> Path:
-    """A copy of the toy prediction folder with another scorer's scores and maps."""
-    shutil.copytree(pred, dest)
-    rows = [{"index": i, "path": f"i{i}.png", "split": "test", "label": "", "patient_id": f"p{i}"}
-            for i in range(8)]  # fmt: skip
-    (dest / "scores.csv").unlink()
-    write_scores_csv(dest / "scores.csv", rows, Scored({name: maps}, {name: scores}), {name: 0.5})
-    np.save(dest / "maps" / f"{name}.npy", maps)
-    return dest
 
 
 def test_paired_point_is_the_difference_and_swapping_mirrors_it():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +44,16 @@ def toy_detect_output(tmp: Path, patients: list[str] | None = None) -> tuple[Pat
     meta = {"source": "store", "normal_label": "normal", "thresholds": {"toy": {"pixel_threshold": 0.5}}}
     (pred / "detect.json").write_text(json.dumps(meta))
     return pred, tmp / "store"
+
+
+def second_scorer_output(
+    pred: Path, dest: Path, scores: np.ndarray, maps: np.ndarray, name: str = "other"
+) -> Path:
+    """A copy of the toy prediction folder with another scorer's scores and maps (for paired comparisons)."""
+    shutil.copytree(pred, dest)
+    rows = [{"index": i, "path": f"i{i}.png", "split": "test", "label": "", "patient_id": f"p{i}"}
+            for i in range(8)]  # fmt: skip
+    (dest / "scores.csv").unlink()
+    write_scores_csv(dest / "scores.csv", rows, Scored({name: maps}, {name: scores}), {name: 0.5})
+    np.save(dest / "maps" / f"{name}.npy", maps)
+    return dest

@@ -98,6 +98,7 @@ def compare_command(
     seed: int = typer.Option(0, help="Bootstrap seed."),
     out: Path | None = typer.Option(None, "--out", "-o", help="JSON file for the differences."),
     overwrite: bool = OverwriteOpt,
+    as_json: bool = JsonOpt,
     truth: Path | None = OldTruthOpt,
 ) -> None:
     """Paired bootstrap of A minus B (image and pixel AUROC/AUPRC) on the same resampled patients."""
@@ -108,15 +109,21 @@ def compare_command(
     refuse_existing(out, overwrite)
     side_a = Side.parse(a)
     results = [compare_scorers(side_a, Side.parse(x), store, n_boot=n_boot, seed=seed) for x in b]
+    doc = [to_json(r) for r in results]
+    if out is not None:
+        atomic_write_json(out, doc)
+    say = messages if as_json else console  # with --json, stdout holds the JSON object only
     unit = results[0]["unit"]
     title = f"A minus B on {results[0]['n_images']} images (paired bootstrap by {unit}; p = P(A not better))"
-    console.print(format_table([comparison_row(r) for r in results], title=title))
+    if as_json:
+        print_json({"written": out, "comparisons": doc})
+    else:
+        console.print(format_table([comparison_row(r) for r in results], title=title))
     for r in results:
         for k, why in r["undefined"].items():
-            console.print(f"[dim]{r['b']}: {k} n/a - {why}[/]")
+            say.print(f"[dim]{r['b']}: {k} n/a - {why}[/]")
     if out is not None:
-        atomic_write_json(out, [to_json(r) for r in results])
-        console.print(f"wrote {out}")
+        say.print(f"wrote {out}", highlight=False, soft_wrap=True)
 
 
 @app.command("diagnosis")
