@@ -5,6 +5,8 @@ import subprocess
 import sys
 
 import vaedx
+from diag_fixtures import cheng_pca, cheng_store  # noqa: F401
+from diag_helpers import CHENG_CLASSES
 from train_helpers import FAST
 from vaedx.runs.loaded import LoadedModel
 
@@ -104,3 +106,55 @@ def test_load_diagnosis_predicts_like_diagnose_predict(tiny_store, tmp_path):
     assert res["probabilities"].shape == (4, len(d.class_names))
     assert np.allclose(res["probabilities"].sum(1), 1)
     assert set(res["labels"]) <= set(d.class_names) and np.allclose(proba, res["probabilities"])
+
+
+def test_fit_diagnosis_mirrors_diagnose_fit_on_real_mri(cheng_pca, cheng_store, tmp_path, capsys):  # noqa: F811
+    """Same options and defaults as the command, the same folder written, and the folder comes back loaded."""
+    import inspect
+    import json
+
+    import numpy as np
+    import pytest
+
+    from vaedx.cli import main
+    from vaedx.errors import ConfigError
+
+    args = ["diagnose", "fit", "--model", str(cheng_pca.path), "--store", str(cheng_store.root),
+            "--out", str(tmp_path / "cli"), "--classifiers", "logreg,knn", "--features", "mu",
+            "--json"]  # fmt: skip
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    d = vaedx.fit_diagnosis(cheng_pca.path, cheng_store.root, tmp_path / "api", classifiers=["logreg", "knn"],
+                            features=["mu"], threads=1)  # fmt: skip
+    assert isinstance(d, vaedx.Diagnosis) and d.class_names == list(CHENG_CLASSES)
+    assert d.diagnosis.meta["chosen"] == printed["chosen"]  # the same classifier won, by the same CV AUC
+    assert d.diagnosis.metrics["macro_auc"] == pytest.approx(printed["validation"]["macro_auc"])
+    assert d.diagnosis.meta["data"]["n_labelled"] == printed["n_labelled"] == 3 * 36
+    x = np.asarray(cheng_store.images[cheng_store.select(split="test")[:6]])
+    cli = vaedx.load_diagnosis(tmp_path / "cli").predict(x, neighbours=0)["probabilities"]
+    assert np.allclose(d.predict(x, neighbours=0)["probabilities"], cli, atol=1e-6)
+    with pytest.raises(ConfigError, match="overwrite=True"):
+        vaedx.fit_diagnosis(cheng_pca, cheng_store.root, tmp_path / "api", classifiers=["logreg"])
+    defaults = {k: p.default for k, p in inspect.signature(vaedx.fit_diagnosis).parameters.items()}
+    assert defaults["classifiers"] == ("logreg", "knn", "mlp", "hgb") and defaults["threshold"] == "youden"
+    assert defaults["calibration"] == "sigmoid" and defaults["features"] == ("mu", "logvar")
+
+
+def test_finetune_then_fit_diagnosis_on_its_latents(cheng_store, tmp_path):  # noqa: F811
+    """``vaedx diagnose finetune --recipe fixed`` then ``fit --features mu``, from a notebook, on real MRI."""
+    import pytest
+
+    from vaedx.errors import ConfigError
+
+    vae = vaedx.train(cheng_store.root, tmp_path / "vae", epochs=1, **FAST)
+    with pytest.raises(ConfigError, match="recipe must be auto or fixed"):
+        vaedx.finetune(vae, cheng_store.root, tmp_path / "tuned", recipe="grid")
+    assert not (tmp_path / "tuned").exists()  # refused before anything was written
+    tuned = vaedx.finetune(vaedx.load_model(vae.path), cheng_store.root, tmp_path / "tuned", recipe="fixed",
+                           epochs=2, min_steps=0, threads=1)  # fmt: skip
+    info = tuned.meta["finetune"]
+    assert isinstance(tuned, vaedx.Model) and info["epochs"] == 2 and info["n_labelled"] == 3 * 36
+    d = vaedx.fit_diagnosis(tuned, cheng_store.root, tmp_path / "diag", classifiers=["logreg"],
+                            features=["mu"])  # fmt: skip
+    assert d.encoder.path.resolve() == tuned.path.resolve()  # the fine-tuned encoder, not the VAE
+    assert tuple(d.diagnosis.features.include) == ("mu",) and 0 <= d.diagnosis.metrics["macro_auc"] <= 1

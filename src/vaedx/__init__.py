@@ -4,7 +4,8 @@ from vaedx.version import __version__ as __version__
 
 _API = (
     "train", "load_model", "LoadedModel", "detect", "read_volume", "prepare_volume", "PreparedVolume",
-    "Volume", "volume_metrics", "Model", "Scores", "Diagnosis", "load_diagnosis", "prepare",
+    "Volume", "volume_metrics", "Model", "Scores", "Diagnosis", "load_diagnosis", "prepare", "fit_diagnosis",
+    "finetune",
 )  # fmt: skip
 
 

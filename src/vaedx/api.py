@@ -7,7 +7,8 @@ DICOM series folder or zip, numbered slices),
 ``vaedx.volume_metrics(maps, truth, threshold)`` (per-volume Dice, voxel AUPRC, lesion-wise detection).
 ``vaedx.load_model(run)`` returns a :class:`Model` that reads like the CLI: ``score`` (what ``vaedx detect``
 computes, at the run's calibrated thresholds), ``encode``, ``reconstruct``, ``sample``, ``interpolate`` and
-``preprocess``; ``vaedx.load_diagnosis(folder).predict(x)`` is ``vaedx diagnose predict``;
+``preprocess``; ``vaedx.fit_diagnosis`` and ``vaedx.finetune`` are ``vaedx diagnose fit`` and ``finetune``,
+``vaedx.load_diagnosis(folder).predict(x)`` is ``vaedx diagnose predict``;
 ``vaedx.prepare`` and ``vaedx.api.evaluate`` mirror ``vaedx data prepare`` and ``vaedx evaluate``.
 A facade over the layers below it, beside the CLI at the top: nothing inside vaedx imports it.
 """
@@ -42,6 +43,8 @@ __all__ = [
     "Volume",
     "detect",
     "evaluate",
+    "finetune",
+    "fit_diagnosis",
     "load_diagnosis",
     "load_model",
     "prepare",
@@ -244,6 +247,114 @@ class Diagnosis:
 def load_diagnosis(folder: str | Path, encoder: str | Path | None = None, device: str = "cpu") -> Diagnosis:
     """A ``vaedx diagnose fit`` folder; ``encoder``: the encoder run when it has moved since fitting."""
     return Diagnosis(folder, encoder, device)
+
+
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    """As the commands do: a folder with earlier results is replaced only with ``overwrite=True``."""
+    if overwrite or not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    from vaedx.errors import ConfigError
+
+    raise ConfigError("already exists; pass overwrite=True to replace it", out)
+
+
+def _run(model: str | Path | Model | LoadedModel) -> str | Path | LoadedModel:
+    """A run folder or loaded run as the diagnosis functions take it (a notebook :class:`Model` unwrapped)."""
+    return model.loaded if isinstance(model, Model) else model
+
+
+def fit_diagnosis(
+    model: str | Path | Model | LoadedModel,
+    store: str | Path,
+    out: str | Path,
+    *,
+    labelled_fraction: float = 1.0,
+    calibration: str = "sigmoid",
+    threshold: str | float = "youden",
+    classifiers: Sequence[str] = ("logreg", "knn", "mlp", "hgb"),
+    features: Sequence[str] = ("mu", "logvar"),
+    scorer: Sequence[str] = (),
+    seed: int = 0,
+    train_split: str = "train",
+    val_split: str = "val",
+    n_splits: int = 5,
+    device: str = "cpu",
+    threads: int | None = None,
+    overwrite: bool = False,
+) -> Diagnosis:
+    """``vaedx diagnose fit --model MODEL --store STORE --out OUT``: returns the written folder, loaded.
+
+    Same options and defaults as the command: the ``classifiers`` are compared by ``n_splits``-fold
+    cross-validation on the (``labelled_fraction`` of the) training labels, the winner is calibrated and
+    its threshold chosen on ``val_split``. Returning the folder loaded back, rather than the fitted object,
+    means the notebook predicts with exactly what ``vaedx diagnose predict`` and ``vaedx serve`` would read;
+    ``Diagnosis.diagnosis.metrics`` and ``.meta["chosen"]`` hold what the command prints. ``threads``
+    limits torch's threads during the fit only, so the notebook's own setting comes back afterwards.
+    """
+    import torch
+
+    from vaedx.diagnose.encoder import as_loaded
+    from vaedx.diagnose.fit import fit_diagnosis as _fit
+    from vaedx.errors import ConfigError
+
+    out = Path(out)
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be at least 1, got {threads}")
+    _refuse_existing(out, overwrite)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads or before)
+        loaded = as_loaded(_run(model), device=device)
+        _fit(
+            loaded, store, out=out, labelled_fraction=labelled_fraction, seed=seed, calibration=calibration,
+            threshold=threshold, candidates=list(classifiers), include=list(features), scorers=list(scorer),
+            train_split=train_split, val_split=val_split, n_splits=n_splits,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    return Diagnosis(out, device=device)
+
+
+def finetune(
+    model: str | Path | Model | LoadedModel,
+    store: str | Path,
+    out: str | Path,
+    *,
+    labelled_fraction: float = 1.0,
+    recipe: str = "auto",
+    budget: float = 10.0,
+    epochs: int = 20,
+    min_steps: int = 300,
+    lr: float = 2e-3,
+    augment: bool = True,
+    seed: int = 0,
+    tracker: str = "none",
+    device: str = "cpu",
+    threads: int | None = None,
+    overwrite: bool = False,
+) -> Model:
+    """``vaedx diagnose finetune``: fine-tune a VAE's encoder on the labels; returns the new run, loaded.
+
+    ``recipe="auto"`` searches learning rate, augmentation, weight decay, class weights and a frozen
+    encoder on validation within ``budget`` minutes (``epochs``: the most per trial); ``"fixed"`` is the
+    one-cycle recipe with ``lr``, ``augment`` and ``epochs``. Then, as after the command,
+    ``vaedx.fit_diagnosis(run, store, out, features=["mu"])`` fits the classifier on its latents.
+    """
+    from vaedx.diagnose.finetune import finetune_encoder
+    from vaedx.diagnose.recipe import auto_finetune
+    from vaedx.errors import ConfigError
+
+    if recipe not in ("auto", "fixed"):
+        raise ConfigError(f"recipe must be auto or fixed, got {recipe!r}")
+    common: dict[str, Any] = {
+        "labelled_fraction": labelled_fraction, "seed": seed, "min_steps": min_steps, "overwrite": overwrite,
+        "num_threads": threads, "device": device, "tracker": tracker,
+    }  # fmt: skip
+    if recipe == "auto":
+        tuned = auto_finetune(_run(model), store, out, budget_minutes=budget, max_epochs=epochs, **common)
+    else:
+        tuned = finetune_encoder(_run(model), store, out, epochs=epochs, lr=lr, augment=augment, **common)
+    return Model(tuned)
 
 
 def prepare(
