@@ -2,12 +2,21 @@
 # Installs the oldest release of every dependency that pyproject.toml allows into .venv-min and runs a fast
 # set of tests there, so each declared ">=" bound is one vaedx is known to work with (a bound that was
 # never installed is a guess). torch stays at the machine's 2.13.0 build, as in scripts/setup.sh.
-# Usage: bash scripts/test_minimum.sh [PYTEST ARGS]   (default: the fast subset below)
+# Usage: bash scripts/test_minimum.sh [--install-only | --tests-only] [PYTEST ARGS]   (default: the fast subset
+# below). .ci/run builds .venv-min with --install-only while the main suite runs, then runs --tests-only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 EXTRAS=serve,export,dicom,brain,dev
 VENV=.venv-min
+PHASE=all
+case "${1:-}" in
+  --install-only) PHASE=install; shift ;;
+  --tests-only) PHASE=tests; shift ;;
+esac
+if [ "$PHASE" = tests ]; then
+  [ -f "$VENV/minimum-installed" ] || { echo "$VENV is not complete: run scripts/test_minimum.sh --install-only first" >&2; exit 1; }
+else
 rm -rf "$VENV"
 "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
@@ -32,6 +41,9 @@ for line in open(sys.argv[1]):
             bad.append(f"{name} {have} installed, {want} pinned")
 sys.exit("; ".join(bad)) if bad else print("minimum versions installed:", sum(1 for _ in open(sys.argv[1])) - 1)
 PYEOF
+touch "$VENV/minimum-installed"
+fi
+[ "$PHASE" = install ] && exit 0
 export VAEDX_DATA_DIR=${VAEDX_DATA_DIR:-$(cd .. && pwd)/shared/data}
 if [ $# -eq 0 ]; then
   # One fast module or folder per dependency: readers (pillow, tifffile, pydicom, nibabel, pylibjpeg,

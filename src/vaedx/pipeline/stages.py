@@ -91,7 +91,7 @@ def train_model(
     epochs = opts.pop("epochs", s.epochs)
 
     def on_batch(epoch: int, _rows: Any) -> None:
-        update(f"{kind}: epoch {epoch + 1}/{epochs}")
+        update(f"{kind}: epoch {epoch}/{epochs}")  # the loop counts epochs from 1
 
     overrides = {
         "store": store,
