@@ -11,6 +11,9 @@ Tables (all test figures are on splits never used for fitting, calibration, thre
    VAE latent + logistic regression, M2 (Kingma et al. 2014), the VAE's encoder fine-tuned, and the
    supervised CNN with the VAE's encoder architecture, each on the same stratified labelled subset and
    with the same recipe (augmentation, one-cycle lr schedule, final weights). Decisions at P > 0.5.
+2b. PneumoniaMNIST at 1 % and 10 % labels: FixMatch on the VAE encoder (``vae_fixmatch``), the fine-tuned
+   encoder and the supervised CNN on the same subsets with the same optimiser steps, and each one's test
+   AUC minus the CNN's with a 95 % t interval over the seeded subsets.
 3. LGG FLAIR slice-level tumour / no-tumour on the held-out test patients (bootstrap CI by patient):
    VAE latent + CV-chosen classifier, the fine-tuned encoder + logistic regression, and the supervised
    CNN (same recipe), several seeds.
@@ -42,7 +45,7 @@ from vaedx.data.store import TensorStore
 from vaedx.diagnose.calibration import ThresholdRule
 from vaedx.diagnose.classifiers import CLASSIFIERS
 from vaedx.diagnose.fit import fit_diagnosis, split_probabilities
-from vaedx.diagnose.study import label_fraction_study, split_metrics, summarise
+from vaedx.diagnose.study import label_fraction_study, paired_comparison, split_metrics, summarise
 from vaedx.diagnose.supervised import train_supervised
 from vaedx.evaluate.diagnosis import evaluate_probabilities
 from vaedx.metrics.measures import binary_report
@@ -58,8 +61,8 @@ FEATURES = [  # (name, posterior parts, anomaly scores, classifier candidates)
     ("mu+logvar+scores / CV all", ("mu", "logvar"), ("residual", "elbo", "kl"), CLASSIFIERS),
 ]
 RULES = ("youden", "fixed:0.5", "sens:0.95", "spec:0.9")
-LANES = [["pneu_enc_vae_b1", "pneu_study", "pneu_m2_all"], ["lgg", "pneu_m2_few"]]
-SEQUENTIAL = ["pneu_enc_vae_b1", "pneu_study", "lgg", "pneu_m2_few", "pneu_m2_all"]
+LANES = [["pneu_enc_vae_b1", "pneu_study", "pneu_fixmatch", "pneu_m2_all"], ["lgg", "pneu_m2_few"]]
+SEQUENTIAL = ["pneu_enc_vae_b1", "pneu_study", "lgg", "pneu_m2_few", "pneu_m2_all", "pneu_fixmatch"]
 
 
 class Cfg:
@@ -73,6 +76,7 @@ class Cfg:
         self.cnn_epochs = 1 if quick else 20  # fine-tuning and the supervised CNN
         self.min_steps = 10 if quick else 300
         self.fractions = [0.05, 1.0] if quick else [0.01, 0.05, 0.1, 1.0]
+        self.fixmatch_fractions = [0.05] if quick else [0.01, 0.1]  # 100 %: nothing left unlabelled
         self.n_boot = 50 if quick else 200
         self.max_images = 600 if quick else None
 
@@ -220,6 +224,26 @@ def sec_pneu_study(out: Path, cfg: Cfg, paths: dict[str, Path]) -> None:
     )  # fmt: skip
 
 
+def sec_pneu_fixmatch(out: Path, cfg: Cfg, paths: dict[str, Path]) -> None:
+    """FixMatch on the VAE encoder vs the fine-tuned encoder vs the supervised CNN at few labels, same
+    subsets, same optimiser steps (``min_steps``) and recipe; the paired interval is printed with table 2b."""
+    name = cfg.study_encoder or "vae_b1"
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+
+    def keep(r: dict[str, Any]) -> None:
+        rows.append({**r, "seconds": time.perf_counter() - t0})
+        save(out, "pneu_fixmatch", {"encoder": name, "rows": rows})
+        what = f"{r['method']} {r['fraction']} seed {r['seed']}"
+        print(f"  fixmatch study {what}: AUC {r['auc']:.3f}", flush=True)
+
+    label_fraction_study(
+        paths["pneu"], cfg.fixmatch_fractions, cfg.seeds, ("vae_fixmatch", "vae_finetune", "supervised_cnn"),
+        cfg.cnn_epochs, vae=out / "runs" / f"pneu_{name}", model=ARCH, batch_size=64, num_threads=1,
+        supervised_min_steps=cfg.min_steps, progress=keep, **RECIPE,
+    )  # fmt: skip
+
+
 def sec_pneu_m2(part: str) -> Any:
     """M2 at the small fractions ("few") or at 100 % ("all"): two sections so they can run in two lanes
     (an M2 epoch costs the same at any fraction: the unlabelled images drive it)."""
@@ -266,7 +290,7 @@ def sec_lgg(out: Path, cfg: Cfg, paths: dict[str, Path]) -> None:
 
 
 SECTIONS = {f"pneu_enc_{n}": sec_pneu_encoder(n) for n in ENCODERS}
-SECTIONS |= {"pneu_study": sec_pneu_study, "lgg": sec_lgg}
+SECTIONS |= {"pneu_study": sec_pneu_study, "pneu_fixmatch": sec_pneu_fixmatch, "lgg": sec_lgg}
 SECTIONS |= {f"pneu_m2_{part}": sec_pneu_m2(part) for part in ("few", "all")}
 
 
@@ -304,7 +328,7 @@ def print_study(rows: list[dict[str, Any]], title: str) -> None:
            f"{'sens':>13} {'spec':>13}")  # fmt: skip
     print(hdr)
     print("-" * len(hdr))
-    order = {"vae_latent_lr": 0, "m2": 1, "vae_finetune": 2, "supervised_cnn": 3}
+    order = {"vae_latent_lr": 0, "m2": 1, "vae_finetune": 2, "vae_fixmatch": 3, "supervised_cnn": 4}
     for s in sorted(summarise(rows), key=lambda s: (s["fraction"], order.get(s["method"], 9))):
         print(
             f"{s['method']:<15} {s['fraction']:>8g} {s['n_labelled']:>8.0f} {s['n_seeds']:>5} {s['auc']:>13} "
@@ -327,6 +351,17 @@ def print_tables(out: Path) -> None:
         print_study(rows, f"Table 2. PneumoniaMNIST label-fraction study, official test split (624); "
                     f"encoder for vae_latent_lr: {(study or {}).get('encoder')}; mean ± sd over seeds; "
                     f"decision P > 0.5")  # fmt: skip
+    fm = load(out, "pneu_fixmatch")
+    if fm and fm["rows"]:
+        print_study(fm["rows"], f"Table 2b. PneumoniaMNIST few labels: FixMatch on the VAE encoder "
+                    f"({fm['encoder']}) vs fine-tuned encoder vs supervised CNN (same subsets, steps and "
+                    "recipe); official test split (624); mean ± sd over seeds; decision P > 0.5")  # fmt: skip
+        print("\ntest AUC minus supervised_cnn on the same subsets (95 % t interval over seeds)")
+        for p in paired_comparison(fm["rows"]):
+            ci = "n/a" if p["ci_low"] is None else f"[{p['ci_low']:+.3f}, {p['ci_high']:+.3f}]"
+            diff = f"{p['diff_mean']:+.3f} ± {f(p['diff_sd'])}"
+            print(f"  {p['method']:<14} {p['fraction']:>5g}  {diff}  {ci}  wins {p['wins']}/{p['n_seeds']}")
+        print(f"  wall time {max(r['seconds'] for r in fm['rows']):.0f} s for {len(fm['rows'])} runs")
     lgg = load(out, "lgg")
     if lgg:
         print_diag_table(lgg["latent"], "Table 3a. LGG FLAIR 64x64 slice-level tumour vs no tumour, "

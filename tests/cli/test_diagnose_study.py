@@ -74,3 +74,20 @@ def test_study_without_a_model_shows_the_vae_epochs_then_the_runs(store, tmp_pat
     with open(out / "vae" / "metrics.csv") as fh:
         assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]  # the VAE the bar followed
     assert bars == [(0, 2), (1, 2), (2, 2), (None, None)]  # its two epochs, then the one run
+
+
+def test_fixmatch_is_a_study_method_with_its_paired_interval_against_the_cnn(store, vae, tmp_path):
+    out = tmp_path / "s"
+    args = ["study", "--store", str(store.root), "--out", str(out), "--fractions", "0.5", "--seeds", "0,1",
+            "--methods", "vae_fixmatch,supervised_cnn", "--model", str(vae.path), "--epochs", "2",
+            "--latent-dim", "4", "--widths", "8,16", "--batch-size", "16", "--threads", "1"]  # fmt: skip
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "study.json").read_text())
+    (p,) = doc["paired"]
+    auc = {(r["method"], r["seed"]): r["auc"] for r in doc["rows"]}
+    diffs = [auc[("vae_fixmatch", s)] - auc[("supervised_cnn", s)] for s in (0, 1)]
+    assert p["method"] == "vae_fixmatch" and p["baseline"] == "supervised_cnn" and p["n_seeds"] == 2
+    assert p["diff_mean"] == pytest.approx(sum(diffs) / 2)
+    assert "test AUC minus supervised_cnn" in result.output
+    assert f"[{p['ci_low']:+.3f}, {p['ci_high']:+.3f}]" in result.output

@@ -378,7 +378,8 @@ def study_cmd(
         ["0", "1", "2"], help="Seeds: labelled subset and network initialisation."
     ),
     methods: list[str] = typer.Option(
-        ["vae_latent_lr", "m2", "vae_finetune", "supervised_cnn"], help="Methods compared on each subset."
+        ["vae_latent_lr", "m2", "vae_finetune", "supervised_cnn"],
+        help="Methods compared on each subset; vae_fixmatch (FixMatch on the VAE encoder) is also available.",
     ),
     model: Path | None = typer.Option(
         None, "--model", "-m", help="Trained VAE run to reuse (default: train one, no labels)."
@@ -460,11 +461,12 @@ def study_cmd(
             vae_progress=vae_step,
         )
     recipe = {"augment": augment, "schedule": schedule, "lr": lr, "epochs": epochs, "min_steps": min_steps}
-    doc = {"rows": res.rows, "summary": res.summary, "model": arch, "recipe": recipe}
+    doc = {"rows": res.rows, "summary": res.summary, "paired": res.paired, "model": arch, "recipe": recipe}
     atomic_write_json(out / "study.json", doc)
     _write_rows(res.rows, out / "study.csv")
     if s["as_json"]:
-        print_json({"study": out / "study.json", "summary": res.summary, "model": arch, "recipe": recipe})
+        print_json({"study": out / "study.json", "summary": res.summary, "paired": res.paired, "model": arch,
+                    "recipe": recipe})  # fmt: skip
         console.print(f"study written to {out / 'study.json'}")
         return
     table = Table(title=f"label-fraction study on {store.name} (test split; mean ± sd over seeds)")
@@ -474,7 +476,23 @@ def study_cmd(
         cells = [s["method"], f"{s['fraction']:g}", f"{s['n_labelled']:.0f}", str(s["n_seeds"])]
         table.add_row(*cells, *(s[m] for m in METRICS))
     Console().print(table)
+    if res.paired:
+        Console().print(_paired_table(res.paired))
     console.print(f"study written to {out / 'study.json'}")
+
+
+def _paired_table(paired: list[dict[str, Any]]) -> Table:
+    """Each method's test AUC minus the supervised CNN's on the same subsets: mean, 95 % t interval over
+    the seeds and the seeds it wins, the figure that says whether a method is ahead."""
+    title = f"test AUC minus {paired[0]['baseline']} on the same subsets (95 % t interval over seeds)"
+    table = Table(title=title)
+    for col in ("method", "fraction", "seeds", "mean diff", "95 % interval", "wins"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for p in paired:
+        ci = "n/a" if p["ci_low"] is None else f"[{p['ci_low']:+.3f}, {p['ci_high']:+.3f}]"
+        cells = [p["method"], f"{p['fraction']:g}", str(p["n_seeds"]), f"{p['diff_mean']:+.3f}", ci]
+        table.add_row(*cells, f"{p['wins']}/{p['n_seeds']}")
+    return table
 
 
 def _progress(r: dict[str, Any], bar: Any) -> None:
