@@ -228,6 +228,8 @@ def sec_pneu_fixmatch(out: Path, cfg: Cfg, paths: dict[str, Path]) -> None:
     """FixMatch on the VAE encoder vs the fine-tuned encoder vs the supervised CNN at few labels, same
     subsets, same optimiser steps (``min_steps``) and recipe; the paired interval is printed with table 2b."""
     name = cfg.study_encoder or "vae_b1"
+    run = out / "runs" / f"pneu_{name}"
+    train_vae(paths["pneu"], run, cfg, cfg.vae_epochs, **ENCODERS[name])  # reused when table 1 trained it
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
 
@@ -239,7 +241,7 @@ def sec_pneu_fixmatch(out: Path, cfg: Cfg, paths: dict[str, Path]) -> None:
 
     label_fraction_study(
         paths["pneu"], cfg.fixmatch_fractions, cfg.seeds, ("vae_fixmatch", "vae_finetune", "supervised_cnn"),
-        cfg.cnn_epochs, vae=out / "runs" / f"pneu_{name}", model=ARCH, batch_size=64, num_threads=1,
+        cfg.cnn_epochs, vae=run, model=ARCH, batch_size=64, num_threads=1,
         supervised_min_steps=cfg.min_steps, progress=keep, **RECIPE,
     )  # fmt: skip
 
