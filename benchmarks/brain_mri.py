@@ -57,13 +57,17 @@ BASELINE = "intensity"
 class Method:
     """A localisation method: the model it trains (runs are shared by recipe) and the scorer it reads."""
 
-    kind: str  # vae | ae | pca
-    scorer: str = "residual"
+    kind: str  # vae | ae | pca | dae
+    scorer: str = "residual"  # AUTO: vaedx detect chooses scorer and post-processing on val itself
     train: dict[str, Any] = field(default_factory=dict)
+    as_typed: bool = False  # trained as a user types it: no model size or epochs from this benchmark
 
     def recipe(self) -> str:
         extra = "_".join(f"{k}-{v}" for k, v in sorted(self.train.items()))
-        return self.kind + (f"_{extra}" if extra else "")
+        return self.kind + ("_typed" if self.as_typed else "") + (f"_{extra}" if extra else "")
+
+
+AUTO = "auto"
 
 
 # Add a method here and it can be named in --methods. The intensity baseline reads the FLAIR value of the
@@ -74,6 +78,10 @@ METHODS: dict[str, Method] = {
     "ae": Method("ae"),
     "pca": Method("pca"),
     "intensity": Method("pca", scorer="intensity"),
+    # as a new user types it: `vaedx train --label-filter no_tumour` then `vaedx detect` without --scorer
+    "vae_defaults": Method("vae", scorer=AUTO, as_typed=True),
+    # `vaedx train --preset brain-mri --label-filter no_tumour` then `vaedx detect` without --scorer
+    "preset_brain_mri": Method("dae", scorer=AUTO, train={"preset": "brain-mri"}, as_typed=True),
 }
 
 
@@ -154,24 +162,32 @@ def run_fold(base: Path, work: Path, fold: dict, methods: list[str], a: argparse
             train = {**m.train}
             if train.get("denoise") == "coarse":
                 train.setdefault("noise_resolution", max(1, a.size // 8))  # paper: 16 for 128 px
-            vaedx.train(
-                store, run, kind=m.kind, epochs=a.epochs, label_filter=["no_tumour"], **model, **train
-            )
+            if m.as_typed:  # only what the user would type; epochs only when the run is sized down
+                typed = {"num_threads": a.threads, **({"epochs": a.typed_epochs} if a.typed_epochs else {})}
+                vaedx.train(store, run, label_filter=["no_tumour"], **typed, **train)
+            else:
+                vaedx.train(
+                    store, run, kind=m.kind, epochs=a.epochs, label_filter=["no_tumour"], **model, **train
+                )
         out["seconds"][f"train {recipe}"] = round(time.perf_counter() - t0, 1)
-        scorers = sorted({METHODS[n].scorer for n in names})
-        common = {
-            "scorers": scorers, "postprocess": LGG_POST, "quiet": True, "max_overlays": 0,
-            "options": {s: dict(LGG_IMAGE) for s in scorers},
-        }  # fmt: skip
         t0 = time.perf_counter()
-        detect(run, work / f"val_{recipe}", store=store, split="val", save_calibration=True, **common)
+        if m.scorer == AUTO:  # detect chooses on val (and calibrates there) before it scores test
+            common: dict[str, Any] = {"scorers": None, "quiet": True, "max_overlays": 0}
+        else:
+            scorers = sorted({METHODS[n].scorer for n in names})
+            common = {
+                "scorers": scorers, "postprocess": LGG_POST, "quiet": True, "max_overlays": 0,
+                "options": {s: dict(LGG_IMAGE) for s in scorers},
+            }  # fmt: skip
+            detect(run, work / f"val_{recipe}", store=store, split="val", save_calibration=True, **common)
         detect(run, work / f"test_{recipe}", store=store, split="test", **common)
         out["seconds"][f"detect {recipe}"] = round(time.perf_counter() - t0, 1)
         det = DetectOutput.open(work / f"test_{recipe}")
         opened = TensorStore.open(store)
         labels, tumour = np.asarray(opened.labels)[det.index], opened.label_names.index("tumour")
+        chosen = det.meta.get("selection")
         for n in names:
-            s = METHODS[n].scorer
+            s = det.scorers[0] if METHODS[n].scorer == AUTO else METHODS[n].scorer
             vm = evaluate_volumes(work / f"test_{recipe}", store, s, a.n_boot)
             best = vm.get("dice_best_threshold_optimistic") or {}
             out["methods"][n] = {
@@ -188,6 +204,9 @@ def run_fold(base: Path, work: Path, fold: dict, methods: list[str], a: argparse
                 "voxel_auprc": (vm.get("voxel_auprc") or {}).get("point"),
                 "slice_auroc": auroc(labels == tumour, det.scores(s)),
             }
+            if METHODS[n].scorer == AUTO and chosen:
+                keep = ("scorer", "postprocess", "options", "metric", "value", "dice", "seconds", "n_images")
+                out["methods"][n]["selection"] = {k: chosen.get(k) for k in keep}
     return out
 
 
@@ -233,6 +252,8 @@ def summarise(folds: dict[str, dict], methods: list[str], n_boot: int) -> dict[s
             "slice_auroc": wmean("slice_auroc"),
             "lesions_found": found, "lesions": lesions,
             "fp_components_per_volume": float(np.mean(fp)) if fp else None,
+            "selections": [f["methods"][n]["selection"] for f in folds.values()
+                           if "selection" in f["methods"][n]],
         }  # fmt: skip
     if BASELINE in rows:
         base = rows[BASELINE]["per_patient_dice"]
@@ -271,6 +292,14 @@ def to_markdown(rows: dict[str, dict], settings: dict, n_folds: int, seconds: fl
             f"{f(r['fp_components_per_volume'], 2)} | "
             f"{f(r['slice_auroc'])} | {_d(r.get('dice_vs_intensity'))} | {_d(r.get('auprc_vs_intensity'))} |"
         )
+    chosen = [(n, r["selections"]) for n, r in rows.items() if r.get("selections")]
+    if chosen:
+        lines += ["", "Chosen by `vaedx detect` on each fold's validation patients (no --scorer):", ""]
+        for n, sel in chosen:
+            picks = "; ".join(
+                f"{c['scorer']} + {c['postprocess'] or 'none'} ({c['metric']} {f(c['value'])})" for c in sel
+            )
+            lines.append(f"- {n}: {picks}")
     pats = sorted({p for r in rows.values() for p in r["per_patient_dice"]})
     if pats:
         lines += [
@@ -305,6 +334,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--patients", type=int, default=None, help="only the first N patients (sorted ids)")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument(
+        "--typed-epochs", type=int, default=None,
+        help="epochs of the methods trained as typed (vae_defaults, preset_brain_mri); default: their own",
+    )  # fmt: skip
     ap.add_argument("--widths", default="16,32,64,128")
     ap.add_argument("--brain-extraction", choices=("none", "deepbet"), default="none")
     ap.add_argument("--threads", type=int, default=1)
@@ -315,7 +348,7 @@ def main(argv: list[str] | None = None) -> dict:
     a = ap.parse_args(argv)
     if a.quick:
         a.folds, a.patients, a.size, a.epochs, a.n_boot, a.val_patients = 2, 6, 32, 1, 100, 1
-        a.widths = "8,16"
+        a.widths, a.typed_epochs = "8,16", 1
     a.widths = [int(w) for w in a.widths.split(",")]
     methods = a.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
@@ -328,10 +361,12 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(a.threads)
     settings = {
         "folds": a.folds, "val_patients": a.val_patients, "patients": a.patients, "size": a.size,
-        "epochs": a.epochs, "widths": a.widths, "brain_extraction": a.brain_extraction, "seed": a.seed,
+        "epochs": a.epochs, "typed_epochs": a.typed_epochs, "widths": a.widths,
+        "brain_extraction": a.brain_extraction, "seed": a.seed,
         "methods": methods, "postprocess": LGG_POST, "image_score": LGG_IMAGE, "n_boot": a.n_boot,
     }  # fmt: skip
     tag = f"s{a.size}_e{a.epochs}_{a.brain_extraction}_w{'-'.join(map(str, a.widths))}_p{a.patients or 'all'}"
+    tag += f"_t{a.typed_epochs}" if a.typed_epochs else ""
     work = a.out / tag
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()

@@ -222,6 +222,8 @@ def test_torchrun_two_ranks_equal_single_process(setup: tuple[Path, Path], tmp_p
         str(tmp_path / "two"),
         "--max-overlays",
         "0",
+        "--scorer",
+        "residual",
         "-q",
     ]
     subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=120)

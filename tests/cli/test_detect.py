@@ -45,7 +45,8 @@ def test_detect_json_summary_matches_scores_csv(run: Path, store, tmp_path: Path
     from vaedx.anomaly.output import DetectOutput
 
     out = tmp_path / "det"
-    args = ["detect", "-m", str(run), "-s", str(store.root), "-o", str(out), "--max-overlays", "0"]
+    args = ["detect", "-m", str(run), "-s", str(store.root), "-o", str(out), "--max-overlays", "0",
+            "--scorer", "residual"]  # fmt: skip
     assert main([*args, "--json", "--quiet"]) == 0
     captured = capsys.readouterr()
     doc = json.loads(captured.out)  # the one object on stdout; messages stay on stderr

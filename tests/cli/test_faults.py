@@ -68,7 +68,8 @@ def vae(store: Path) -> Path:
 @pytest.fixture(scope="module")
 def detected(vae: Path, store: Path) -> Path:
     out = store.parent / "detect"
-    run_ok(["detect", "-m", vae, "-s", store, "-o", out, "--max-overlays", "2", "--threads", "1", "-q"])
+    run_ok(["detect", "-m", vae, "-s", store, "-o", out, "--max-overlays", "2", "--threads", "1", "-q",
+            "--scorer", "residual"])  # fmt: skip
     return out
 
 
@@ -111,7 +112,8 @@ def test_detect_killed_at_start_and_before_its_completion_mark(
     vae: Path, store: Path, detected: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "det"
-    args = ["detect", "-m", vae, "-s", store, "-o", out, "--max-overlays", "2", "--threads", "1", "-q"]
+    args = ["detect", "-m", vae, "-s", store, "-o", out, "--max-overlays", "2", "--threads", "1", "-q",
+            "--scorer", "residual"]  # fmt: skip
     evaluate = ["evaluate", "anomaly", "--pred", out, "--store", store, "--n-boot", "10"]
     run_killed(args, out / "thresholds.json")  # calibrated, nothing in place yet
     assert "scores.csv not found" in refused(evaluate, capsys, out)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from train_fixtures import tiny_store  # noqa: F401
@@ -21,7 +22,7 @@ def test_help_shows_every_field_with_its_default() -> None:
     assert result.exit_code == 0, result.output
     text = result.output
     for name in [*TrainConfig.model_fields, *ModelConfig.model_fields]:
-        if name in ("model", "in_channels", "image_size"):
+        if name in ("model", "in_channels", "image_size", "detect"):  # detect: from --preset or YAML
             continue
         flag = "--threads" if name == "num_threads" else "--" + name.replace("_", "-")
         assert flag in text, flag
@@ -179,3 +180,46 @@ def test_conv_unet_trains_as_a_denoising_autoencoder(lgg_dir: Path, tmp_path: Pa
     for name in ("elbo", "kl", "grad_elbo", "uncertainty", "restoration"):
         with pytest.raises(ModelMismatchError, match="a denoising autoencoder: skip connections bypass"):
             build_scorer(name, loaded.model)
+
+
+def test_preset_brain_mri_fills_the_recipe_and_detect_follows_it(
+    lgg_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """`--preset brain-mri` on real LGG slices: the preset's values where nothing was typed, typed options
+    win, the choice is saved in config.json and the model card, and `vaedx detect` without --scorer falls
+    back to the preset's scorer and post-processing when validation (no masks, one label) cannot choose."""
+    store, out = _lgg_store(lgg_dir, tmp_path / "store"), tmp_path / "run"
+    base = ["train", "-s", str(store), "--preset", "brain-mri", "--threads", "1"]
+    assert main([*base, "-o", str(tmp_path / "x"), "--preset", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "preset" in err and "brain-mri" in err and len(err.splitlines()) == 1, err
+    assert main([*base, "-o", str(tmp_path / "v"), "--kind", "vae", "--print-config"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert (shown["model"]["kind"], shown["model"]["arch"], shown["denoise"]) == ("vae", "conv", "none")
+    assert shown["model"]["widths"] == [16, 32, 64] and shown["preset"] == "brain-mri"
+
+    assert main([*base, "-o", str(out), "--epochs", "1", "--widths", "8,16", "--batch-size", "8"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "preset brain-mri: dae (conv-unet)" in said and "detect default residual_signed" in said
+    saved = json.loads((out / "config.json").read_text())["train"]
+    assert (saved["preset"], saved["model"]["kind"], saved["model"]["arch"]) == (
+        "brain-mri",
+        "dae",
+        "conv-unet",
+    )
+    assert saved["model"]["widths"] == [8, 16] and saved["epochs"] == 1  # typed: they win
+    assert saved["model"]["latent_dim"] == 32 and saved["denoise"] == "coarse"  # the preset's
+    assert saved["noise_resolution"] == 64 // 8  # 8-pixel noise cells on this 64 px store
+    assert saved["detect"]["scorer"] == "residual_signed"
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "--preset brain-mri" in card and "falls back to scorer residual_signed" in card
+
+    det = tmp_path / "det"
+    args = ["detect", "-m", str(out), "-s", str(store), "-o", str(det), "--split", "val",
+            "--max-overlays", "0", "--threads", "1"]  # fmt: skip
+    assert main(args) == 0
+    assert "chose scorer residual_signed" in " ".join(capsys.readouterr().err.split())
+    meta = json.loads((det / "detect.json").read_text())
+    assert meta["scorers"] == ["residual_signed"] and meta["selection"]["metric"] == "recorded_default"
+    assert meta["postprocess"] == {"foreground": True, "median": 5, "gaussian": 0.0}
+    assert meta["options"]["residual_signed"] == {"image_method": "topk", "topk_percent": 1.0}

@@ -54,7 +54,8 @@ def test_every_config_field_has_a_cli_option():
 
     params = set(inspect.signature(train_command).parameters)
     fields = set(TrainConfig.model_fields) - {"model"} | set(ModelConfig.model_fields)
-    assert fields - params == {"in_channels", "image_size"}  # these two come from the store
+    # in_channels and image_size come from the store; detect (how to score the model) from --preset or YAML
+    assert fields - params == {"in_channels", "image_size", "detect"}
 
 
 def test_cli_overrides_yaml(tiny_store, tmp_path):

@@ -32,12 +32,12 @@ __all__ = [
     "CalibrationFile",
     "RestorationTuning",
     "ScorerCalibration",
+    "ScoringChoice",
     "calibrate_thresholds",
     "choose_normal_label",
     "default_normal_label",
     "thresholds_path",
 ]
-
 
 
 class ScorerCalibration(BaseModel):
@@ -88,6 +88,29 @@ class RestorationTuning(BaseModel):
     grid: list[dict[str, float | None]] = Field(default_factory=list)
 
 
+class ScoringChoice(BaseModel):
+    """The scorer and post-processing ``vaedx detect`` chose itself because none was named
+    (:func:`vaedx.anomaly.selection.choose_scoring`): the winner, the figure it won by on the validation
+    split, and every candidate tried (or left out when the time budget ran out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scorer: str
+    postprocess: str  # as typed: foreground,median=5 ('' = none)
+    options: dict[str, Any] = Field(default_factory=dict)
+    metric: str  # pixel_auprc (val has lesion masks), image_auroc (val has labels) or recorded_default
+    value: float | None = None
+    dice: float | None = None  # best Dice on val (pixel_auprc only)
+    reason: str = ""
+    split: str = "val"
+    store: str = ""
+    n_images: int = Field(default=0, ge=0)
+    seconds: float = 0.0
+    budget_s: float = 0.0
+    candidates: list[dict[str, Any]] = Field(default_factory=list)
+    skipped: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class CalibrationFile(BaseModel):
     """``thresholds.json``: the calibrated thresholds of one model, by scorer."""
 
@@ -96,6 +119,7 @@ class CalibrationFile(BaseModel):
     version: int = 1
     scorers: dict[str, ScorerCalibration] = Field(default_factory=dict)
     restoration: RestorationTuning | None = None
+    selection: ScoringChoice | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path) -> CalibrationFile:
@@ -131,7 +155,8 @@ class CalibrationFile(BaseModel):
         """The entries for ``names`` only (those present), e.g. what one detect run used."""
         tuning = self.restoration if "restoration" in names else None
         picked = {n: self.scorers[n] for n in names if n in self.scorers}
-        return CalibrationFile(scorers=picked, restoration=tuning)
+        chosen = self.selection if self.selection is not None and self.selection.scorer in names else None
+        return CalibrationFile(scorers=picked, restoration=tuning, selection=chosen)
 
 
 def thresholds_path(run_dir: str | Path) -> Path:

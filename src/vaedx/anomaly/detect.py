@@ -39,6 +39,7 @@ from vaedx.anomaly.scoring import (
     store_inputs,
     write_overlays,
 )
+from vaedx.anomaly.selection import DEFAULT_BUDGET_S, choose_scoring
 from vaedx.anomaly.volumes import VOLUMES_FILE, ScoredVolume, detect_inputs, write_volume_outputs
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError
@@ -123,7 +124,7 @@ def detect(
     store: str | Path | None = None,
     split: str | None = "test",
     inputs: Sequence[str | Path] | None = None,
-    scorers: Sequence[str] = ("residual",),
+    scorers: Sequence[str] | None = ("residual",),
     options: dict[str, dict[str, Any]] | None = None,
     postprocess: str | PostSpec | None = None,
     max_overlays: int = 50,
@@ -134,6 +135,7 @@ def detect(
     save_calibration: bool = False,
     dicom_seg: bool = False,
     tune_restoration: bool = False,
+    selection_budget: float = DEFAULT_BUDGET_S,
 ) -> Path:
     """Score a store split or files; write scores.csv, maps/<scorer>.npy, overlays/, thresholds.json and
     detect.json into out. Input volumes (3-D NIfTI, DICOM series folders or zips, numbered slice folders)
@@ -143,6 +145,11 @@ def detect(
     ``tune_restoration`` picks the restoration scorer's lam and steps on the store's val split first
     (:mod:`vaedx.anomaly.restoration_tuning`); without it a tuning saved with the run's calibration applies.
     Options given explicitly win over either.
+
+    ``scorers=None`` (``vaedx detect`` without ``--scorer``): the scorer, and unless ``postprocess`` is
+    given the post-processing, are chosen on the store's val split within ``selection_budget`` seconds
+    (:mod:`vaedx.anomaly.selection`); the choice and its validation figures go into detect.json
+    (``selection``) and thresholds.json.
 
     ``target_specificity`` and ``normal_label`` (None: the store's 'normal'/'no_tumour'/'healthy' label,
     else label code 0; the choice is printed and recorded) set how missing thresholds are calibrated;
@@ -157,6 +164,8 @@ def detect(
         raise ConfigError(f"target specificity must be in (0, 1], got {target_specificity}")
     opts = options or {}
     post = postprocess if isinstance(postprocess, PostSpec) else PostSpec.parse(postprocess)
+    if selection_budget < 0:
+        raise ConfigError(f"the selection budget must be >= 0 seconds, got {selection_budget}")
     out = Path(out)
     rt = setup_runtime(device)
     try:
@@ -170,6 +179,24 @@ def detect(
             data, volumes = detect_inputs(inputs or [], loaded.preprocess, loaded.image_shape)
         names = ts.label_names if ts is not None else (loaded.label_names or [])
         normal = _normal_label(names, normal_label)
+        choice = None
+        if scorers is None:
+            if tune_restoration:
+                raise ConfigError("--tune-restoration tunes the restoration scorer: add --scorer restoration")
+            given_post = None if postprocess is None else post
+            choice = choose_scoring(
+                loaded, ts, post=given_post, options=opts, budget_s=selection_budget,
+                normal_label=normal or None,
+            )  # fmt: skip
+            scorers, post = [choice.scorer], PostSpec.parse(choice.postprocess)
+            opts = {**opts, choice.scorer: choice.options}
+            if rt.is_main and not quiet:
+                figure = "" if choice.value is None else f" {choice.value:.3f}"
+                console.print(
+                    f"chose scorer {choice.scorer} with postprocess '{choice.postprocess or 'none'}': "
+                    f"{choice.metric}{figure} ({choice.reason}, {choice.seconds:.0f} s)",
+                    soft_wrap=True,
+                )
         if tune_restoration and "restoration" not in scorers:
             raise ConfigError("--tune-restoration tunes the restoration scorer: add --scorer restoration")
         tuning = None
@@ -184,6 +211,12 @@ def detect(
                 loaded, ts, scorers, opts, post, target_specificity, normal_label, normal, save_calibration
             )
             cal.restoration = tuning
+            cal.selection = choice
+            if choice is not None and save_calibration:  # the run keeps the choice beside its thresholds
+                saved = CalibrationFile.load(loaded.path)
+                saved.selection = choice
+                saved.save(loaded.path)
+                write_run_card(loaded.path)  # the card names the choice beside the thresholds
             if tune_restoration and save_calibration:
                 saved = CalibrationFile.load(loaded.path)
                 saved.restoration = tuning
@@ -209,6 +242,7 @@ def detect(
             scored = merge_shards(out, rt.world_size)
         calib = {"normal_label": normal, "target_specificity": target_specificity, "saved": save_calibration}
         calib["dicom_seg"] = dicom_seg
+        calib["selection"] = None if choice is None else choice.model_dump(mode="json")
         args = (scorers, opts, post, split, max_overlays, store, calib, volumes)
         _write(out, loaded, data, scored, cal, *args)
         return out
@@ -267,5 +301,6 @@ def _write(
             "overlays": n_over,
             "volumes": {"n": len(described), "file": VOLUMES_FILE if described else None},
             "notes": list(data.notes),
+            "selection": calib.get("selection"),
         },
     )

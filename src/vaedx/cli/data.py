@@ -353,6 +353,14 @@ def prepare_cmd(
         highlight=False,
         soft_wrap=True,
     )
+    chosen = store.meta.get("size_default")
+    if chosen:
+        console.print(
+            f"note: slices of volumes ({chosen['source'][0]}x{chosen['source'][1]}) were resized to "
+            f"{chosen['size']} px, the default for volumes; give --size to choose another",
+            highlight=False,
+            soft_wrap=True,
+        )
     info = summarize(output)
     if as_json:
         print_json({"out": output, "images": len(store), "image_shape": list(store.image_shape),

@@ -47,7 +47,12 @@ def detect_command(
         "numbered slices (repeat). Volumes also get NIfTI maps and lesion masks in their own space.",
     ),
     scorer: list[str] | None = typer.Option(
-        None, "--scorer", help="Scorer names (repeat or comma-separate); default residual."
+        None,
+        "--scorer",
+        help="Scorer names (repeat or comma-separate). Default: chosen on the store's val split among "
+        "the cheap scorers the model allows (with the post-processing, unless --postprocess is given), by "
+        "pixel AUPRC with lesion masks, else image AUROC; else the model's recorded default (its preset's, "
+        "or residual). The choice is recorded in detect.json and thresholds.json.",
     ),
     option: list[str] | None = typer.Option(
         None, "--option", help="SCORER.NAME=VALUE, e.g. restoration.steps=20"
@@ -81,6 +86,13 @@ def detect_command(
         help="Pick the restoration scorer's lam and steps on the store's val split (a small grid, by pixel "
         "AUPRC with masks, else image AUROC) and record the choice with the calibration.",
     ),
+    tune_budget: float = typer.Option(
+        300.0,
+        "--tune-budget",
+        min=0.0,
+        help="Seconds the scorer choice (no --scorer) may spend on the val split; candidates left when it "
+        "runs out are recorded as skipped.",
+    ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
@@ -96,7 +108,7 @@ def detect_command(
 ) -> None:
     """Detect anomalies: anomaly maps, image scores and flags at calibrated thresholds."""
     s = with_config(ctx, config, dict(locals()), hidden=("ctx", "scorers"))
-    s["scorer"] = split_list(pick(s["scorer"], scorers, "--scorers", "--scorer")) or ["residual"]
+    s["scorer"] = split_list(pick(s["scorer"], scorers, "--scorers", "--scorer")) or None
     if print_config:
         show_config(s, skip=("ctx", "scorers"))
     from vaedx.anomaly.detect import detect, parse_options
@@ -122,6 +134,7 @@ def detect_command(
         save_calibration=s["save_calibration"],
         dicom_seg=s["dicom_seg"],
         tune_restoration=s["tune_restoration"],
+        selection_budget=s["tune_budget"],
     )
     if s["as_json"]:
         print_json(_summary(path))

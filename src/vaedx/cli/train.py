@@ -24,7 +24,7 @@ from vaedx.models.config import ModelConfig
 from vaedx.runs.config import TrainConfig, build_config
 
 # filled in from the tensor store by the trainer, not choices a user makes on the command line
-_NOT_OPTIONS = frozenset({"model", "in_channels", "image_size"})
+_NOT_OPTIONS = frozenset({"model", "in_channels", "image_size", "detect"})
 # spelling kept from before the options were generated: field name -> option name
 _RENAMED = {"num_threads": "threads"}
 _SHORT = {"store": "-s", "out": "-o"}
@@ -42,6 +42,10 @@ _HELP = {  # for fields whose description is missing or written for the YAML rat
     "noise_std": "With --denoise coarse: std of the noise on its grid (paper: 0.2).",
     "context_encoding": "ceVAE (Zimmerer et al., MIDL 2019): also train the model to give back the clean "
     "image from a copy with rectangles inside the head masked out; score with --scorer combi.",
+    "preset": "Best measured recipe for this kind of data; options you type win over its values, and "
+    "the chosen values are saved in config.json and shown in the model card. brain-mri: U-Net denoising "
+    "autoencoder (coarse noise of 8-pixel cells), widths 16,32,64, 20 epochs; vaedx detect then defaults "
+    "to residual_signed with foreground,median=5 (prepare slices at 128 px).",
     "device": DEVICE_HELP,
     "num_threads": THREADS_HELP,
 }

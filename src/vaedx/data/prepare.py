@@ -363,6 +363,7 @@ def _prepare_manifest(
     skipped = list(m.skipped)
     writer: StoreWriter | None = None
     extra: dict[str, Any] = {"read_options": read_options, "splits_assigned": assigned}
+    cfg = volume_default_size(m, decoder, cfg, extra)
     if cfg.volume_steps:
         batches = _prepared_volumes(m, decoder, cfg, on_error, skipped, extra)
     else:
@@ -384,6 +385,42 @@ def _prepare_manifest(
 
 
 Batch = tuple[list[int], np.ndarray, np.ndarray | None, list[bool]]
+# Slices of volumes default to this side when no size is given: the usual size of slice models of brain MRI
+# (a VAE at 256 px costs 4x the time per epoch of one at 128 px for no measured gain), never enlarging.
+VOLUME_SIZE = 128
+
+
+def _is_volume_row(m: Manifest, row: dict[str, str]) -> bool:
+    """A slice of a 3-D volume: a row with a volume id, of a DICOM series, or a slice of a NIfTI file."""
+    if row.get("volume"):
+        return True
+    ref = m.resolve(row["path"])
+    if ref.split is not None:
+        return False
+    return is_series(ref.file) or (bool(row.get("slice_index")) and detect_format(ref.file) == "nifti")
+
+
+def volume_default_size(
+    m: Manifest, decoder: RowDecoder, cfg: PreprocessConfig, extra: dict[str, Any]
+) -> PreprocessConfig:
+    """``cfg`` with size VOLUME_SIZE when no size (nor target spacing, which sets the geometry) is given, the
+    rows are slices of volumes and the first slice is larger than that; the choice goes into ``extra``
+    (the store's metadata) as ``size_default``. Anything else keeps its source size, as before."""
+    if cfg.size is not None or cfg.target_spacing is not None or not m.rows:
+        return cfg
+    if not _is_volume_row(m, m.rows[0]):
+        return cfg
+    try:
+        h, w = decoder.image(m.rows[0]).shape[-2:]
+    except (InputError, OSError):
+        return cfg  # the normal route reports the unreadable row as it would have
+    if max(h, w) <= VOLUME_SIZE:
+        return cfg
+    extra["size_default"] = {
+        "size": VOLUME_SIZE, "source": [int(h), int(w)],
+        "why": f"slices of volumes default to {VOLUME_SIZE} px when --size is not given",
+    }  # fmt: skip
+    return cfg.model_copy(update={"size": (VOLUME_SIZE, VOLUME_SIZE)})
 
 
 def _transformed_chunks(

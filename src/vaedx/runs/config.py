@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vaedx.data.augment import AugmentConfig, as_augment
 from vaedx.errors import ConfigError
 from vaedx.models.config import ModelConfig
+from vaedx.runs.presets import PRESETS, DetectDefaults, PresetName, preset_values
 
 MODEL_FIELDS = frozenset(ModelConfig.model_fields)
 
@@ -80,6 +81,16 @@ class TrainConfig(BaseModel):
     )
     ce_fill: Literal["noise", "zero"] = Field(
         default="noise", description="Context encoding: uniform noise in the image's range, or zeros."
+    )
+    preset: PresetName | None = Field(
+        default=None,
+        description="A measured recipe (brain-mri: U-Net denoising autoencoder with coarse noise of 8-pixel "
+        "cells, scored by residual_signed inside the head); typed options win over its values.",
+    )
+    detect: DetectDefaults | None = Field(
+        default=None,
+        description="How vaedx detect scores this model when no scorer is named and validation cannot "
+        "choose (set by --preset).",
     )
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N.")
     amp: bool | None = Field(default=None, description="Mixed precision; None = on for CUDA.")
@@ -189,6 +200,8 @@ def build_config(
     """defaults < base (e.g. a saved run) < YAML < overrides; errors become one-line ConfigErrors."""
     data = merge(base or {}, read_yaml(yaml_path)) if yaml_path else dict(base or {})
     data = merge(data, overrides or {})
+    if data.get("preset") in PRESETS:  # the preset fills only what nothing above set
+        data = merge(merge({}, preset_values(data["preset"], data)), data)
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as e:

@@ -319,6 +319,8 @@ def run_card(root: str | Path) -> Card:
     card.add("Preprocessing", settings_table(preprocess))
     card.add("Model settings", settings_table(model))
     card.add("Training settings", settings_table({k: v for k, v in train.items() if k != "model"}))
+    if train.get("preset") or train.get("detect"):
+        card.add("Preset and scoring defaults", _preset_lines(train))
     card.add("Validation figures", _validation_lines(rows, best, state, finetune))
     recipe = _read_json(run.root / "recipe.json")
     if recipe.get("trials"):
@@ -335,6 +337,26 @@ def run_card(root: str | Path) -> Card:
         )
     card.add("Known limitations", bullets(limits))
     return card
+
+
+def _preset_lines(train: dict[str, Any]) -> list[str]:
+    """The preset the run was trained with and how `vaedx detect` scores it when no scorer is named, so a
+    reader of the card knows which values came from the preset (the tables above show the values used)."""
+    lines = []
+    if train.get("preset"):
+        lines.append(
+            f"Trained with `--preset {train['preset']}`; options typed on the command line or in a YAML file "
+            "won over its values. The settings tables above show every value used."
+        )
+    det = train.get("detect") or {}
+    if det:
+        lines.append(
+            f"`vaedx detect` without `--scorer` chooses scorer and post-processing on the validation split "
+            f"and falls back to scorer {det.get('scorer')}, "
+            f"post-processing {det.get('postprocess') or 'none'}, "
+            f"options {fmt(det.get('options') or {})} when validation cannot decide."
+        )
+    return lines
 
 
 def _validation_lines(
@@ -406,7 +428,20 @@ def _threshold_lines(cal: dict[str, Any]) -> list[str]:
         "split",
         "normal label",
     ]
-    return [*md_table(header, rows), "", "Image thresholds come from normal validation images only."]
+    lines = [*md_table(header, rows), "", "Image thresholds come from normal validation images only."]
+    chosen = cal.get("selection") or {}
+    if chosen:
+        value = chosen.get("value")
+        figure = (
+            f" {chosen.get('metric')} {fmt(value)}" if value is not None else f" ({chosen.get('metric')})"
+        )
+        lines += [
+            "",
+            f"Chosen by `vaedx detect` without `--scorer` on the {chosen.get('split', 'val')} split: "
+            f"{chosen.get('scorer')} with post-processing {chosen.get('postprocess') or 'none'}:{figure}, "
+            f"best of {len(chosen.get('candidates') or [])} candidates in {fmt(chosen.get('seconds'))} s.",
+        ]
+    return lines
 
 
 def _training_limitations(train: dict[str, Any], data: dict[str, Any], finetune: Any) -> list[str]:

@@ -24,6 +24,7 @@ from vaedx.runs.config import RESUMABLE_FIELDS, TrainConfig, build_config, merge
 from vaedx.runs.folder import THRESHOLDS_FILE
 from vaedx.runs.loaded import LoadedModel, load_model
 from vaedx.runs.model_card import CARD_FILE, EVALUATIONS_FILE, store_facts, write_run_card
+from vaedx.runs.presets import PRESETS, noise_resolution_for
 from vaedx.training.batches import select_indices
 from vaedx.training.distributed import Runtime, setup_runtime
 from vaedx.training.loop import BatchHook, TorchTrainer
@@ -102,6 +103,8 @@ def run_training(
             ck.make_readable(atomic_write_json(out / ck.CONFIG_FILE, meta))
             handler = attach_log_file(out)
             metrics = MetricsLog(out, state_epoch, open_tracker(tracker, out, cfg.model_dump(mode="json")))
+        for note in preset_notes(cfg, store):
+            reporter.line(note)
         reporter.line(
             f"{'resuming' if resume else 'training'} {KIND_NAMES[cfg.model.kind]} on {len(train_idx)} images "
             f"(val {len(val_idx)}), shape {store.image_shape}, device {rt.device}, "
@@ -148,7 +151,31 @@ def _fill_shape(cfg: TrainConfig, store: TensorStore) -> TrainConfig:
             f"config expects {m.in_channels} channel(s) of {m.image_size}; the store has {c} of {(h, w)}",
             store.root,
         )
-    return cfg.model_copy(update={"model": m.model_copy(update={"in_channels": c, "image_size": (h, w)})})
+    update: dict[str, Any] = {"model": m.model_copy(update={"in_channels": c, "image_size": (h, w)})}
+    if cfg.preset and cfg.denoise == "coarse" and "noise_resolution" not in cfg.model_fields_set:
+        # the preset's noise is defined by its cell size in pixels, so its grid follows the image size
+        update["noise_resolution"] = noise_resolution_for(cfg.preset, min(h, w)) or cfg.noise_resolution
+    return cfg.model_copy(update=update)
+
+
+def preset_notes(cfg: TrainConfig, store: TensorStore) -> list[str]:
+    """What the user should know about the preset on this store: its values, and a size it was not made for
+    (slices are sized by ``vaedx data prepare``; training cannot resize them)."""
+    if not cfg.preset:
+        return []
+    preset, (_, h, w) = PRESETS[cfg.preset], store.image_shape
+    notes = [
+        f"preset {cfg.preset}: {cfg.model.kind} ({cfg.model.arch}), widths {cfg.model.widths}, "
+        f"denoise {cfg.denoise} (grid {cfg.noise_resolution}, std {cfg.noise_std}), {cfg.epochs} epochs; "
+        f"detect default {cfg.detect.scorer if cfg.detect else 'residual'}"
+    ]
+    if max(h, w) > preset.size:
+        cheaper = max(h, w) ** 2 // preset.size**2
+        notes.append(
+            f"preset {cfg.preset} is meant for {preset.size} px slices; this store's are {h}x{w}: "
+            f"`vaedx data prepare --size {preset.size}` makes training about {cheaper}x cheaper"
+        )
+    return notes
 
 
 def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
