@@ -84,8 +84,15 @@ def test_quick_run_tests_every_patient_once_and_reports_every_method(bench, lgg_
         if name != "intensity":
             d = row["dice_vs_intensity"]
             assert d["n"] == len(row["per_patient_dice"]) and d["low"] <= d["diff"] <= d["high"]
+    from vaedx.anomaly.selection import CANDIDATE_SCORERS as bench_scorers
+
+    for name in ("vae_defaults", "preset_brain_mri"):  # detect chose scorer and post-processing on val
+        chosen = summary[name]["selections"]
+        assert len(chosen) == 2 and {c["metric"] for c in chosen} == {"pixel_auprc"}
+        assert all(c["n_images"] > 0 and c["scorer"] in bench_scorers for c in chosen)
     md = (out / "results.md").read_text()
     assert "⌈Dice⌉ (optimistic)" in md and all(f"| {m} |" in md for m in methods)
+    assert "Chosen by `vaedx detect` on each fold's validation patients" in md
     assert "wall time" in capsys.readouterr().out
 
     bench.main(["--quick", "--out", str(out), "--threads", "1"])  # a rerun skips finished folds
