@@ -18,9 +18,10 @@ KIND_NAMES = {"vae": "vae", "ae": "ae", "pca": "pca", "dae": "denoising autoenco
 Likelihood = Literal["gaussian", "gaussian_learned", "bernoulli", "laplace"]
 Norm = Literal["batch", "group", "instance", "none"]
 # The network behind the model: vaedx's own ConvVAE/ConvAE, its U-Net twin (conv-unet: encoder feature maps
-# concatenated into the decoder at each resolution), or a MONAI network through its adapter.
-Arch = Literal["conv", "monai-varautoencoder", "monai-autoencoderkl", "conv-unet"]
-ARCHS: tuple[str, ...] = ("conv", "monai-varautoencoder", "monai-autoencoderkl", "conv-unet")
+# concatenated into the decoder at each resolution), its faster twin (conv-fast: no full-resolution feature
+# map, see vaedx.models.fastconv), or a MONAI network through its adapter.
+Arch = Literal["conv", "monai-varautoencoder", "monai-autoencoderkl", "conv-unet", "conv-fast"]
+ARCHS: tuple[str, ...] = ("conv", "monai-varautoencoder", "monai-autoencoderkl", "conv-unet", "conv-fast")
 UNET_ARCH = "conv-unet"
 
 
@@ -36,8 +37,9 @@ class ModelConfig(BaseModel):
     kind: ModelKind = "vae"
     arch: Arch = Field(
         default="conv",
-        description="Network: conv (vaedx's ConvVAE/ConvAE), conv-unet (skip connections at every "
-        "resolution: a denoising autoencoder, kind dae) or a MONAI network (needs the monai extra); "
+        description="Network: conv (vaedx's ConvVAE/ConvAE), conv-fast (the same with a space-to-depth stem "
+        "and a sub-pixel head, no full-resolution feature map: faster to train), conv-unet (skip connections "
+        "at every resolution: a denoising autoencoder, kind dae) or a MONAI network (needs the monai extra); "
         "configs saved before this field existed load as conv.",
     )
     in_channels: int | None = Field(default=None, ge=1)

@@ -12,6 +12,7 @@ from typing import Any
 from vaedx.errors import ConfigError
 from vaedx.models.baselines import PCABaseline
 from vaedx.models.config import ARCHS, UNET_ARCH, ModelConfig
+from vaedx.models.fastconv import FAST_ARCH, FastConvAE, FastConvVAE
 from vaedx.models.unet import ConvUNet
 from vaedx.models.vae import ConvAE, ConvVAE
 
@@ -22,7 +23,7 @@ MODEL_ARCHS = ARCHS
 def build_model(cfg: ModelConfig) -> Any:
     """A fresh, untrained model (weights drawn from torch's global RNG, so seed first).
 
-    ConvVAE | ConvAE | ConvUNet (kind dae) | PCABaseline, or a
+    ConvVAE | ConvAE | FastConvVAE | FastConvAE (arch conv-fast) | ConvUNet (kind dae) | PCABaseline, or a
     :class:`vaedx.models.adapter.NetworkAdapter` for a MONAI arch.
     """
     if cfg.kind not in MODEL_KINDS:
@@ -37,6 +38,8 @@ def build_model(cfg: ModelConfig) -> Any:
         return MonaiAutoencoderKL(cfg)
     if cfg.arch == UNET_ARCH:
         return ConvUNet(cfg)
+    if cfg.arch == FAST_ARCH:
+        return FastConvVAE(cfg) if cfg.kind == "vae" else FastConvAE(cfg)
     if cfg.arch != "conv":
         raise ConfigError(f"unknown arch {cfg.arch!r}; choose one of {', '.join(MODEL_ARCHS)}")
     if cfg.kind == "vae":
