@@ -17,12 +17,24 @@ so it includes validation-free checkpointing and every per-epoch cost of the rea
 
 Scaling: each store size (1k, 5k, 20k images of 28x28) is trained for a few epochs in its own subprocess,
 which prints its peak RSS (``resource.getrusage``), so peaks do not leak between configurations.
+
+Architectures (``--sections archs``): the default ConvVAE (arch conv), ``--arch conv-fast`` and MONAI's
+VarAutoEncoder, same widths and latent size, each trained by the bare loop for the same epochs on the same
+real images in the same order: PneumoniaMNIST (train split, scored on its val split) at 28 px and LGG FLAIR
+slices at 128 px (24 patients to train, 6 others to score). Epochs are interleaved (epoch e of every network,
+then epoch e + 1), so load on the shared machine hits all three. Reported: FLOPs per trained image (forward
+and backward, ``torch.utils.flop_counter``), images/s (median epoch after the first), the GFLOP/s that makes
+and its share of the machine limit (the better of detect_speed.py's matmul and 3x3-convolution GFLOP/s,
+measured before every epoch round), and validation MSE and SSIM of the posterior-mean reconstruction, so
+speed is never bought with quality. Memory format follows the engine's rule (channels_last from 96 px).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -39,7 +51,9 @@ from vaedx.data.locate import find_data_file
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import StoreWriter
 from vaedx.models import ModelConfig, build_model
+from vaedx.models.ssim import ssim
 from vaedx.training.engine import run_training
+from vaedx.training.loop import use_channels_last
 
 BATCH = 64
 SIGMA = 0.1  # ModelConfig default for the fixed-sigma Gaussian likelihood
@@ -150,10 +164,14 @@ def bare_epoch_seconds(
     return statistics.median(times)
 
 
-def vaedx_model(size: int) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+def vaedx_model(
+    size: int, arch: str = "conv"
+) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
     cfg = CONFIGS[size]
     torch.manual_seed(0)
-    mc = ModelConfig(in_channels=1, image_size=size, widths=cfg["widths"], latent_dim=cfg["latent_dim"])
+    mc = ModelConfig(
+        arch=arch, in_channels=1, image_size=size, widths=cfg["widths"], latent_dim=cfg["latent_dim"]
+    )  # type: ignore[arg-type]
     m = build_model(mc)
 
     def loss(x: torch.Tensor) -> torch.Tensor:
@@ -289,6 +307,181 @@ def scaling(sizes: list[int], epochs: int, threads: int, work: Path) -> list[dic
     return rows
 
 
+# -- part 3: architectures, speed beside quality ----------------------------------------------------------
+ARCH_NAMES = ("ConvVAE (conv)", "conv-fast", "MONAI VarAutoEncoder")
+LGG_VAL_PATIENTS = 6
+
+
+def _sibling(name: str) -> Any:
+    """A sibling benchmark script as a module, under a private name."""
+    key = f"_vaedx_bench_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).resolve().parent / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[key] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return sys.modules[key]
+
+
+def real_split(size: int, quick: bool) -> tuple[torch.Tensor, torch.Tensor, str] | None:
+    """(train, val, what) real images at ``size`` px: PneumoniaMNIST's own splits at 28, LGG FLAIR slices
+    (middle three fifths of each volume, split by patient) at other sizes; None without the data."""
+    if size == 28:
+        npz = find_data_file("pneumoniamnist/pneumoniamnist.npz", None)
+        if npz is None:
+            return None
+        raw = np.load(npz)
+        train, val = (
+            torch.from_numpy(raw[k][:, None].astype(np.float32) / 255.0)
+            for k in ("train_images", "val_images")
+        )
+        if quick:
+            train, val = train[:640], val[:128]
+        return train, val, f"PneumoniaMNIST {len(train)} train / {len(val)} val"
+    from vaedx.data.preprocess import apply
+    from vaedx.io.slice_stack import read_lgg_patient
+
+    lgg = find_data_file("brain_lgg", None)
+    if lgg is None:
+        return None
+    cases = sorted(p for p in lgg.iterdir() if p.name.startswith("TCGA"))
+    if quick:
+        cases = cases[:4] + cases[-2:]
+    pre = PreprocessConfig(size=(size, size))
+
+    def slices(case: Path) -> list[np.ndarray]:
+        vol, mask = read_lgg_patient(case)
+        n = len(mask)
+        return [apply(vol.data[z], pre, mask[z])[0] for z in range(n // 5, 4 * n // 5)]
+
+    n_val = 2 if quick else LGG_VAL_PATIENTS
+    train = torch.from_numpy(np.stack([s for c in cases[:-n_val] for s in slices(c)])).float()
+    val = torch.from_numpy(np.stack([s for c in cases[-n_val:] for s in slices(c)])).float()
+    n_train = len(cases) - n_val
+    return train, val, f"LGG FLAIR {len(train)} train slices ({n_train} patients) / {len(val)} val ({n_val})"
+
+
+def _arch_models(size: int) -> dict[str, tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]]:
+    out = {ARCH_NAMES[0]: vaedx_model(size, "conv"), ARCH_NAMES[1]: vaedx_model(size, "conv-fast")}
+    built = monai_model(size)
+    if built is not None:
+        out[ARCH_NAMES[2]] = built
+    return out
+
+
+def _posterior_mean(m: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The deterministic reconstruction decode(mu); MONAI's forward would sample even in eval mode."""
+    if hasattr(m, "reconstruct"):
+        return m.reconstruct(x)  # type: ignore[operator]
+    mu, _ = m.encode_forward(x)  # type: ignore[operator]
+    return m.decode_forward(mu)  # type: ignore[operator]
+
+
+def flops_per_image(loss: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> float:
+    """FLOPs of one training step's forward and backward pass, per image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss(x).backward()
+    return counter.get_total_flops() / len(x)
+
+
+def arch_compare(size: int, epochs: int, threads: int, quick: bool) -> list[dict[str, Any]]:
+    """Train every architecture for ``epochs`` interleaved epochs; speed, FLOPs, machine share, quality."""
+    torch.set_num_threads(threads)
+    split = real_split(size, quick)
+    if split is None:
+        print(f"  {size}x{size}: real data not found, architecture comparison skipped", file=sys.stderr)
+        return []
+    train, val, what = split
+    cl = use_channels_last(None, False, (size, size))
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    models = _arch_models(size)
+    flops = {k: flops_per_image(loss, train[:BATCH]) for k, (_, loss) in models.items()}
+    for m, _ in models.values():
+        m.zero_grad(set_to_none=True)
+        m.to(memory_format=fmt).train()
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-3) for k, (m, _) in models.items()}
+    machine = _sibling("detect_speed").machine_limit
+    torch.set_flush_denormal(True)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    secs: dict[str, list[float]] = {k: [] for k in models}
+    limits, loads = [], []
+    for e in range(epochs):
+        limits.append(max(machine().values()))
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(e))  # same batches for all
+        for name, (_, loss) in models.items():
+            torch.manual_seed(1000 + e)  # same reparameterisation noise stream for every network
+            t0 = time.perf_counter()
+            for i in range(0, len(train), BATCH):
+                x = train[order[i : i + BATCH]].contiguous(memory_format=fmt)
+                loss_value = loss(x)
+                opts[name].zero_grad(set_to_none=True)
+                loss_value.backward()
+                opts[name].step()
+            secs[name].append(time.perf_counter() - t0)
+            loads.append(os.getloadavg()[0])
+        print(
+            f"  {size}x{size} archs epoch {e + 1}/{epochs} done, load {loads[-1]:.2f}",
+            file=sys.stderr,
+            flush=True,
+        )
+    torch.set_flush_denormal(False)
+    torch.use_deterministic_algorithms(False)
+    limit = statistics.median(limits)
+    rows = []
+    for name, (m, _) in models.items():
+        m.eval()
+        with torch.no_grad():
+            rec = torch.cat(
+                [
+                    _posterior_mean(m, val[i : i + 256].contiguous(memory_format=fmt))
+                    for i in range(0, len(val), 256)
+                ]
+            ).clamp(0, 1)
+        steady = statistics.median(secs[name][1:] if epochs > 1 else secs[name])
+        img_s = len(train) / steady
+        gflops = flops[name] * img_s / 1e9
+        rows.append(
+            {"size": size, "arch": name, "data": what, "params": n_params(m), "mflop_img": flops[name] / 1e6,
+             "img_s": img_s, "gflops": gflops, "limit_gflops": limit, "share": gflops / limit,
+             "val_mse": float((rec - val).pow(2).mean()), "val_ssim": float(ssim(rec, val).mean()),
+             "epochs": epochs, "channels_last": cl, "load": statistics.mean(loads)}
+        )  # fmt: skip
+    base = next((r["img_s"] for r in rows if r["arch"] == ARCH_NAMES[2]), None)
+    for r in rows:
+        r["vs_monai"] = r["img_s"] / base if base else float("nan")
+    return rows
+
+
+def print_arch_table(rows: list[dict[str, Any]], threads: int) -> None:
+    print(
+        f"\nArchitectures: bare loop, batch {BATCH}, AdamW 1e-3, {threads} torch thread(s), same images, "
+        "same order"
+    )
+    hdr = (
+        f"{'size':>7} {'arch':<22} {'params':>10} {'MFLOP/img':>10} {'img/s':>7} {'vs MONAI':>8} "
+        f"{'GFLOP/s':>8} {'limit':>6} {'share':>6} {'val MSE':>8} {'val SSIM':>8} {'load':>5}"
+    )
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        sz = f"{r['size']}x{r['size']}"
+        print(
+            f"{sz:>7} {r['arch']:<22} {r['params']:>10,} {r['mflop_img']:>10.1f} {r['img_s']:>7.1f} "
+            f"{r['vs_monai']:>8.2f} {r['gflops']:>8.1f} {r['limit_gflops']:>6.1f} {r['share']:>6.1%} "
+            f"{r['val_mse']:>8.5f} {r['val_ssim']:>8.4f} {r['load']:>5.2f}"
+        )
+    for size in sorted({r["size"] for r in rows}):
+        r = next(r for r in rows if r["size"] == size)
+        print(f"{size}x{size}: {r['data']}, {r['epochs']} epochs, channels_last {r['channels_last']}")
+    print(
+        "img/s: median epoch after the first; FLOPs: forward + backward of one step; limit: median over "
+        "epoch rounds of the better of matmul and 3x3-conv GFLOP/s; load: mean 1-min load average."
+    )
+
+
 # -- output ------------------------------------------------------------------------------------------------
 def print_tables(speed: list[dict[str, Any]], scale: list[dict[str, Any]], threads: int) -> None:
     print(f"\nTraining throughput, batch {BATCH}, {threads} torch thread(s), medians over interleaved rounds")
@@ -322,12 +515,22 @@ def print_tables(speed: list[dict[str, Any]], scale: list[dict[str, Any]], threa
             )
 
 
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, 1 round: a smoke test (~1 min)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for every variant (default 1)")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None, help="epochs per measurement (first is warm-up)")
+    ap.add_argument("--arch-epochs", type=int, default=None, help="training epochs of the archs section")
+    ap.add_argument("--arch-sizes", default="28,128", help="image sizes of the archs section (28, 128)")
+    ap.add_argument(
+        "--sections", default="engine,scaling,archs",
+        help="comma-separated: engine (engine vs bare), scaling (store size), archs (conv, conv-fast, MONAI)",
+    )  # fmt: skip
     ap.add_argument("--work", type=Path, default=Path("/tmp/vaedx_speed"))
     ap.add_argument("--child-scaling", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -335,6 +538,7 @@ def main() -> None:
     if args.child_scaling is not None:
         scaling_child(args.child_scaling, args.epochs or 3, args.threads, args.work)
         return
+    sections = set(args.sections.split(","))
     t0 = time.perf_counter()
     try:
         import monai
@@ -349,11 +553,23 @@ def main() -> None:
     q = args.quick
     rounds = args.rounds or (1 if q else 3)
     epochs = args.epochs or 3
-    speed = compare(28, 640 if q else 2560, epochs, rounds, args.threads, args.work)
-    speed += compare(128, 128, epochs, rounds, args.threads, args.work)
-    sizes = [1000, 2000] if q else [1000, 5000, 20000]
-    scale = scaling(sizes, 2, args.threads, args.work)
-    print_tables(speed, scale, args.threads)
+    speed: list[dict[str, Any]] = []
+    scale: list[dict[str, Any]] = []
+    archs: list[dict[str, Any]] = []
+    if "engine" in sections:
+        speed = compare(28, 640 if q else 2560, epochs, rounds, args.threads, args.work)
+        speed += compare(128, 128, epochs, rounds, args.threads, args.work)
+    if "scaling" in sections:
+        sizes = [1000, 2000] if q else [1000, 5000, 20000]
+        scale = scaling(sizes, 2, args.threads, args.work)
+    if "archs" in sections:
+        arch_epochs = args.arch_epochs or (2 if q else 5)
+        for size in _ints(args.arch_sizes):
+            archs += arch_compare(size, arch_epochs, args.threads, q)
+    if speed or scale:
+        print_tables(speed, scale, args.threads)
+    if archs:
+        print_arch_table(archs, args.threads)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s; torch {torch.__version__}; shared machine, 2 cores")
 
 
