@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from train_fixtures import tiny_store  # noqa: F401  (the store fixture)
-
 from vaedx.pipeline.stages import Settings, train_model
 
 
