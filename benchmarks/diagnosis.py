@@ -17,6 +17,10 @@ Tables (all test figures are on splits never used for fitting, calibration, thre
 3. LGG FLAIR slice-level tumour / no-tumour on the held-out test patients (bootstrap CI by patient):
    VAE latent + CV-chosen classifier, the fine-tuned encoder + logistic regression, and the supervised
    CNN (same recipe), several seeds.
+4. As a new user gets it (``diagnosis_new_user.py``): the README's commands with their defaults, one
+   command line for PneumoniaMNIST, LGG (tumour / no tumour, by patient) and Cheng (three tumour types,
+   by image), the VAE's auto recipe beside the CNN of the same architecture with the same search and budget.
+5. Seconds per epoch at 64, 128 and 224 px on the Cheng set.
 
 If several unsupervised encoders are listed, the one for tables 2 and 3 is chosen by validation AUC in
 table 1, never by test.
@@ -38,6 +42,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from diagnosis_new_user import SECTIONS as NEW_USER_SECTIONS
+from diagnosis_new_user import print_new_user_tables
 
 from vaedx.data.locate import find_data_file
 from vaedx.data.prepare import prepare, prepare_config
@@ -61,8 +67,10 @@ FEATURES = [  # (name, posterior parts, anomaly scores, classifier candidates)
     ("mu+logvar+scores / CV all", ("mu", "logvar"), ("residual", "elbo", "kl"), CLASSIFIERS),
 ]
 RULES = ("youden", "fixed:0.5", "sens:0.95", "spec:0.9")
-LANES = [["pneu_enc_vae_b1", "pneu_study", "pneu_fixmatch", "pneu_m2_all"], ["lgg", "pneu_m2_few"]]
+NEW_USER = ["new_user_cheng", "new_user_lgg", "new_user_pneu", "resolution"]
+LANES = [["pneu_enc_vae_b1", "pneu_study", "pneu_fixmatch", "pneu_m2_all"], ["lgg", "pneu_m2_few", *NEW_USER]]
 SEQUENTIAL = ["pneu_enc_vae_b1", "pneu_study", "lgg", "pneu_m2_few", "pneu_m2_all", "pneu_fixmatch"]
+SEQUENTIAL += NEW_USER
 
 
 class Cfg:
@@ -294,6 +302,7 @@ def sec_lgg(out: Path, cfg: Cfg, paths: dict[str, Path]) -> None:
 SECTIONS = {f"pneu_enc_{n}": sec_pneu_encoder(n) for n in ENCODERS}
 SECTIONS |= {"pneu_study": sec_pneu_study, "pneu_fixmatch": sec_pneu_fixmatch, "lgg": sec_lgg}
 SECTIONS |= {f"pneu_m2_{part}": sec_pneu_m2(part) for part in ("few", "all")}
+SECTIONS |= NEW_USER_SECTIONS
 
 
 # ------------------------------------------------------------------------------------------------- tables
@@ -372,6 +381,7 @@ def print_tables(out: Path) -> None:
             cnn = [{**r, "method": "supervised_cnn", "fraction": 1.0} for r in lgg["cnn"]]
             print_study(cnn, "Table 3b. LGG supervised CNN (same encoder), all training labels, "
                         "test patients, decision P > 0.5")  # fmt: skip
+    print_new_user_tables(out)
 
 
 # --------------------------------------------------------------------------------------------------- main

@@ -328,6 +328,7 @@ def finetune(
     lr: float = 2e-3,
     augment: bool = True,
     seed: int = 0,
+    init: str = "vae",
     tracker: str = "none",
     device: str = "cpu",
     threads: int | None = None,
@@ -339,6 +340,7 @@ def finetune(
     encoder on validation within ``budget`` minutes (``epochs``: the most per trial); ``"fixed"`` is the
     one-cycle recipe with ``lr``, ``augment`` and ``epochs``. Then, as after the command,
     ``vaedx.fit_diagnosis(run, store, out, features=["mu"])`` fits the classifier on its latents.
+    ``init="random"`` trains the same architecture from random weights: the supervised CNN baseline.
     """
     from vaedx.diagnose.finetune import finetune_encoder
     from vaedx.diagnose.recipe import auto_finetune
@@ -348,7 +350,7 @@ def finetune(
         raise ConfigError(f"recipe must be auto or fixed, got {recipe!r}")
     common: dict[str, Any] = {
         "labelled_fraction": labelled_fraction, "seed": seed, "min_steps": min_steps, "overwrite": overwrite,
-        "num_threads": threads, "device": device, "tracker": tracker,
+        "num_threads": threads, "device": device, "tracker": tracker, "init": init,
     }  # fmt: skip
     if recipe == "auto":
         tuned = auto_finetune(_run(model), store, out, budget_minutes=budget, max_epochs=epochs, **common)

@@ -219,3 +219,19 @@ def test_finetune_tracker_mlflow_logs_the_recipe_and_history(vae, store, tmp_pat
     names = {a.path for a in client.list_artifacts(run.info.run_id, "run")}
     assert {"run/finetune.json", "run/best"} <= names
     assert bars == [(1, 2), (2, 2)]  # 40 labelled images are one batch: one optimiser step per epoch
+
+
+def test_finetune_init_random_is_the_cnn_baseline_and_a_bad_init_is_refused(vae, store, tmp_path):  # noqa: F811
+    """--init random trains the same network from random weights (recorded in the run), --init vae starts
+    from the VAE's encoder, and an unknown value stops before any training."""
+    common = ["finetune", "--model", str(vae.path), "--store", str(store.root), "--recipe", "fixed",
+              "--epochs", "1", "--min-steps", "0", "--threads", "1", "--json"]  # fmt: skip
+    docs = {}
+    for init in ("random", "vae"):
+        result = runner.invoke(app, [*common, "--out", str(tmp_path / init), "--init", init])
+        assert result.exit_code == 0, result.output
+        docs[init] = json.loads(result.stdout)
+    assert docs["random"]["init"] == "random" and docs["vae"]["init"] == "vae"
+    bad = runner.invoke(app, [*common, "--out", str(tmp_path / "bad"), "--init", "imagenet"])
+    assert isinstance(bad.exception, ConfigError) and "init must be one of" in str(bad.exception)
+    assert not (tmp_path / "bad").exists()

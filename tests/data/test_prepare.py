@@ -368,19 +368,27 @@ def test_rows_without_a_volume_are_volumes_of_one_image(class_folder: Path, tmp_
     ]
 
 
-def test_slices_of_volumes_default_to_128_px_unless_a_size_is_given(
+def test_images_larger_than_128_px_default_to_128_px_unless_a_size_is_given(
     lgg_two: Path, lgg_dir: Path, tmp_path: Path
 ) -> None:
     """Real LGG FLAIR volumes (256 x 256 slices): no size gives 128 px and says so in the store; a given
-    size wins; the same slices without a volume (2-D images) keep their source size, as before."""
+    size wins; the same slices without a volume (2-D images) get the same default, named as images."""
     store = prepare(lgg_two, tmp_path / "d", prepare_config(channels=[1], normalize_scope="volume"))
     assert store.image_shape == (1, 128, 128)
     assert store.meta["size_default"]["size"] == 128 and store.meta["size_default"]["source"] == [256, 256]
+    assert store.meta["size_default"]["what"] == "slices of volumes"
     assert store.masks is not None and store.masks.shape[-2:] == (128, 128)
     sized = prepare(lgg_two, tmp_path / "s", prepare_config(size=64, channels=[1]))
     assert sized.image_shape == (1, 64, 64) and "size_default" not in sized.meta
     m = index_source(lgg_dir)
     flat = [{k: v for k, v in r.items() if k not in ("volume", "slice_index")} for r in m.rows[:4]]
     flat_csv = write_manifest(Manifest(flat, m.root, m.source), tmp_path / "flat.csv")
-    kept = prepare(flat_csv, tmp_path / "f", prepare_config(channels=[1]))
-    assert kept.image_shape == (1, 256, 256) and "size_default" not in kept.meta
+    flat_store = prepare(flat_csv, tmp_path / "f", prepare_config(channels=[1]))
+    assert flat_store.image_shape == (1, 128, 128) and flat_store.meta["size_default"]["what"] == "images"
+    assert flat_store.masks is not None and flat_store.masks.shape[-2:] == (128, 128)
+
+
+def test_images_of_128_px_or_less_keep_their_size(class_folder: Path, tmp_path: Path) -> None:
+    """The default never enlarges: small 2-D images keep their size and the store records no default."""
+    store = prepare(class_folder, tmp_path / "p", prepare_config())
+    assert store.image_shape[1:] == (16, 16) and "size_default" not in store.meta

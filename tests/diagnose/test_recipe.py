@@ -100,6 +100,33 @@ def test_budget_bounds_the_search(pn, tmp_path):
     assert doc["planned_trials"] == 2
 
 
+def test_random_init_is_the_same_search_without_the_pretrained_weights(pn, tmp_path):
+    """init="random": no frozen candidate, the same fine-tuning trials from weights that are not the VAE's
+    (the supervised CNN baseline at the same budget), recorded as such and read by diagnose fit alike."""
+    from safetensors.numpy import load_file
+
+    import vaedx
+
+    space = {"lr": [1e-3], "augment": ["none"], "weight_decay": [1e-4], "class_weight": ["balanced"]}
+    run = auto_finetune(pn[1], pn[0], tmp_path / "cnn", space=space, init="random", **QUICK)
+    tuned = auto_finetune(pn[1], pn[0], tmp_path / "ft", space=space, frozen=False, **QUICK)
+    doc = json.loads((tmp_path / "cnn" / RECIPE_FILE).read_text())
+    assert [t["encoder"] for t in doc["trials"]] == ["finetune"]
+    assert run.meta["finetune"]["init"] == "random" and tuned.meta["finetune"]["init"] == "vae"
+    runs = (tmp_path / "cnn", tmp_path / "ft", pn[1])
+    a, b, vae = (load_file(p / "best" / "model.safetensors") for p in runs)
+    enc = [k for k in vae if k.startswith("encoder") and vae[k].ndim == 4]  # the encoder's conv kernels
+    assert enc
+    # two epochs of fine-tuning stay close to the VAE's weights; random init starts elsewhere entirely
+    moved = {n: [np.abs(w[k] - vae[k]).mean() for k in enc] for n, w in (("cnn", a), ("ft", b))}
+    dist = {n: float(np.mean(v)) for n, v in moved.items()}
+    assert dist["cnn"] > 5 * dist["ft"], dist
+    vaedx.fit_diagnosis(run, pn[0].root, tmp_path / "diag", features=["mu"], classifiers=["logreg"])
+    assert (tmp_path / "diag" / "diagnosis.json").exists()
+    with pytest.raises(ConfigError, match="init must be one of"):
+        auto_finetune(pn[1], pn[0], tmp_path / "bad", init="imagenet")
+
+
 def test_bad_settings_are_refused(pn, tmp_path):
     with pytest.raises(ConfigError, match="budget must be > 0"):
         auto_finetune(pn[1], pn[0], tmp_path / "a", budget_minutes=0)

@@ -237,7 +237,8 @@ def prepare_cmd(
         Path | None, typer.Option("--config", "-c", help="Preprocessing YAML (options override it).")
     ] = None,
     size: Annotated[
-        int | None, typer.Option(help="Output height = width; default: keep the source size.")
+        int | None,
+        typer.Option(help="Output height = width; default: the source size, or 128 when images are larger."),
     ] = None,
     channels: Annotated[
         str | None, typer.Option(help="Channel indices to keep, e.g. 1 (LGG FLAIR) or 0,1,2.")
@@ -356,8 +357,9 @@ def prepare_cmd(
     chosen = store.meta.get("size_default")
     if chosen:
         console.print(
-            f"note: slices of volumes ({chosen['source'][0]}x{chosen['source'][1]}) were resized to "
-            f"{chosen['size']} px, the default for volumes; give --size to choose another",
+            f"note: {chosen.get('what', 'slices of volumes')} ({chosen['source'][0]}x{chosen['source'][1]}) "
+            f"were resized to {chosen['size']} px, the default for images larger than that; give --size "
+            "to choose another",
             highlight=False,
             soft_wrap=True,
         )

@@ -197,6 +197,11 @@ def finetune_cmd(
     lr: float = typer.Option(2e-3, help="Peak learning rate (--recipe fixed)."),
     augment: bool = typer.Option(True, help="Random rotation/zoom/shift of the labelled batches (fixed)."),
     seed: int = typer.Option(0, help="Seed of the labelled subset and the training."),
+    init: str = typer.Option(
+        "vae",
+        help="vae: start from the VAE's encoder | random: the same architecture from random weights, the "
+        "supervised CNN baseline the VAE must beat (same recipe, same budget).",
+    ),
     tracker: str = typer.Option("none", "--tracker", help=TRACKER_HELP),
     device: str = DeviceOpt,
     threads: int | None = ThreadsOpt,
@@ -225,9 +230,9 @@ def finetune_cmd(
     with task_progress("fine-tuning (optimiser steps)", quiet=s["quiet"]) as bar:
         tuned = finetune_encoder(
             model, store, out, labelled_fraction=s["labelled_fraction"], seed=s["seed"], epochs=s["epochs"],
-            lr=s["lr"], augment=s["augment"], min_steps=s["min_steps"], overwrite=s["overwrite"],
-            num_threads=s["threads"], device=check_device(s["device"]), tracker=s["tracker"],
-            progress=bar.update,
+            lr=s["lr"], augment=s["augment"], min_steps=s["min_steps"], init=s["init"],
+            overwrite=s["overwrite"], num_threads=s["threads"], device=check_device(s["device"]),
+            tracker=s["tracker"], progress=bar.update,
         )  # fmt: skip
     info = tuned.meta["finetune"]
     if s["as_json"]:
@@ -250,7 +255,8 @@ def _auto_finetune(s: dict[str, Any], model: Path, store: Path, out: Path) -> No
     tuned = auto_finetune(
         model, store, out, budget_minutes=s["budget"], labelled_fraction=s["labelled_fraction"],
         seed=s["seed"], max_epochs=s["epochs"], min_steps=s["min_steps"], overwrite=s["overwrite"],
-        num_threads=s["threads"], device=check_device(s["device"]), tracker=s["tracker"], progress=say,
+        init=s["init"], num_threads=s["threads"], device=check_device(s["device"]), tracker=s["tracker"],
+        progress=say,
     )  # fmt: skip
     info = tuned.meta["finetune"]
     if s["as_json"]:

@@ -47,6 +47,16 @@ def check_source(vae: Any, out: Path, overwrite: bool) -> Any:
     return loaded
 
 
+INITS = ("vae", "random")
+
+
+def check_init(init: str) -> None:
+    """``init`` is ``vae`` (start from the VAE's encoder: fine-tuning) or ``random`` (the same architecture
+    from random weights: the supervised CNN baseline, which keeps only the VAE run's architecture)."""
+    if init not in INITS:
+        raise ConfigError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+
+
 def finetune_encoder(
     vae: Any,
     store: TensorStore | str | Path,
@@ -59,6 +69,7 @@ def finetune_encoder(
     augment: Any = True,
     batch_size: int = 64,
     min_steps: int = 300,
+    init: str = "vae",
     overwrite: bool = False,
     num_threads: int | None = None,
     device: str = "cpu",
@@ -66,6 +77,10 @@ def finetune_encoder(
     progress: Callable[[int, int], None] | None = None,
 ) -> Any:
     """Fine-tune ``vae`` (run folder or LoadedModel) on ``store``'s labels; returns the new run, loaded.
+
+    ``init="random"`` trains the same encoder architecture from random weights instead (see
+    :func:`check_init`): the supervised CNN baseline, saved in the same layout so that ``diagnose fit``
+    and ``evaluate diagnosis`` treat both alike.
 
     The training is :func:`vaedx.diagnose.supervised.train_supervised` with ``init_from=vae`` and a
     one-cycle schedule (final weights kept), on the seeded stratified ``labelled_fraction`` subset.
@@ -78,12 +93,13 @@ def finetune_encoder(
 
     check_tracker(tracker)
 
+    check_init(init)
     out = Path(out)
     loaded = check_source(vae, out, overwrite)
     res = train_supervised(
         store, labelled_fraction, seed, epochs, batch_size=batch_size, lr=lr, augment=augment,
-        schedule="onecycle", init_from=loaded, min_steps=min_steps, num_threads=num_threads, device=device,
-        progress=progress,
+        schedule="onecycle", init_from=loaded, pretrained=init == "vae", min_steps=min_steps,
+        num_threads=num_threads, device=device, progress=progress,
     )  # fmt: skip
     weights = res.model.encoder_into(loaded.model.state_dict())
     source = Path(loaded.path)
@@ -93,6 +109,7 @@ def finetune_encoder(
         "labelled_fraction": labelled_fraction,
         "n_labelled": int(len(res.labelled_rows)),
         "seed": seed,
+        "init": init,
         "epochs": len(res.history),
         "lr": lr,
         "augment": bool(augment),

@@ -79,6 +79,7 @@ def auto_finetune(
     min_steps: int = 300,
     space: dict[str, Sequence[Any]] | None = None,
     frozen: bool = True,
+    init: str = "vae",
     overwrite: bool = False,
     num_threads: int | None = None,
     device: str = "cpu",
@@ -92,17 +93,21 @@ def auto_finetune(
     When the frozen encoder wins, the run's encoder is the VAE's own (``"encoder": "frozen"`` in its
     recipe), so ``diagnose fit --features mu`` follows either way. ``space`` overrides :data:`SPACE`
     (settings left out keep their starting value); ``frozen=False`` leaves out the frozen candidate.
+    ``init="random"`` runs the same search for the same encoder architecture from random weights (the
+    supervised CNN with the same budget; no frozen candidate, as there is nothing pretrained to freeze).
     ``max_epochs`` (raised so that at least ``min_steps`` optimiser steps are allowed) bounds each trial,
     which keeps its best validation epoch after ``patience`` epochs without improvement. ``clock`` is
     the time source of the budget; ``progress(line)`` gets one line per trial.
     """
-    from vaedx.diagnose.finetune import check_source, write_encoder_run
+    from vaedx.diagnose.finetune import check_init, check_source, write_encoder_run
     from vaedx.runs import checkpoint as ck
     from vaedx.runs.loaded import load_model
     from vaedx.runs.model_card import label_counts
     from vaedx.training.tracker import check_tracker
 
     check_tracker(tracker)
+    check_init(init)
+    frozen = frozen and init == "vae"
     if not budget_minutes > 0:
         raise ConfigError(f"budget must be > 0 minutes, got {budget_minutes}")
     space = {**{k: v[:1] for k, v in SPACE.items()}, **(space if space is not None else SPACE)}
@@ -129,7 +134,7 @@ def auto_finetune(
         trial, res = _finetune_trial(
             loaded, st, settings, labelled_fraction=labelled_fraction, seed=seed, max_epochs=max_epochs,
             patience=patience, batch_size=batch_size, min_steps=min_steps, num_threads=num_threads,
-            device=device, stop=_deadline(clock, start + budget),
+            device=device, stop=_deadline(clock, start + budget), pretrained=init == "vae",
         )  # fmt: skip
         trial["seconds"] = round(clock() - t0, 3)
         trials.append(trial)
@@ -155,6 +160,7 @@ def auto_finetune(
     source = Path(loaded.path)
     recipe = {
         "recipe": "auto",
+        "init": init,
         "encoder": chosen["encoder"],
         "source": str(source),
         "source_sha256": ck.sha256(source / ck.MODEL_FILE),
@@ -249,7 +255,7 @@ def _finetune_trial(
             st, kw["labelled_fraction"], kw["seed"], kw["max_epochs"], batch_size=kw["batch_size"],
             lr=settings["lr"], weight_decay=settings["weight_decay"], patience=kw["patience"],
             min_steps=kw["min_steps"], augment=AUGMENT[settings["augment"]], schedule="none",
-            init_from=loaded, device=kw["device"], num_threads=kw["num_threads"],
+            init_from=loaded, pretrained=kw["pretrained"], device=kw["device"], num_threads=kw["num_threads"],
             class_weight=settings["class_weight"], stop=kw["stop"],
         )  # fmt: skip
     except ConfigError as e:

@@ -69,6 +69,7 @@ def train_supervised(
     augment: AugmentConfig | dict[str, Any] | bool | None = None,
     schedule: str = "none",
     init_from: Any = None,
+    pretrained: bool = True,
     train_split: str = "train",
     val_split: str | None = "val",
     out: str | Path | None = None,
@@ -88,7 +89,9 @@ def train_supervised(
     ``augment`` (True, a dict or an AugmentConfig) randomly rotates, zooms and shifts every labelled
     batch; ``schedule="onecycle"`` warms the learning rate up to ``lr``, anneals it to ~0 over ``epochs``
     and keeps the final weights (no early stopping; see ``fit_epochs``). ``init_from`` (a VAE run folder or
-    LoadedModel, whose architecture then replaces ``model``) starts from that VAE's encoder. Saved to
+    LoadedModel, whose architecture then replaces ``model``) starts from that VAE's encoder, or with
+    ``pretrained=False`` only takes its architecture and starts from random weights: the supervised
+    baseline that the VAE's pretraining must beat, through the same code. Saved to
     ``out`` (safetensors + JSON) when given. ``progress(done, total)`` follows the optimiser steps.
     ``class_weight="balanced"`` weighs the loss by inverse class frequency of the labelled rows, so a
     minority class is not traded away on an imbalanced set; ``stop()`` is asked after every epoch and
@@ -103,14 +106,14 @@ def train_supervised(
     cfg = model_config_for(st, vae.config.model if vae is not None else model)
     torch.manual_seed(derive_seed(seed, 0xC44))
     net = SupervisedCNN(cfg, len(classes))
-    if vae is not None:
+    if vae is not None and pretrained:
         net.load_vae_encoder(vae.model)
     result = SupervisedResult(net.to(device), classes, lab)
     opts = {"lr": lr, "weight_decay": weight_decay}
     steps = math.ceil(len(lab) / min(batch_size, len(lab)))
     epochs = max(epochs, math.ceil(min_steps / steps))
     recipe = {"augment": aug.model_dump() if aug else None, "schedule": schedule, "lr": lr}
-    recipe |= {"init_from": str(vae.path) if vae is not None else None}
+    recipe |= {"init_from": str(vae.path) if vae is not None and pretrained else None}
     with torch_threads(num_threads):
         val = val_rows(st, val_split, classes)
         weight = _balanced(st.labels[lab], classes, device) if class_weight else None
