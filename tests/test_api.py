@@ -66,8 +66,16 @@ def test_notebook_model_scores_like_detect(tiny_store, tmp_path):
 
     run = tmp_path / "run"
     vaedx.train(tiny_store, run, epochs=1, **FAST)
-    det = vaedx.detect(run, tmp_path / "det", store=tiny_store, split="val", quiet=True, max_overlays=0,
-                        save_calibration=True)
+    det = vaedx.detect(
+        run,
+        tmp_path / "det",
+        store=tiny_store,
+        split="val",
+        quiet=True,
+        max_overlays=0,
+        scorers=["residual"],
+        save_calibration=True,
+    )
     out = DetectOutput.open(det)
     m = vaedx.load_model(run)
     assert isinstance(m, vaedx.Model) and m.state["epoch"] == 1  # LoadedModel attributes still there
@@ -158,3 +166,18 @@ def test_finetune_then_fit_diagnosis_on_its_latents(cheng_store, tmp_path):  # n
                             features=["mu"])  # fmt: skip
     assert d.encoder.path.resolve() == tuned.path.resolve()  # the fine-tuned encoder, not the VAE
     assert tuple(d.diagnosis.features.include) == ("mu",) and 0 <= d.diagnosis.metrics["macro_auc"] <= 1
+
+
+def test_detect_without_scorers_chooses_on_val_like_the_command(tiny_store, tmp_path):
+    """vaedx.detect() mirrors `vaedx detect`: no scorers means the scorer is chosen on the store's val
+    split (recorded in detect.json), and a loaded Model is accepted where a run folder is."""
+    import json
+
+    run = tmp_path / "run"
+    m = vaedx.train(tiny_store, run, epochs=1, **FAST)
+    det = vaedx.detect(
+        vaedx.load_model(run), tmp_path / "det", store=tiny_store, split="val", quiet=True, max_overlays=0
+    )
+    doc = json.loads((det / "detect.json").read_text())
+    chosen = doc["selection"]["scorer"]
+    assert doc["scorers"] == [chosen] and m.path == vaedx.load_model(run).path

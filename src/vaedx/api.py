@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from vaedx.anomaly.calibration import CalibrationFile
-from vaedx.anomaly.detect import detect
+from vaedx.anomaly.detect import detect as _detect
 from vaedx.anomaly.scoring import PostSpec, run_scorers
 from vaedx.data.volume_prep import PreparedVolume, prepare_volume
 from vaedx.io.volume import Volume
@@ -357,6 +357,38 @@ def finetune(
     else:
         tuned = finetune_encoder(_run(model), store, out, epochs=epochs, lr=lr, augment=augment, **common)
     return Model(tuned)
+
+
+def detect(
+    model: str | Path | Model | LoadedModel,
+    out: str | Path,
+    *,
+    store: str | Path | None = None,
+    split: str | None = "test",
+    inputs: Sequence[str | Path] | None = None,
+    scorers: Sequence[str] | None = None,
+    postprocess: str | None = None,
+    tune_budget: float = 300.0,
+    save_calibration: bool = False,
+    device: str = "cpu",
+    quiet: bool = False,
+    **options: Any,
+) -> Path:
+    """``vaedx detect``: score a store split (``store``, ``split``) or files (``inputs``); returns ``out``.
+
+    As with the command, ``scorers=None`` chooses the scorer and, unless ``postprocess`` is given, the
+    post-processing on the store's val split within ``tune_budget`` seconds (recorded in detect.json as
+    ``selection``); name ``scorers`` (e.g. ``["residual", "ssim"]``) to score with those instead.
+    Further keywords (``options``, ``max_overlays``, ``target_specificity``, ``normal_label``,
+    ``dicom_seg``, ``tune_restoration``) are those of :func:`vaedx.anomaly.detect.detect`. Read the
+    folder back with :class:`vaedx.anomaly.output.DetectOutput`.
+    """
+    path = model if isinstance(model, (str, Path)) else model.path  # a Model or LoadedModel
+    return _detect(
+        path, out, store=store, split=split, inputs=inputs, scorers=scorers, postprocess=postprocess,
+        selection_budget=tune_budget, save_calibration=save_calibration, device=device, quiet=quiet,
+        **options,
+    )  # fmt: skip
 
 
 def prepare(
