@@ -278,6 +278,7 @@ def fit_diagnosis(
     train_split: str = "train",
     val_split: str = "val",
     n_splits: int = 5,
+    tta: str = "auto",
     device: str = "cpu",
     threads: int | None = None,
     overwrite: bool = False,
@@ -290,6 +291,7 @@ def fit_diagnosis(
     means the notebook predicts with exactly what ``vaedx diagnose predict`` and ``vaedx serve`` would read;
     ``Diagnosis.diagnosis.metrics`` and ``.meta["chosen"]`` hold what the command prints. ``threads``
     limits torch's threads during the fit only, so the notebook's own setting comes back afterwards.
+    ``tta`` is the test-time augmentation of the latents (``auto``: kept only where validation gains).
     """
     import torch
 
@@ -308,7 +310,7 @@ def fit_diagnosis(
         _fit(
             loaded, store, out=out, labelled_fraction=labelled_fraction, seed=seed, calibration=calibration,
             threshold=threshold, candidates=list(classifiers), include=list(features), scorers=list(scorer),
-            train_split=train_split, val_split=val_split, n_splits=n_splits,
+            train_split=train_split, val_split=val_split, n_splits=n_splits, tta=tta,
         )  # fmt: skip
     finally:
         torch.set_num_threads(before)

@@ -31,6 +31,9 @@ def test_diagnosis_folder_card_has_counts_settings_and_validation_figures(real_r
     assert f"| validation AUC | {fmt(diag.metrics['auc'])} |" in card
     assert f"| auc | {fmt(diag.metrics['auc'])} |" in card and "optimistic" in card
     assert "| classifier | logreg |" in card and "| latent_dim | 4 |" in card  # classifier and encoder
+    tried = diag.meta["tta"]["tried"]  # every view set tried on validation, with its AUC
+    assert f"| test-time augmentation | {diag.features.tta} (chosen on validation; AUC none " in card
+    assert all(f"{name} {fmt(t['val_auc'])}" in card for name, t in tried.items())
     assert "not for clinical decisions" in card and "splits are by image" in card
     assert "No test figures yet" in card
     assert "pneumoniamnist.npz#" not in card  # the training images' paths (train_refs) are never listed

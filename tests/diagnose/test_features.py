@@ -73,3 +73,45 @@ def test_bad_images(vae, pca):
         latent_features(vae, x)
     with pytest.raises(ConfigError, match="no features"):
         latent_features(pca, x[:2], include=("logvar",))
+
+
+def test_tta_views_are_the_named_geometry():
+    """hflip mirrors left-right exactly; a 0-degree, zoom-1 view is the image itself; a 90-degree rotation
+    of a square image moves the pixels as a rotation does (interior pixels, away from the border)."""
+    from vaedx.diagnose.features import tta_view
+
+    x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).reshape(2, 1, 8, 8)
+    assert torch.equal(tta_view(x, 0.0, 1.0, True), torch.flip(x, dims=(-1,)))
+    assert torch.equal(tta_view(x, 0.0, 1.0, False), x)
+    turned = tta_view(x, 90.0, 1.0, False)
+    assert torch.allclose(turned, torch.rot90(x, k=1, dims=(-2, -1)), atol=1e-3) or torch.allclose(
+        turned, torch.rot90(x, k=-1, dims=(-2, -1)), atol=1e-3
+    )
+
+
+def test_tta_features_are_the_posterior_averaged_over_the_views(vae, store):
+    x = np.array(store.images[:6])
+    flipped = latent_features(vae, x, tta="hflip")
+    with torch.no_grad():
+        t = torch.from_numpy(x)
+        mu_a, lv_a = vae.model.eval().encode(t)
+        mu_b, lv_b = vae.model.encode(torch.flip(t, dims=(-1,)))
+    np.testing.assert_allclose(flipped[:, :4], ((mu_a + mu_b) / 2).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(flipped[:, 4:], ((lv_a + lv_b) / 2).numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(flipped, latent_features(vae, x))  # the view changes the features
+    assert latent_features(vae, x, tta="affine").shape == (6, 8)
+    spec = FeatureSpec.for_model(vae, ("mu",))
+    spec.tta = "hflip"
+    again = FeatureSpec.from_json(spec.to_json())
+    assert again.tta == "hflip"
+    np.testing.assert_allclose(again.compute(vae, x), flipped[:, :4], atol=1e-6)
+    old = {k: v for k, v in spec.to_json().items() if k != "tta"}  # written before TTA existed
+    assert FeatureSpec.from_json(old).tta == "none"
+
+
+def test_tta_is_refused_where_it_cannot_apply(vae, pca, store):
+    x = np.array(store.images[:4])
+    with pytest.raises(ConfigError, match="tta must be one of"):
+        latent_features(vae, x, tta="mixup")
+    with pytest.raises(ConfigError, match="needs a torch encoder"):
+        latent_features(pca, x, tta="hflip")

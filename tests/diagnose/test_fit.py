@@ -8,6 +8,7 @@ import pytest
 from diag_helpers import make_store
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.diagnose.encoder import load_encoder
+from vaedx.diagnose.features import FeatureSpec
 from vaedx.diagnose.fit import evaluate_diagnosis, fit_diagnosis
 from vaedx.diagnose.model import DiagnosisModel
 from vaedx.diagnose.predict import diagnose_images
@@ -140,3 +141,71 @@ def test_a_folder_of_the_old_array_format_is_refused_with_a_way_out(fitted, tmp_
     (tmp_path / "diagnosis.json").write_text(json.dumps({**doc, "format": "vaedx-diagnosis-1"}))
     with pytest.raises(InputError, match=r"old array format vaedx-diagnosis-1 .*refit it with `vaedx diag"):
         DiagnosisModel.load(tmp_path)
+
+
+def test_tta_auto_is_chosen_on_validation_and_travels_with_the_model(vae, store, tmp_path):
+    """tta="auto" scores every view set with the chosen classifier on val and keeps one only when the
+    paired bootstrap puts its gain above 0; the saved spec applies it wherever features are computed."""
+    diag = fit_diagnosis(vae, store, out=tmp_path / "d", candidates=("logreg",))
+    doc = diag.meta["tta"]
+    tried = doc["tried"]
+    assert doc["mode"] == "auto" and set(tried) == {"none", "hflip", "affine"}
+    assert doc["chosen"] == diag.features.tta
+    for name in ("hflip", "affine"):
+        t = tried[name]
+        assert 0 <= t["p_not_better"] <= 1 and t["gain_low"] <= t["gain_high"]
+    if doc["chosen"] != "none":
+        assert tried[doc["chosen"]]["p_not_better"] < 0.05
+        assert tried[doc["chosen"]]["val_auc"] > tried["none"]["val_auc"]
+    loaded = DiagnosisModel.load(tmp_path / "d")
+    assert loaded.features.tta == doc["chosen"] and loaded.meta["tta"]["chosen"] == doc["chosen"]
+    fixed = fit_diagnosis(vae, store, out=tmp_path / "f", candidates=("logreg",), tta="hflip")
+    assert fixed.features.tta == "hflip" and fixed.meta["tta"] == {"mode": "hflip", "chosen": "hflip"}
+    rows = store.select(split="test")
+    feats = fixed.features.compute(vae, RowView(store.images, rows))
+    again = DiagnosisModel.load(tmp_path / "f")
+    np.testing.assert_allclose(again.features.compute(vae, RowView(store.images, rows)), feats)
+    plain = fit_diagnosis(vae, store, candidates=("logreg",), tta="none").features.compute(
+        vae, RowView(store.images, rows)
+    )
+    assert feats.shape == plain.shape and not np.allclose(feats, plain)
+    with pytest.raises(ConfigError, match="tta must be one of"):
+        fit_diagnosis(vae, store, candidates=("logreg",), tta="mixup")
+
+
+def test_tta_auto_keeps_none_for_pca(pca, store):
+    diag = fit_diagnosis(pca, store, candidates=("logreg",))
+    assert diag.features.tta == "none" and diag.meta["tta"]["chosen"] == "none"
+
+
+class _ViewSpec(FeatureSpec):
+    """Features that depend only on the view set: noisy, or clean under the ``cleaned_by`` view set."""
+
+    cleaned_by: str | None = "hflip"
+
+    def compute(self, model, images, batch_size=256, progress=None):  # type: ignore[no-untyped-def]
+        y, noise = images
+        return (y[:, None] * 2.0 - 1.0) + (0.1 if self.tta == self.cleaned_by else 3.0) * noise
+
+
+class _NoViewHelps(_ViewSpec):
+    cleaned_by = None
+
+
+@pytest.mark.parametrize("spec_type", [_ViewSpec, _NoViewHelps])
+def test_tta_is_kept_only_when_the_paired_bootstrap_confirms_the_gain(vae, spec_type):
+    """A view set that cleans the features wins with p < 0.05; when none changes anything, none is kept."""
+    from sklearn.linear_model import LogisticRegression
+
+    from vaedx.diagnose.fit import choose_tta
+
+    y = np.tile([0, 1], 150)
+    noise = np.random.default_rng(0).standard_normal((len(y), 1))
+    clf = LogisticRegression().fit(y[:, None] * 2.0 - 1.0, y)
+    spec = spec_type(("mu",), 1)
+    doc = choose_tta("auto", clf, spec, vae, (y, noise), spec.compute(vae, (y, noise)), y)
+    hflip = doc["tried"]["hflip"]
+    if spec_type is _ViewSpec:
+        assert doc["chosen"] == spec.tta == "hflip" and hflip["p_not_better"] < 0.05 and hflip["gain_low"] > 0
+    else:
+        assert doc["chosen"] == spec.tta == "none" and hflip["p_not_better"] == 1.0

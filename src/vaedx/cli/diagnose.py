@@ -84,6 +84,11 @@ def fit_cmd(
         None, "--scorer", help="Anomaly scores added as features (repeat or commas), e.g. residual,elbo."
     ),
     seed: int = typer.Option(0, help="Seed of the labelled subset and the CV folds."),
+    tta: str = typer.Option(
+        "auto",
+        help="Test-time augmentation of the latents: auto (kept only where it raises validation AUC) | "
+        "none | hflip | affine.",
+    ),
     train_split: str = typer.Option("train"),
     val_split: str = typer.Option("val"),
     device: str = DeviceOpt,
@@ -126,15 +131,17 @@ def fit_cmd(
             train_split=s["train_split"],
             val_split=s["val_split"],
             progress=bar.update,
+            tta=s["tta"],
         )
     chosen, v = diag.meta["chosen"], diag.metrics
     if s["as_json"]:
         print_json({"out": out, "chosen": chosen, "threshold": diag.threshold, "validation": v,
-                    "n_labelled": diag.meta["data"]["n_labelled"]})  # fmt: skip
+                    "n_labelled": diag.meta["data"]["n_labelled"], "tta": diag.meta["tta"]})  # fmt: skip
     auc = v.get("auc", v.get("macro_auc"))
     console.print(
         f"chose {chosen['classifier']} {chosen['params']} (CV AUC {_fmt(chosen['cv_auc'])}); "
-        f"validation AUC {_fmt(auc)}, threshold {_fmt(diag.threshold)}"
+        f"validation AUC {_fmt(auc)}, threshold {_fmt(diag.threshold)}; test-time augmentation "
+        f"{diag.features.tta}"
     )
     if diag.binary:
         console.print(

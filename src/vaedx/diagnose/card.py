@@ -120,6 +120,7 @@ def _model_lines(doc: dict[str, Any], chosen: dict[str, Any], enc_config: dict[s
             f"{fmt(features.get('include'))} of a {features.get('latent_dim')}-d latent"
             + (f", scorers {fmt(features['scorers'])}" if features.get("scorers") else ""),
         ),
+        ("test-time augmentation", _tta_line(doc.get("tta") or {}, features.get("tta", "none"))),
         ("seed", doc.get("data", {}).get("seed")),
     ]
     lines = md_table(["setting", "value"], rows)
@@ -127,6 +128,15 @@ def _model_lines(doc: dict[str, Any], chosen: dict[str, Any], enc_config: dict[s
     if model:
         lines += ["", "Encoder settings (from the encoder run's config.json):", "", *settings_table(model)]
     return lines
+
+
+def _tta_line(record: dict[str, Any], used: str) -> str:
+    """The view set in use and, when it was chosen on validation, the AUC of each one tried."""
+    tried = record.get("tried") or {}
+    if record.get("mode") != "auto" or not tried:
+        return used
+    aucs = ", ".join(f"{k} {fmt(v.get('val_auc'))}" for k, v in tried.items())
+    return f"{used} (chosen on validation; AUC {aucs}; kept only with a paired-bootstrap gain, p < 0.05)"
 
 
 def write_diagnosis_card(folder: str | Path) -> Path:

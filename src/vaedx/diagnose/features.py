@@ -22,6 +22,41 @@ from vaedx.errors import ConfigError, InputError
 
 FEATURE_PARTS = ("mu", "logvar")
 
+#: Test-time augmentation of the latent features: the posterior of each image is averaged over these fixed
+#: views of it (the image itself always included). ``hflip`` mirrors left-right, which suits axial brain
+#: MRI; ``affine`` is four small rotations and zooms, the kind of change the training augmentation already
+#: taught the encoder to ignore. Which one, if any, is chosen on validation by ``diagnose fit``: on a chest
+#: X-ray a mirrored heart is not a normal image, and the numbers, not a rule, decide.
+TTA_VIEWS: dict[str, tuple[tuple[float, float, bool], ...]] = {  # (degrees, zoom, mirror) per extra view
+    "none": (),
+    "hflip": ((0.0, 1.0, True),),
+    "affine": ((5.0, 1.0, False), (-5.0, 1.0, False), (0.0, 1.05, False), (0.0, 0.95, False)),
+}
+
+
+def check_tta(tta: str) -> str:
+    if tta not in TTA_VIEWS:
+        raise ConfigError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
+    return tta
+
+
+def tta_view(x: torch.Tensor, degrees: float, zoom: float, mirror: bool) -> torch.Tensor:
+    """One fixed view of a batch: rotation by ``degrees`` and zoom about the centre (border pixels
+    repeated, as in the training augmentation), then an optional left-right mirror."""
+    import math
+
+    import torch.nn.functional as F
+
+    if degrees or zoom != 1.0:
+        a = math.radians(degrees)
+        theta = torch.tensor(
+            [[math.cos(a) / zoom, -math.sin(a) / zoom, 0.0], [math.sin(a) / zoom, math.cos(a) / zoom, 0.0]],
+            dtype=x.dtype, device=x.device,
+        ).expand(x.shape[0], 2, 3)  # fmt: skip
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return torch.flip(x, dims=(-1,)) if mirror else x
+
 
 def unwrap(model: Any) -> Any:
     """The network inside a :class:`vaedx.api.LoadedModel`, or the model itself."""
@@ -59,16 +94,27 @@ def _check_include(include: Sequence[str]) -> tuple[str, ...]:
     return tuple(p for p in FEATURE_PARTS if p in include)
 
 
-def _encode(model: Any, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def _encode(model: Any, xb: np.ndarray, tta: str = "none") -> tuple[np.ndarray, np.ndarray | None]:
+    """Posterior mean and log-variance of a batch, each averaged over the ``tta`` views and the image."""
+    views = TTA_VIEWS[check_tta(tta)]
     if not is_torch_model(model):  # PCA baseline: numpy in, numpy out
+        if views:
+            raise ConfigError("test-time augmentation needs a torch encoder; PCA has none")
         mu, logvar = model.encode(xb)
         return np.asarray(mu, dtype=np.float64), None if logvar is None else np.asarray(logvar, np.float64)
     device, dtype = placement(model)
     # float32 on every device, never autocast: a classifier fitted on these features must see the same
     # numbers wherever it later runs (CUDA scoring's half precision would move calibrated probabilities)
-    mu, logvar = model.encode(torch.from_numpy(xb).to(device=device, dtype=dtype))
-    lv = None if logvar is None else logvar.double().cpu().numpy()
-    return mu.double().cpu().numpy(), lv
+    x = torch.from_numpy(xb).to(device=device, dtype=dtype)
+    mu, logvar = model.encode(x)
+    mu = mu.double()
+    logvar = None if logvar is None else logvar.double()
+    for view in views:
+        m, lv = model.encode(tta_view(x, *view))
+        mu = mu + m.double()
+        logvar = None if logvar is None else logvar + lv.double()
+    k = 1 + len(views)
+    return (mu / k).cpu().numpy(), None if logvar is None else (logvar / k).cpu().numpy()
 
 
 def _as_extra(extra: np.ndarray, n: int) -> np.ndarray:
@@ -88,13 +134,15 @@ def latent_features(
     include: Sequence[str] = ("mu", "logvar"),
     extra: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    tta: str = "none",
 ) -> np.ndarray:
     """(N, F) float64: posterior mean, log-variance (VAEs only) and ``extra`` columns, side by side.
 
     ``images`` is any (N, C, H, W) array, tensor, memmap or lazily sliced row view; it is read
     ``batch_size`` rows at a time so a memory-mapped store is never loaded whole. Works for the VAE, the AE
     and PCA (which have no log-variance: those columns are simply absent, see :class:`FeatureSpec`).
-    ``progress(done, total)`` is called with the images encoded so far after every batch.
+    ``progress(done, total)`` is called with the images encoded so far after every batch. ``tta`` (a key
+    of :data:`TTA_VIEWS`) averages each image's posterior over those fixed views of it.
     """
     net = unwrap(model)
     parts = _check_include(include)
@@ -111,7 +159,7 @@ def latent_features(
             if not np.isfinite(xb).all():
                 bad = s + int(np.argmax(~np.isfinite(xb.reshape(len(xb), -1)).all(1)))
                 raise InputError(f"image {bad} contains NaN or infinite pixel values")
-            mu, logvar = _encode(net, xb)
+            mu, logvar = _encode(net, xb, tta)
             row = [mu] if "mu" in parts else []
             if "logvar" in parts and logvar is not None:
                 row.append(logvar)
@@ -154,6 +202,7 @@ class FeatureSpec:
     latent_dim: int = 0
     has_logvar: bool = False
     scorers: list[str] = field(default_factory=list)
+    tta: str = "none"  # test-time augmentation of the latent columns (TTA_VIEWS), chosen by diagnose fit
 
     @classmethod
     def for_model(cls, model: Any, include: Sequence[str], scorers: Sequence[str] = ()) -> FeatureSpec:
@@ -178,7 +227,7 @@ class FeatureSpec:
         """The feature matrix for ``images`` (anomaly scores computed here when the spec has scorers);
         ``progress(done, total)`` follows the encoding batches."""
         extra = anomaly_columns(model, images, self.scorers)
-        feats = latent_features(model, images, batch_size, self.include, extra, progress)
+        feats = latent_features(model, images, batch_size, self.include, extra, progress, self.tta)
         if feats.shape[1] != len(self.names):
             raise InputError(
                 f"model gives {feats.shape[1]} feature columns, the spec expects {len(self.names)}"
@@ -192,10 +241,12 @@ class FeatureSpec:
             "has_logvar": self.has_logvar,
             "scorers": list(self.scorers),
             "names": self.names,
+            "tta": self.tta,
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FeatureSpec:
         return cls(
-            tuple(d["include"]), int(d["latent_dim"]), bool(d["has_logvar"]), list(d.get("scorers", []))
+            tuple(d["include"]), int(d["latent_dim"]), bool(d["has_logvar"]), list(d.get("scorers", [])),
+            check_tta(d.get("tta", "none")),  # files written before TTA existed had none
         )

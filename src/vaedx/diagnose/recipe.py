@@ -227,8 +227,8 @@ def _frozen_trial(
     t0 = clock()
     # logistic regression only: the other candidates' grids cost minutes on a few thousand images, which
     # the budget is better spent on, and diagnose fit still compares them all afterwards
-    diag = fit_diagnosis(
-        loaded, st, labelled_fraction=fraction, seed=seed, include=("mu",), candidates=("logreg",)
+    diag = fit_diagnosis(  # no test-time augmentation: the fine-tuning trials are scored without it too
+        loaded, st, labelled_fraction=fraction, seed=seed, include=("mu",), candidates=("logreg",), tta="none"
     )
     v = diag.metrics
     auc = v.get("auc", v.get("macro_auc"))
