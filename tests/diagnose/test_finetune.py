@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from diag_helpers import ARCH
+from diag_helpers import ARCH, FAST
 from vaedx.diagnose.finetune import finetune_encoder
 from vaedx.diagnose.supervised import train_supervised
 from vaedx.diagnose.torchfit import model_config_for
@@ -46,6 +46,22 @@ def test_train_supervised_from_a_vae_with_augmentation_and_one_cycle(vae, store,
     assert meta["init_from"] == str(vae.path)
     with pytest.raises(ConfigError, match="unknown schedule"):
         train_supervised(store, 1.0, epochs=1, model=ARCH, schedule="cosine-ish")
+
+
+def test_a_conv_fast_vae_is_fine_tuned_like_the_default_one(store, tmp_path):
+    """--arch conv-fast runs fine-tune through the same route (their own encoder layout) and diagnose fit
+    reads the result; the decoder stays the VAE's."""
+    import vaedx
+    from vaedx.diagnose.fit import fit_diagnosis
+
+    fast = vaedx.train(store.root, tmp_path / "fast", epochs=2, arch="conv-fast", quiet=True, **FAST)
+    tuned = finetune_encoder(fast, store, tmp_path / "ft", epochs=2, min_steps=10, batch_size=16)
+    before, after = fast.model.state_dict(), tuned.model.state_dict()
+    assert before.keys() == after.keys() and tuned.config.model.arch == "conv-fast"
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    diag = fit_diagnosis(tuned, store, include=("mu",), candidates=("logreg",), tta="none")
+    assert diag.metrics["auc"] > 0.5
 
 
 def test_init_from_needs_a_vae(pca, store):

@@ -14,8 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaedx.errors import ConfigError
 from vaedx.models.config import ModelConfig
+from vaedx.models.fastconv import FAST_ARCH, FastConvAE
 from vaedx.models.vae import ConvAE
+
+#: The architectures whose encoder the CNN can be built from (and a VAE of which it can be started from).
+CNN_ARCHS = ("conv", FAST_ARCH)
 
 
 class SupervisedCNN(nn.Module):
@@ -23,7 +28,13 @@ class SupervisedCNN(nn.Module):
 
     def __init__(self, cfg: ModelConfig, n_classes: int):
         super().__init__()
-        ae = ConvAE(cfg)  # borrow its encoder; the decoder is dropped with ``ae``
+        if cfg.arch not in CNN_ARCHS:
+            raise ConfigError(
+                f"the supervised CNN and encoder fine-tuning need a {' or '.join(CNN_ARCHS)} network; this "
+                f"run's arch is {cfg.arch} (its latents still work with diagnose fit)"
+            )
+        # borrow the encoder of the matching autoencoder; its decoder is dropped with ``ae``
+        ae = FastConvAE(cfg) if cfg.arch == FAST_ARCH else ConvAE(cfg)
         self.encoder, self.to_latent, self._pad, self._check = ae.encoder, ae.to_latent, ae._pad, ae._check
         self.head = nn.Linear(cfg.latent_dim, n_classes)
         self.cfg, self.n_classes = cfg, n_classes
