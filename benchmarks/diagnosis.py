@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from diagnosis_new_user import SECTIONS as NEW_USER_SECTIONS
 from diagnosis_new_user import print_new_user_tables
+from results_io import load, save
 
 from vaedx.data.locate import find_data_file
 from vaedx.data.prepare import prepare, prepare_config
@@ -101,18 +102,6 @@ def stores(out: Path) -> dict[str, Path]:
     if not (paths["lgg"] / "store.json").exists():
         prepare(lgg.parent, paths["lgg"], prepare_config(size=64, channels=[1]))
     return paths
-
-
-def save(out: Path, name: str, doc: Any) -> None:
-    (out / "results").mkdir(parents=True, exist_ok=True)
-    tmp = out / "results" / f"{name}.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(out / "results" / f"{name}.json")
-
-
-def load(out: Path, name: str) -> Any:
-    p = out / "results" / f"{name}.json"
-    return json.loads(p.read_text()) if p.exists() else None
 
 
 def train_vae(store: Path, run: Path, cfg: Cfg, epochs: int, **opts: Any) -> Any:

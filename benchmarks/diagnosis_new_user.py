@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from results_io import load, save
+
 from vaedx.data.locate import find_data_file
 
 SOURCES = {  # what a user points `vaedx data prepare` at
@@ -53,18 +55,6 @@ def source_of(name: str) -> Path:
     if hit is None:
         raise SystemExit("real data not found (set VAEDX_DATA_DIR)")
     return hit if name == "pneu" else hit.parent
-
-
-def _save(out: Path, name: str, doc: Any) -> None:
-    (out / "results").mkdir(parents=True, exist_ok=True)
-    tmp = out / "results" / f"{name}.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(out / "results" / f"{name}.json")
-
-
-def _load(out: Path, name: str) -> Any:
-    p = out / "results" / f"{name}.json"
-    return json.loads(p.read_text()) if p.exists() else None
 
 
 def _step(doc: dict[str, Any], key: str, done: Path, args: list[str], log: Path) -> None:
@@ -90,14 +80,14 @@ def sec_new_user(name: str) -> Any:
         root = out / "new_user" / name
         root.mkdir(parents=True, exist_ok=True)
         log = root / "commands.log"
-        doc = _load(out, f"new_user_{name}") or {"data": name, "splits_by": SPLITS_BY[name], "steps": {}}
+        doc = load(out, f"new_user_{name}") or {"data": name, "splits_by": SPLITS_BY[name], "steps": {}}
         st, vae = str(root / "store"), str(root / "vae")
         quick = ["--max-images", "200", "--epochs", "1"] if cfg.quick else []
         budget = ["--budget", "0.5"] if cfg.quick else []
         _step(doc, "prepare", root / "store" / "store.json",
               ["data", "prepare", str(source_of(name)), "-o", st], log)  # fmt: skip
         _step(doc, "train", root / "vae" / "best", ["train", "--store", st, "--out", vae, *quick], log)
-        _save(out, f"new_user_{name}", doc)
+        save(out, f"new_user_{name}", doc)
         for arm, init in (("ft", "vae"), ("cnn", "random")):
             run_dir, diag = root / arm, root / f"{arm}_diag"
             _step(doc, f"{arm}_finetune", run_dir / "best",
@@ -112,7 +102,7 @@ def sec_new_user(name: str) -> Any:
             ev = json.loads((diag / "evaluation_test.json").read_text())
             doc[arm] = {"test": ev["ci"], "chosen": recipe["chosen"], "trials_run": recipe["trials_run"],
                         "planned_trials": recipe["planned_trials"]}  # fmt: skip
-            _save(out, f"new_user_{name}", doc)
+            save(out, f"new_user_{name}", doc)
             print(f"  new user {name} {arm}: {json.dumps(ev['ci'])[:200]}", flush=True)
 
     return run
@@ -121,7 +111,7 @@ def sec_new_user(name: str) -> Any:
 def sec_resolution(out: Path, cfg: Any, paths: dict[str, Path]) -> None:
     """Seconds per epoch on the Cheng set at 64, 128 and 224 px: one full epoch of VAE training and one of
     fine-tuning (fixed recipe) each, on the same 430 training images."""
-    rows = (_load(out, "resolution") or {}).get("rows", [])
+    rows = (load(out, "resolution") or {}).get("rows", [])
     done = {r["size"] for r in rows}
     for size in RESOLUTIONS:
         if size in done:
@@ -144,7 +134,7 @@ def sec_resolution(out: Path, cfg: Any, paths: dict[str, Path]) -> None:
                      "finetune_epoch_s": steps["finetune"]["seconds"],
                      "load": steps["train"]["load_before"], "metrics_rows": len(metrics) - 1})  # fmt: skip
         note = "command wall time, start-up and validation included"
-        _save(out, "resolution", {"rows": rows, "note": note})
+        save(out, "resolution", {"rows": rows, "note": note})
         print(f"  resolution {size}: {rows[-1]}", flush=True)
 
 
@@ -165,7 +155,7 @@ def print_new_user_tables(out: Path) -> None:
     print("| data | split by | arm | chosen | test AUC (macro) | test ACC | min (train / finetune) | load |")
     print("|---|---|---|---|---|---|---|---|")
     for name in SOURCES:
-        doc = _load(out, f"new_user_{name}")
+        doc = load(out, f"new_user_{name}")
         if not doc:
             continue
         for arm, label in (("ft", "VAE + auto recipe"), ("cnn", "CNN, same search, random init")):
@@ -178,7 +168,7 @@ def print_new_user_tables(out: Path) -> None:
             mins = f"{steps['train']['seconds'] / 60:.1f} / {steps[f'{arm}_finetune']['seconds'] / 60:.1f}"
             print(f"| {name} | {doc['splits_by']} | {label} | {chosen} | {_fmt(_auc(r['test']))} | "
                   f"{_fmt(r['test'].get('accuracy'))} | {mins} | {steps[f'{arm}_finetune']['load_before']} |")
-    res = _load(out, "resolution")
+    res = load(out, "resolution")
     if res:
         print("\n## 5. Cost of one epoch on the Cheng set (430 training images), seconds of wall time")
         print("| size | VAE training epoch | fine-tuning epoch | load |")

@@ -72,6 +72,12 @@ def random_affine(
     theta = torch.stack(
         [torch.stack([sx * cos, -zoom * sin, tx], 1), torch.stack([sx * sin, zoom * cos, ty], 1)], 1
     )
+    return warp(x, theta)
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, C, H, W) resampled through the (N, 2, 3) affine maps ``theta`` (output grid to input,
+    coordinates in [-1, 1]), bilinear, border pixels repeated outside the image."""
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 

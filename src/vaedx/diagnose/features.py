@@ -45,7 +45,7 @@ def tta_view(x: torch.Tensor, degrees: float, zoom: float, mirror: bool) -> torc
     repeated, as in the training augmentation), then an optional left-right mirror."""
     import math
 
-    import torch.nn.functional as F
+    from vaedx.data.augment import warp
 
     if degrees or zoom != 1.0:
         a = math.radians(degrees)
@@ -53,8 +53,7 @@ def tta_view(x: torch.Tensor, degrees: float, zoom: float, mirror: bool) -> torc
             [[math.cos(a) / zoom, -math.sin(a) / zoom, 0.0], [math.sin(a) / zoom, math.cos(a) / zoom, 0.0]],
             dtype=x.dtype, device=x.device,
         ).expand(x.shape[0], 2, 3)  # fmt: skip
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        x = warp(x, theta)
     return torch.flip(x, dims=(-1,)) if mirror else x
 
 
