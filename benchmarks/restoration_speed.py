@@ -6,7 +6,13 @@ Adam, frozen weights and the early stop, and scores the same real FLAIR slices w
 the speed-up and the agreement are measured on the same machine state. The agreement printed: Spearman of
 the image scores, the largest absolute map difference, image AUROC/AUPRC (slice has a lesion) and pixel
 AUPRC of each. The current scorer runs twice: with the early stop off (``tol=0``: must match the reference
-to float rounding) and with ``--tol``.
+to float rounding) and with ``--tol`` at each of ``--current-steps``.
+
+Today against before, as a user meets them: the reference scorer runs on a ConvVAE of ``--reference-arch``
+(conv, the default network before conv-fast) and the current one on a model of ``--arch`` (conv-fast, the
+default now), both trained the same way on the same slices. With two archs the maps differ by more than
+rounding, so the script also prints the paired bootstrap of pixel AUPRC (current minus reference, resampling
+whole patients) and each one's image AUROC/AUPRC: the speed-up only counts where the figures hold.
 
 Data and model: FLAIR slices of the first ``--train-patients`` LGG patients without a lesion train a small
 ConvVAE for ``--epochs`` (speed does not depend on the weights, agreement does, so the model must have
@@ -37,6 +43,7 @@ from vaedx.data.locate import find_data_file
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.volume_prep import prepare_volume
 from vaedx.io.slice_stack import read_lgg_patient
+from vaedx.metrics.bootstrap import bootstrap_pixel_paired
 from vaedx.metrics.measures import auprc, auroc
 from vaedx.models import ModelConfig, build_model
 
@@ -73,24 +80,29 @@ class ReferenceRestoration(BaseScorer):
         return _Batch(self._reduce((x - best).abs()), extra={"restored": best})
 
 
-def lgg_slices(size: int, first: int, count: int, brain_only: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(N,1,S,S) FLAIR slices and (N,S,S) masks of ``count`` patients from ``first`` (sorted by name)."""
+def lgg_slices(
+    size: int, first: int, count: int, brain_only: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N,1,S,S) FLAIR slices, (N,S,S) masks and (N,) patient numbers of ``count`` patients from ``first``
+    (sorted by name)."""
     root = find_data_file("brain_lgg/manifest.csv").parent
     cases = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("TCGA"))
     cases = cases[first : first + count]
     cfg = PreprocessConfig(size=(size, size), channels=[1], normalize_scope="volume")
-    xs, ms = [], []
-    for case in cases:
+    xs, ms, ids = [], [], []
+    for i, case in enumerate(cases):
         vol, mask = read_lgg_patient(case)
         p = prepare_volume(vol, cfg, mask)
         assert p.masks is not None
         keep = p.slices.reshape(len(p.slices), -1).mean(1) > (0.05 if brain_only else -1)
-        xs.append(p.slices[keep]), ms.append(p.masks[keep])
-    return np.concatenate(xs).astype(np.float32), np.concatenate(ms).astype(bool)
+        xs.append(p.slices[keep]), ms.append(p.masks[keep]), ids.append(np.full(int(keep.sum()), i))
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ms).astype(bool), np.concatenate(ids)
 
 
-def train_vae(x: np.ndarray, size: int, epochs: int) -> torch.nn.Module:
-    cfg = ModelConfig(in_channels=1, image_size=(size, size), widths=[16, 32, 64, 128], latent_dim=32)
+def train_vae(x: np.ndarray, size: int, epochs: int, arch: str) -> torch.nn.Module:
+    cfg = ModelConfig(
+        in_channels=1, image_size=(size, size), widths=[16, 32, 64, 128], latent_dim=32, arch=arch
+    )
     torch.manual_seed(0)
     model = build_model(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
@@ -110,14 +122,18 @@ def timed(scorer: BaseScorer, x: np.ndarray) -> tuple[Any, float]:
     return res, len(x) / (time.perf_counter() - t0)
 
 
-def agreement(ref: Any, new: Any, labels: np.ndarray, masks: np.ndarray) -> dict[str, Any]:
+def agreement(
+    ref: Any, new: Any, labels: np.ndarray, masks: np.ndarray, patients: np.ndarray
+) -> dict[str, Any]:
     def fig(r: Any) -> dict[str, float | None]:
         return {"auroc": auroc(labels, r.scores), "auprc": auprc(labels, r.scores),
                 "pixel_auprc": auprc(masks.ravel(), r.maps.ravel())}  # fmt: skip
 
     rho = spearmanr(ref.scores, new.scores).statistic
+    paired = bootstrap_pixel_paired("auprc", new.maps, ref.maps, masks, groups=patients, n_boot=500)
     return {"spearman": round(float(rho), 6), "max_abs_map_diff": float(np.abs(ref.maps - new.maps).max()),
-            "reference": fig(ref), "current": fig(new)}  # fmt: skip
+            "reference": fig(ref), "current": fig(new),
+            "pixel_auprc_current_minus_reference": [paired.point, paired.low, paired.high]}  # fmt: skip
 
 
 def main() -> None:
@@ -128,7 +144,10 @@ def main() -> None:
     ap.add_argument("--eval-patients", type=int, default=1)
     ap.add_argument("--n", type=int, default=32, help="slices scored (evenly spaced over the eval patients)")
     ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--arch", default="conv-fast", help="network of the current scorer's model (the default)")
+    ap.add_argument("--reference-arch", default="conv", help="network of the reference scorer's model")
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--current-steps", default=None, help="comma list for the current scorer [--steps]")
     ap.add_argument("--lam", type=float, default=1.0)
     ap.add_argument("--tol", type=float, default=None, help="early-stop tolerance (default: the scorer's)")
     ap.add_argument("--channels-last", action="store_true")
@@ -138,18 +157,25 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     tol = RestorationScorer.default_tol if a.tol is None else a.tol
     for size in (int(s) for s in a.sizes.split(",")):
-        train, train_masks = lgg_slices(size, 0, a.train_patients, brain_only=True)
-        model = train_vae(train[~train_masks.reshape(len(train), -1).any(1)], size, a.epochs)
-        x, masks = lgg_slices(size, a.train_patients, a.eval_patients, brain_only=True)
+        train, train_masks, _ = lgg_slices(size, 0, a.train_patients, brain_only=True)
+        healthy = train[~train_masks.reshape(len(train), -1).any(1)]
+        models = {arch: train_vae(healthy, size, a.epochs, arch) for arch in {a.reference_arch, a.arch}}
+        model, ref_model = models[a.arch], models[a.reference_arch]
+        x, masks, patients = lgg_slices(size, a.train_patients, a.eval_patients, brain_only=True)
         pick = np.linspace(0, len(x) - 1, min(a.n, len(x))).round().astype(int)
-        x, masks = x[pick], masks[pick]
+        x, masks, patients = x[pick], masks[pick], patients[pick]
         labels = masks.reshape(len(x), -1).any(1)
-        common = {"steps": a.steps, "lam": a.lam, "batch_size": 32}
-        scorers = {
-            "reference": ReferenceRestoration(model, **common),
-            "current_tol0": RestorationScorer(model, tol=0.0, channels_last=a.channels_last, **common),
-            "current": RestorationScorer(model, tol=tol, channels_last=a.channels_last, **common),
+        common = {"lam": a.lam, "batch_size": 32}
+        cl = a.channels_last
+        current = [int(v) for v in (a.current_steps or str(a.steps)).split(",")]
+        scorers: dict[str, BaseScorer] = {
+            "reference": ReferenceRestoration(ref_model, steps=a.steps, **common),
+            "current_tol0": RestorationScorer(model, steps=a.steps, tol=0.0, channels_last=cl, **common),
         }
+        for n_steps in current:
+            scorers[f"current_{n_steps}"] = RestorationScorer(
+                model, steps=n_steps, tol=tol, channels_last=cl, **common
+            )
         scorers["reference"].score(x[:2])  # warm-up
         results, rates, load = {}, {k: [] for k in scorers}, {k: [] for k in scorers}
         for _ in range(a.rounds):  # alternate the scorers, so a change in the machine's load hits all alike
@@ -158,16 +184,18 @@ def main() -> None:
                 results[name], ips = timed(sc, x)
                 rates[name].append(ips)
         speed = {k: float(np.median(v)) for k, v in rates.items()}
-        for name in ("current_tol0", "current"):
+        for name in (k for k in scorers if k != "reference"):
             steps_taken = results[name].extra["steps"]
             row = {
                 "size": size, "threads": a.threads, "n": len(x), "lesion_slices": int(labels.sum()),
-                "steps": a.steps, "lam": a.lam, "tol": scorers[name].tol, "variant": name,
+                "steps": a.steps, "current_steps": scorers[name].steps, "lam": a.lam,
+                "tol": scorers[name].tol, "variant": name,
+                "arch": a.arch, "reference_arch": a.reference_arch, "epochs": a.epochs,
                 "reference_images_per_s": round(speed["reference"], 2),
                 "images_per_s": round(speed[name], 2), "speedup": round(speed[name] / speed["reference"], 2),
                 "mean_steps_taken": float(steps_taken.mean()),
                 "loadavg_1min": {"reference": load["reference"], name: load[name]},
-                **agreement(results["reference"], results[name], labels, masks),
+                **agreement(results["reference"], results[name], labels, masks, patients),
             }  # fmt: skip
             print(json.dumps(row), flush=True)
             a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,18 +7,19 @@ the memmap per batch, never loaded whole).
 
 Run: ``.venv/bin/python benchmarks/train_speed.py [--quick] [--threads 1] [--work /tmp/vaedx_speed]``.
 
-Method. Both sides train the same ConvVAE (same config, Gaussian likelihood, beta=1 so the loss is the
-negative ELBO), AdamW, batch 64, the same number of torch threads. The bare loop gets its data already in
-memory as one float32 tensor; the engine reads from a store written to ``--work``. A "round" measures the
-engine, then the bare loop (then its channels_last and MONAI variants), so slow phases of a shared machine
-hit all of them; the table reports medians over rounds and the ratio of medians. The engine's first epoch is
-excluded (warm-up): its steady epoch time is the interval between the first batch of consecutive epochs,
-so it includes validation-free checkpointing and every per-epoch cost of the real ``run_training`` path.
+Method. Both sides train the same network, the default (arch conv-fast; same config, Gaussian likelihood,
+beta=1 so the loss is the negative ELBO), AdamW, batch 64, the same number of torch threads. The bare loop
+gets its data already in memory as one float32 tensor; the engine reads from a store written to ``--work``. A
+"round" measures the engine, then the bare loop (then its channels_last and MONAI variants), so slow phases of
+a shared machine hit all of them; the table reports medians over rounds and the ratio of medians. The engine's
+first epoch is excluded (warm-up): its steady epoch time is the interval between the first batch of
+consecutive epochs, so it includes validation-free checkpointing and every per-epoch cost of the real
+``run_training`` path.
 
 Scaling: each store size (1k, 5k, 20k images of 28x28) is trained for a few epochs in its own subprocess,
 which prints its peak RSS (``resource.getrusage``), so peaks do not leak between configurations.
 
-Architectures (``--sections archs``): the default ConvVAE (arch conv), ``--arch conv-fast`` and MONAI's
+Architectures (``--sections archs``): the ConvVAE (arch conv), the default ``--arch conv-fast`` and MONAI's
 VarAutoEncoder, same widths and latent size, each trained by the bare loop for the same epochs on the same
 real images in the same order: PneumoniaMNIST (train split, scored on its val split) at 28 px and LGG FLAIR
 slices at 128 px (24 patients to train, 6 others to score). Epochs are interleaved (epoch e of every network,
@@ -51,6 +52,7 @@ from vaedx.data.locate import find_data_file
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import StoreWriter
 from vaedx.models import ModelConfig, build_model
+from vaedx.models.config import DEFAULT_ARCH
 from vaedx.models.ssim import ssim
 from vaedx.training.engine import run_training
 from vaedx.training.loop import use_channels_last
@@ -165,7 +167,7 @@ def bare_epoch_seconds(
 
 
 def vaedx_model(
-    size: int, arch: str = "conv"
+    size: int, arch: str = DEFAULT_ARCH
 ) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
     cfg = CONFIGS[size]
     torch.manual_seed(0)
@@ -227,12 +229,12 @@ def compare(size: int, n: int, epochs: int, rounds: int, threads: int, work: Pat
     def bare(cl: bool, numerics: bool = True) -> Callable[[], float]:
         def f() -> float:
             m, loss = vaedx_model(size)
-            params["ConvVAE"] = n_params(m)
+            params["vaedx"] = n_params(m)
             return bare_epoch_seconds(m, loss, data, epochs, channels_last=cl, engine_numerics=numerics)
 
         return f
 
-    variants.append(("bare loop, same ConvVAE", bare(False)))
+    variants.append(("bare loop, same network", bare(False)))
     variants.append(("bare, torch defaults (denormals)", bare(False, numerics=False)))
     if size >= 128:
         variants.append(("bare loop, channels_last", bare(True)))
@@ -250,10 +252,10 @@ def compare(size: int, n: int, epochs: int, rounds: int, threads: int, work: Pat
             res.setdefault(name, []).append(fn())
         print(f"  {size}x{size} round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
     rows = []
-    bare_s = statistics.median(res["bare loop, same ConvVAE"])
+    bare_s = statistics.median(res["bare loop, same network"])
     for name, _ in variants:
         s = statistics.median(res[name])
-        p = params.get("MONAI" if "MONAI" in name else "ConvVAE", 0)
+        p = params.get("MONAI" if "MONAI" in name else "vaedx", 0)
         rows.append(
             {"size": size, "variant": name, "params": p, "s_per_epoch": s, "img_s": n / s,
              "ratio": bare_s / s, "spread": (n / max(res[name]), n / min(res[name]))}

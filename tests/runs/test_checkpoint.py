@@ -58,3 +58,22 @@ def test_half_written_folders_of_killed_writers_are_removed(tmp_path):
         (tmp_path / f".best.tmp-{pid}" / "model.safetensors").write_bytes(b"half")
     ck.write_folder(tmp_path / "best", lambda d: (d / "model.safetensors").write_bytes(b"1"))
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".best.tmp-{os.getppid()}", "best"]
+
+
+def test_run_configs_saved_before_arch_existed_read_as_conv(tmp_path):
+    """Such a run holds ConvVAE weights; reading it with today's default arch would build the wrong layout."""
+    import json
+
+    from vaedx.runs.config import build_config, read_yaml
+
+    train = build_config(None, {"store": "s", "out": "o"}).model_dump(mode="json")
+    assert train["model"]["arch"] == "conv-fast"
+    del train["model"]["arch"]
+    path = tmp_path / "config.json"
+    doc = {"format": ck.RUN_FORMAT, "format_version": ck.RUN_FORMAT_VERSION, "train": train}
+    path.write_text(json.dumps(doc))
+    assert ck.read_run_config(path)["train"]["model"]["arch"] == "conv"
+    assert read_yaml(path)["model"]["arch"] == "conv"  # --config RUN/config.json reproduces the old run
+    train["model"]["arch"] = "conv-fast"
+    path.write_text(json.dumps(doc))
+    assert ck.read_run_config(path)["train"]["model"]["arch"] == "conv-fast"

@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vaedx.errors import InputError, ModelMismatchError
+from vaedx.models.config import with_saved_arch
 
 RUN_FORMAT = "vaedx-run"
 RUN_FORMAT_VERSION = 1
@@ -191,6 +192,15 @@ def read_run_config(path: Path) -> dict[str, Any]:
             f"(found {data.get('format')!r} version {data.get('format_version')!r})",
             path,
         )
+    return with_saved_train_arch(data)
+
+
+def with_saved_train_arch(data: dict[str, Any]) -> dict[str, Any]:
+    """A run config whose ``train.model`` lacks ``arch`` (saved before the field existed) gets the arch it
+    was trained with, not today's default (see :func:`vaedx.models.config.with_saved_arch`)."""
+    train = data.get("train")
+    if isinstance(train, dict) and isinstance(train.get("model"), dict):
+        return {**data, "train": {**train, "model": with_saved_arch(train["model"])}}
     return data
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vaedx.data.augment import AugmentConfig, as_augment
 from vaedx.errors import ConfigError
 from vaedx.models.config import ModelConfig
+from vaedx.runs.checkpoint import with_saved_train_arch
 from vaedx.runs.presets import PRESETS, DetectDefaults, PresetName, preset_values
 
 MODEL_FIELDS = frozenset(ModelConfig.model_fields)
@@ -188,7 +189,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError("config must be a mapping of option: value", p)
     if isinstance(data.get("train"), dict) and "format" in data:
         # a run's config.json: its training settings reproduce the run (JSON is YAML, so it reads as one)
-        data = data["train"]
+        data = with_saved_train_arch(data)["train"]
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
