@@ -104,3 +104,55 @@ def test_evaluate_compare_json_holds_the_table_figures(tmp_path, capsys, monkeyp
         if d is not None:
             cell = f"{d['point']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] p={d['p_not_better']:.3f}"
             assert cell in table, name
+
+
+@pytest.fixture(scope="module")
+def three_class_diagnosis(tmp_path_factory, vae):
+    """A diagnosis of three classes (noise, blob, bar) on the same VAE: images the binary store also fits,
+    classes it does not."""
+    from diag_helpers import make_store
+    from vaedx.diagnose.fit import fit_diagnosis
+
+    root = tmp_path_factory.mktemp("three")
+    three = make_store(root / "store", {"train": 30, "val": 15, "test": 15}, n_classes=3)
+    fit_diagnosis(vae, three, out=root / "diagnosis", candidates=("logreg",), tta="none")
+    return root / "diagnosis"
+
+
+def test_compare_diagnosis_json_holds_the_table_figures(
+    fitted, fitted_knn, store, tmp_path, capsys, monkeypatch
+):
+    from rich.console import Console
+
+    monkeypatch.setattr("vaedx.cli.evaluate.console", Console(width=300))  # cells on one line each
+    out = tmp_path / "paired.json"
+    args = ["evaluate", "compare-diagnosis", "--a", str(fitted), "--b", str(fitted_knn), "--store",
+            str(store.root), "--n-boot", "100", "--threads", "1"]  # fmt: skip
+    assert main([*args, "--out", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)  # stdout is the one JSON object; "wrote" went to stderr
+    assert doc["written"] == str(out) and f"wrote {out}" in captured.err
+    (cmp,) = doc["comparisons"]
+    assert cmp == json.loads(out.read_text())[0]
+    assert (cmp["a"], cmp["b"], cmp["n_images"], cmp["unit"]) == (str(fitted), str(fitted_knn), 24, "image")
+    for name in ("auc", "accuracy"):
+        d, va, vb = cmp["differences"][name], cmp["values"]["a"][name], cmp["values"]["b"][name]
+        assert d["point"] == pytest.approx(va - vb) and d["low"] <= d["point"] <= d["high"]
+    assert main([*args, "--out", str(out)]) == 2  # earlier output is kept unless --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--quiet"]) == 0
+    table = " ".join(capsys.readouterr().out.split())
+    assert "by image" in table and "diagnosis_knn" in table
+    for name, d in cmp["differences"].items():  # every JSON figure is in the table
+        cell = f"{d['point']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] p={d['p_not_better']:.3f}"
+        assert cell in table and f"{cmp['values']['b'][name]:.3f}" in table, name
+
+
+def test_compare_diagnosis_refuses_other_classes_in_one_line(fitted, three_class_diagnosis, store, capsys):
+    args = ["evaluate", "compare-diagnosis", "--a", str(fitted), "--b", str(three_class_diagnosis),
+            "--store", str(store.root), "--n-boot", "10"]  # fmt: skip
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and captured.out == ""
+    assert err.startswith(f"error: {three_class_diagnosis}: predicts classes ['normal', 'blob', 'bar']")

@@ -39,11 +39,12 @@ WRITERS = [
     ("data", "index"), ("data", "split"), ("data", "prepare"),
     ("diagnose", "fit"), ("diagnose", "finetune"), ("diagnose", "predict"), ("diagnose", "study"),
     ("evaluate", "anomaly"), ("evaluate", "compare"), ("evaluate", "diagnosis"),
+    ("evaluate", "compare-diagnosis"),
 ]  # fmt: skip
 NETWORKS = [
     ("train",), ("detect",), ("serve",), ("export",),
     ("diagnose", "fit"), ("diagnose", "finetune"), ("diagnose", "predict"), ("diagnose", "study"),
-    ("evaluate", "diagnosis"),
+    ("evaluate", "diagnosis"), ("evaluate", "compare-diagnosis"),
 ]  # fmt: skip
 SETTINGS = [
     ("train",),
@@ -76,7 +77,8 @@ def test_commands_with_settings_take_config_and_print_config(path: tuple[str, ..
 @pytest.mark.parametrize(
     "path",
     [("train",), ("detect",), ("diagnose", "fit"), ("evaluate", "anomaly"),
-     ("evaluate", "diagnosis"), ("diagnose", "predict"), ("diagnose", "study"), ("report",)],
+     ("evaluate", "diagnosis"), ("evaluate", "compare-diagnosis"), ("diagnose", "predict"),
+     ("diagnose", "study"), ("report",)],
     ids=" ".join,
 )  # fmt: skip
 def test_a_tensor_store_is_always_store_s(path: tuple[str, ...]) -> None:

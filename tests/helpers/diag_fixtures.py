@@ -84,3 +84,24 @@ def cheng_fitted(tmp_path_factory: pytest.TempPathFactory, cheng_pca, cheng_stor
     out = tmp_path_factory.mktemp("cheng") / "diagnosis"
     fit_diagnosis(cheng_pca, cheng_store, out=out, candidates=("logreg",), include=("mu",))
     return out
+
+
+@pytest.fixture(scope="session")
+def fitted_knn(tmp_path_factory: pytest.TempPathFactory, vae, store: TensorStore) -> Path:
+    """A second diagnosis on the same VAE and store (k-NN only, no test-time augmentation search): the
+    other side of the paired comparisons."""
+    from vaedx.diagnose.fit import fit_diagnosis
+
+    out = tmp_path_factory.mktemp("diag") / "diagnosis_knn"
+    fit_diagnosis(vae, store, out=out, candidates=("knn",), tta="none")
+    return out
+
+
+@pytest.fixture(scope="session")
+def cheng_fitted_knn(tmp_path_factory: pytest.TempPathFactory, cheng_pca, cheng_store: TensorStore) -> Path:
+    """A second three-class diagnosis on the same PCA features (k-NN), to compare with ``cheng_fitted``."""
+    from vaedx.diagnose.fit import fit_diagnosis
+
+    out = tmp_path_factory.mktemp("cheng") / "diagnosis_knn"
+    fit_diagnosis(cheng_pca, cheng_store, out=out, candidates=("knn",), include=("mu",), tta="none")
+    return out

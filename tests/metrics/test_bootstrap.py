@@ -10,7 +10,14 @@ from sklearn.metrics import roc_auc_score
 
 from vaedx.errors import ConfigError, InputError
 from vaedx.metrics import measures as M
-from vaedx.metrics.bootstrap import BootstrapCI, bootstrap_ci, bootstrap_pixel_ci
+from vaedx.metrics.bootstrap import (
+    BootstrapCI,
+    PairedDifference,
+    bootstrap_ci,
+    bootstrap_paired,
+    bootstrap_paired_fn,
+    bootstrap_pixel_ci,
+)
 
 
 def _data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -174,3 +181,104 @@ def test_pixel_ci_binned_is_close_to_exact():
     binned = bootstrap_pixel_ci("auprc", maps, masks, n_boot=200, n_bins=512)
     assert binned.point == exact.point
     np.testing.assert_allclose((binned.low, binned.high), (exact.low, exact.high), atol=0.01)
+
+
+# ------------------------------------------------------------------------- paired, any metric function
+def _accuracy(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean((p > 0.5) == y))
+
+
+def test_paired_fn_identical_predictions_differ_by_exactly_zero():
+    y, s = _data(150)
+    p = 1 / (1 + np.exp(-s))
+    for fn in (_accuracy, M.auroc):  # per-resample calls and the batched AUROC path
+        res = bootstrap_paired_fn(fn, y, p, p.copy(), n_boot=200)
+        assert isinstance(res, PairedDifference)
+        assert (res.point, res.low, res.high, res.n_skipped) == (0.0, 0.0, 0.0, 0)
+        assert res.p_not_better == 1.0  # A is never better than itself
+
+
+def test_paired_fn_clearly_better_a_has_interval_above_zero():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    good = np.clip(y + rng.normal(0, 0.2, 200), 0, 1)  # ~99 % right at 0.5
+    poor = rng.uniform(0, 1, 200)  # a coin
+    res = bootstrap_paired_fn(_accuracy, y, good, poor, n_boot=500)
+    assert res.point == pytest.approx(_accuracy(y, good) - _accuracy(y, poor))
+    assert 0.3 < res.low < res.point < res.high and res.p_not_better < 0.05
+    flipped = bootstrap_paired_fn(_accuracy, y, poor, good, n_boot=500)
+    assert flipped.point == -res.point and flipped.high < 0 and flipped.p_not_better == 1.0
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_paired_fn_draws_the_resamples_of_bootstrap_ci(grouped):
+    """Same seed, same rows or patients drawn as bootstrap_ci of the difference itself: equal intervals."""
+    y, s = _data(90, seed=3)
+    s_b = s + np.random.default_rng(4).normal(0, 1, 90)
+    groups = np.arange(90) // 3 if grouped else None
+    paired = bootstrap_paired_fn(_accuracy, y, s, s_b, groups=groups, n_boot=300, seed=7)
+    joint = bootstrap_ci(
+        lambda yy, a, b: _accuracy(yy, a) - _accuracy(yy, b), y, s, s_b, groups=groups, n_boot=300, seed=7
+    )
+    assert tuple(paired) == pytest.approx(tuple(joint), abs=1e-12)
+    fast = bootstrap_paired_fn(M.auroc, y, s, s_b, groups=groups, n_boot=300, seed=7)
+    assert fast == bootstrap_paired("auroc", y, s, s_b, groups=groups, n_boot=300, seed=7)
+
+
+def test_paired_fn_by_patient_keeps_rows_together_and_widens_the_interval():
+    # 50 patients with 4 identical rows each: each resample holds whole patients, so 4 rows at a time
+    y, s = _data(50, seed=8)
+    s_b = np.random.default_rng(9).normal(size=50) + 0.3 * y
+    y4, a4, b4 = (np.repeat(v, 4) for v in (y, s, s_b))
+    groups = np.repeat(np.arange(50), 4)
+    sizes = []
+
+    def checked(yy: np.ndarray, p: np.ndarray) -> float:
+        _, counts = np.unique(p, return_counts=True)
+        assert np.all(counts % 4 == 0)
+        sizes.append(len(p))
+        return _accuracy(yy, p)
+
+    by_patient = bootstrap_paired_fn(checked, y4, a4, b4, groups=groups, n_boot=300)
+    assert set(sizes[2:]) == {200}  # 50 patients drawn, 4 rows each
+    by_row = bootstrap_paired_fn(_accuracy, y4, a4, b4, n_boot=300)
+    assert by_patient.point == by_row.point
+    assert by_patient.high - by_patient.low > 1.5 * (by_row.high - by_row.low)  # ~2x (sqrt 4)
+
+
+@pytest.mark.filterwarnings("error")
+def test_paired_fn_skips_resamples_where_either_side_is_undefined():
+    y = np.array([0] * 9 + [1])
+    s = np.linspace(0, 1, 10)
+    # A's accuracy is always defined, B's AUROC not without a positive: those resamples are skipped
+    res = bootstrap_paired_fn(_accuracy, y, s, s, n_boot=400, metric_fn_b=M.auroc)
+    alone = bootstrap_ci(M.auroc, y, s, n_boot=400)  # same seed, same draws
+    assert res.n_skipped == alone.n_skipped and 0.25 * 400 < res.n_skipped < 0.45 * 400
+    assert res.point == pytest.approx(_accuracy(y, s) - 1.0)
+
+
+def test_paired_fn_scores_b_with_its_own_metric_and_takes_probability_matrices():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, 120)
+    pa = rng.dirichlet([1, 1, 1], 120)
+    pa[np.arange(120), y] += 1.0
+    pa /= pa.sum(axis=1, keepdims=True)
+    pb = rng.dirichlet([1, 1, 1], 120)
+
+    def macro(yy: np.ndarray, p: np.ndarray) -> float | None:
+        return float(roc_auc_score(yy, p, multi_class="ovr")) if len(np.unique(yy)) == 3 else None
+
+    res = bootstrap_paired_fn(macro, y, pa, pb, n_boot=100)
+    assert res.point == pytest.approx(macro(y, pa) - macro(y, pb)) and res.low > 0
+    at = bootstrap_paired_fn(_accuracy, y[:50] % 2, pa[:50, 0], pa[:50, 0], metric_fn_b=lambda yy, p: 0.25)
+    assert at.point == pytest.approx(_accuracy(y[:50] % 2, pa[:50, 0]) - 0.25)
+
+
+def test_paired_fn_refuses_bad_input():
+    y, s = _data(20)
+    with pytest.raises(InputError, match="B is undefined"):
+        bootstrap_paired_fn(M.auroc, y, s, s, metric_fn_b=lambda yy, p: None)
+    with pytest.raises(InputError, match="one row per image"):
+        bootstrap_paired_fn(M.auroc, y, s, s[:10])
+    with pytest.raises(ConfigError):
+        bootstrap_paired_fn(M.auroc, y, s, s, n_boot=0)

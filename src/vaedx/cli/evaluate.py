@@ -126,6 +126,62 @@ def compare_command(
         say.print(f"wrote {out}", highlight=False, soft_wrap=True)
 
 
+@app.command("compare-diagnosis")
+def compare_diagnosis_command(
+    a: Path = typer.Option(..., "--a", help="Folder of `vaedx diagnose fit` (the challenger)."),
+    b: list[Path] = typer.Option(..., "--b", help="Diagnosis folder to compare A with (repeatable)."),
+    store: Path = typer.Option(..., "--store", "-s", help="Labelled tensor store to score both on."),
+    split: str = typer.Option("test", help="Split of the store to compare on."),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="JSON file for the differences."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    overwrite: bool = OverwriteOpt,
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Paired bootstrap of diagnosis A minus B on the same images: AUC and accuracy at each model's own
+    threshold (binary), macro AUC and accuracy (three or more classes), resampling patients when ids repeat.
+
+    Why paired: the two models' errors on the same images are correlated, so two overlapping intervals from
+    `evaluate diagnosis` say little; the interval of the difference does."""
+    from vaedx.evaluate.compare_diagnosis import (
+        compare_sides,
+        comparison_rows,
+        notes,
+        score_side,
+        title,
+        to_json,
+    )
+    from vaedx.evaluate.tables import format_table
+    from vaedx.training.progress import task_progress
+
+    refuse_existing(out, overwrite)
+    set_threads(threads)
+    dev = check_device(device)
+    results = []
+    with task_progress(f"encoding the {split} images for {a.name}", quiet=quiet) as bar:
+        side_a = score_side(a, store, split, device=dev, progress=bar.update)
+        for folder in b:
+            bar.stage(f"encoding the {split} images for {folder.name}")
+            side_b = score_side(folder, store, split, device=dev, progress=bar.update)
+            bar.stage(f"paired bootstrap of {a.name} minus {folder.name}")
+            results.append(compare_sides(side_a, side_b, n_boot=n_boot, seed=seed))
+    doc = [to_json(r) for r in results]
+    if out is not None:
+        atomic_write_json(out, doc)
+    say = messages if as_json else console  # with --json, stdout holds the JSON object only
+    if as_json:
+        print_json({"written": out, "comparisons": doc})
+    else:
+        console.print(format_table(comparison_rows(results), title=title(results)))
+    for note in dict.fromkeys(n for r in results for n in notes(r)):  # once each, in order
+        say.print(f"[dim]{note}[/]", highlight=False, soft_wrap=True)
+    if out is not None:
+        say.print(f"wrote {out}", highlight=False, soft_wrap=True)
+
+
 @app.command("diagnosis")
 def diagnosis_command(
     diagnosis: Path | None = typer.Option(

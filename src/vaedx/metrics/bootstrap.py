@@ -150,28 +150,35 @@ def bootstrap_ci(
         raise InputError("metric is undefined on the full data, so it has no confidence interval")
 
     rng = np.random.default_rng(seed)
+    values = [_resampled(metric_fn, data, counts) for counts in _count_chunks(n, groups, n_boot, rng)]
+    return _interval(point, np.concatenate(values), n_boot, alpha)
+
+
+def _resampled(metric_fn: Callable[..., Any], data: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
+    """``metric_fn`` on every resample of a (b, n) count matrix; NaN where it is undefined.
+
+    AUROC/AUPRC of two arrays take the batched path (all resamples at once); any other metric is called on
+    each resample's expanded rows, with sklearn's UndefinedMetricWarning silenced, since undefined
+    resamples are counted in ``n_skipped`` instead.
+    """
     try:
         batched = _BATCHED.get(metric_fn) if len(data) == 2 else None
     except TypeError:  # unhashable callable object: no fast path
         batched = None
-    values: list[np.ndarray] = []
-    for counts in _count_chunks(n, groups, n_boot, rng):
-        if batched is not None:
-            values.append(batched(counts, *data))
-            continue
-        rows = np.arange(n)
-        out = np.full(len(counts), np.nan)
-        for b, c in enumerate(counts):
-            idx = np.repeat(rows, c)
-            try:
-                with warnings.catch_warnings():  # undefined resamples are counted in n_skipped instead
-                    warnings.simplefilter("ignore", UndefinedMetricWarning)
-                    v = _as_value(metric_fn(*(a[idx] for a in data)))
-            except (ValueError, InputError):
-                v = None
-            out[b] = np.nan if v is None else v
-        values.append(out)
-    return _interval(point, np.concatenate(values), n_boot, alpha)
+    if batched is not None:
+        return batched(counts, *data)
+    rows = np.arange(len(data[0]))
+    out = np.full(len(counts), np.nan)
+    for b, c in enumerate(counts):
+        idx = np.repeat(rows, c)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                v = _as_value(metric_fn(*(a[idx] for a in data)))
+        except (ValueError, InputError):
+            v = None
+        out[b] = np.nan if v is None else v
+    return out
 
 
 def _interval(point: float, all_values: np.ndarray, n_boot: int, alpha: float) -> BootstrapCI:
@@ -307,6 +314,45 @@ def bootstrap_paired(
     rng = np.random.default_rng(seed)
     diffs = [batched(c, y, s_a) - batched(c, y, s_b) for c in _count_chunks(len(y), groups, n_boot, rng)]
     return _paired(float(a) - float(b), np.concatenate(diffs), n_boot, alpha)
+
+
+def bootstrap_paired_fn(
+    metric_fn: Callable[[np.ndarray, np.ndarray], float | None],
+    y: ArrayLike,
+    p_a: ArrayLike,
+    p_b: ArrayLike,
+    groups: ArrayLike | None = None,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    *,
+    metric_fn_b: Callable[[np.ndarray, np.ndarray], float | None] | None = None,
+) -> PairedDifference:
+    """Paired bootstrap of ``metric_fn(y, p_a) - metric_fn(y, p_b)`` for any metric of labels and predictions.
+
+    Why generic: :func:`bootstrap_paired` covers AUROC/AUPRC of 1-D scores only, while diagnoses are
+    compared on accuracy at a threshold or on macro AUC of (N, K) probabilities. Rows (or whole patients,
+    with ``groups``) are drawn exactly as in :func:`bootstrap_ci`, the same draw for both sides. A resample
+    in which either side is undefined (None, non-finite, ValueError/InputError) is skipped and counted.
+    ``metric_fn_b`` (default ``metric_fn``) scores B when its metric differs, e.g. accuracy at each
+    model's own threshold. Raises InputError when either side is undefined on the full data.
+    """
+    _check_options(n_boot, alpha)
+    fn_b = metric_fn if metric_fn_b is None else metric_fn_b
+    y, p_a, p_b = np.asarray(y), np.asarray(p_a), np.asarray(p_b)
+    if y.ndim != 1 or y.size == 0 or p_a.shape != p_b.shape or p_a.ndim == 0 or len(p_a) != len(y):
+        shapes = f"{y.shape}, {p_a.shape}, {p_b.shape}"
+        raise InputError(f"labels and both predictions need one row per image, got {shapes}")
+    a, b = _as_value(metric_fn(y, p_a)), _as_value(fn_b(y, p_b))
+    if a is None or b is None:
+        side = "A" if a is None else "B"
+        raise InputError(f"the metric of {side} is undefined on the full data: no difference to bootstrap")
+    rng = np.random.default_rng(seed)
+    diffs = [
+        _resampled(metric_fn, [y, p_a], c) - _resampled(fn_b, [y, p_b], c)
+        for c in _count_chunks(len(y), groups, n_boot, rng)
+    ]
+    return _paired(a - b, np.concatenate(diffs), n_boot, alpha)
 
 
 def bootstrap_pixel_paired(
