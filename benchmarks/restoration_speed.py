@@ -9,10 +9,11 @@ AUPRC of each. The current scorer runs twice: with the early stop off (``tol=0``
 to float rounding) and with ``--tol`` at each of ``--current-steps``.
 
 Today against before, as a user meets them: the reference scorer runs on a ConvVAE of ``--reference-arch``
-(conv, the default network before conv-fast) and the current one on a model of ``--arch`` (conv-fast, the
-default now), both trained the same way on the same slices. With two archs the maps differ by more than
-rounding, so the script also prints the paired bootstrap of pixel AUPRC (current minus reference, resampling
-whole patients) and each one's image AUROC/AUPRC: the speed-up only counts where the figures hold.
+(conv, the default network at every size before ``auto``) and the current one on a model of ``--arch`` (conv-
+fast, what ``auto`` builds from 128 px), both trained the same way on the same slices. With two archs the maps
+differ by more than rounding, so the script also prints the paired bootstrap of pixel AUPRC (current minus
+reference, resampling whole patients) and each one's image AUROC/AUPRC: the speed-up only counts where the
+figures hold.
 
 Data and model: FLAIR slices of the first ``--train-patients`` LGG patients without a lesion train a small
 ConvVAE for ``--epochs`` (speed does not depend on the weights, agreement does, so the model must have
@@ -144,7 +145,7 @@ def main() -> None:
     ap.add_argument("--eval-patients", type=int, default=1)
     ap.add_argument("--n", type=int, default=32, help="slices scored (evenly spaced over the eval patients)")
     ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--arch", default="conv-fast", help="network of the current scorer's model (the default)")
+    ap.add_argument("--arch", default="conv-fast", help="network of the current scorer's model")
     ap.add_argument("--reference-arch", default="conv", help="network of the reference scorer's model")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--current-steps", default=None, help="comma list for the current scorer [--steps]")

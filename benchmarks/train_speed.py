@@ -7,19 +7,19 @@ the memmap per batch, never loaded whole).
 
 Run: ``.venv/bin/python benchmarks/train_speed.py [--quick] [--threads 1] [--work /tmp/vaedx_speed]``.
 
-Method. Both sides train the same network, the default (arch conv-fast; same config, Gaussian likelihood,
-beta=1 so the loss is the negative ELBO), AdamW, batch 64, the same number of torch threads. The bare loop
-gets its data already in memory as one float32 tensor; the engine reads from a store written to ``--work``. A
-"round" measures the engine, then the bare loop (then its channels_last and MONAI variants), so slow phases of
-a shared machine hit all of them; the table reports medians over rounds and the ratio of medians. The engine's
-first epoch is excluded (warm-up): its steady epoch time is the interval between the first batch of
-consecutive epochs, so it includes validation-free checkpointing and every per-epoch cost of the real
-``run_training`` path.
+Method. Both sides train the same network, the default (arch auto: conv at 28 px, conv-fast at 128; same
+config, Gaussian likelihood, beta=1 so the loss is the negative ELBO), AdamW, batch 64, the same number of
+torch threads. The bare loop gets its data already in memory as one float32 tensor; the engine reads from a
+store written to ``--work``. A "round" measures the engine, then the bare loop (then its channels_last and
+MONAI variants), so slow phases of a shared machine hit all of them; the table reports medians over rounds and
+the ratio of medians. The engine's first epoch is excluded (warm-up): its steady epoch time is the interval
+between the first batch of consecutive epochs, so it includes validation-free checkpointing and every per-
+epoch cost of the real ``run_training`` path.
 
 Scaling: each store size (1k, 5k, 20k images of 28x28) is trained for a few epochs in its own subprocess,
 which prints its peak RSS (``resource.getrusage``), so peaks do not leak between configurations.
 
-Architectures (``--sections archs``): the ConvVAE (arch conv), the default ``--arch conv-fast`` and MONAI's
+Architectures (``--sections archs``): the ConvVAE (arch conv), ``--arch conv-fast`` and MONAI's
 VarAutoEncoder, same widths and latent size, each trained by the bare loop for the same epochs on the same
 real images in the same order: PneumoniaMNIST (train split, scored on its val split) at 28 px and LGG FLAIR
 slices at 128 px (24 patients to train, 6 others to score). Epochs are interleaved (epoch e of every network,

@@ -195,7 +195,7 @@ def test_preset_brain_mri_fills_the_recipe_and_detect_follows_it(
     assert "preset" in err and "brain-mri" in err and len(err.splitlines()) == 1, err
     assert main([*base, "-o", str(tmp_path / "v"), "--kind", "vae", "--print-config"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
-    assert (shown["model"]["kind"], shown["model"]["arch"], shown["denoise"]) == ("vae", "conv-fast", "none")
+    assert (shown["model"]["kind"], shown["model"]["arch"], shown["denoise"]) == ("vae", "auto", "none")
     assert shown["model"]["widths"] == [16, 32, 64] and shown["preset"] == "brain-mri"
 
     assert main([*base, "-o", str(out), "--epochs", "1", "--widths", "8,16", "--batch-size", "8"]) == 0

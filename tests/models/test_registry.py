@@ -34,5 +34,5 @@ def test_kind_and_arch_pick_the_class(kind: str, arch: str, cls: type) -> None:
 
 def test_an_unknown_arch_is_refused() -> None:
     cfg = ModelConfig(**SHAPE).model_copy(update={"arch": "unet"})  # past validation, as a bad file could be
-    with pytest.raises(ConfigError, match="unknown arch 'unet'; choose one of conv, monai-varautoencoder"):
+    with pytest.raises(ConfigError, match="unknown arch 'unet'; choose one of auto, conv, monai-varautoenc"):
         build_model(cfg)

@@ -67,7 +67,7 @@ def test_run_configs_saved_before_arch_existed_read_as_conv(tmp_path):
     from vaedx.runs.config import build_config, read_yaml
 
     train = build_config(None, {"store": "s", "out": "o"}).model_dump(mode="json")
-    assert train["model"]["arch"] == "conv-fast"
+    assert train["model"]["arch"] == "auto"
     del train["model"]["arch"]
     path = tmp_path / "config.json"
     doc = {"format": ck.RUN_FORMAT, "format_version": ck.RUN_FORMAT_VERSION, "train": train}

@@ -37,7 +37,7 @@ def test_yaml_and_typed_options_win_over_the_preset(tmp_path):
     assert cfg.model.kind == "dae" and cfg.denoise == "coarse"  # what nothing else set
     # another model kind drops the preset's arch and noise instead of failing on a VAE with a U-Net
     vae = build_config(None, {"preset": "brain-mri", "kind": "vae"})
-    assert (vae.model.kind, vae.model.arch, vae.denoise) == ("vae", "conv-fast", "none")
+    assert (vae.model.kind, vae.model.arch, vae.denoise) == ("vae", "auto", "none")
     pca = build_config(None, {"preset": "brain-mri", "kind": "pca"})
     assert (pca.model.kind, pca.denoise) == ("pca", "none")
     ce = build_config(None, {"preset": "brain-mri", "kind": "vae", "context_encoding": True})

@@ -174,3 +174,16 @@ def test_damaged_checkpoints_are_clear_input_errors(tiny_store, tmp_path):
     cfg.write_text(json.dumps(meta))
     with pytest.raises(InputError, match=r"last/config.json.*version"):
         load_model(out / "last")
+
+
+@pytest.mark.parametrize(
+    ("size", "network", "cls"), [(16, "conv", "ConvVAE"), (128, "conv-fast", "FastConvVAE")]
+)
+def test_the_default_arch_follows_the_image_size_and_the_run_records_it(tmp_path, size, network, cls):
+    from train_helpers import make_store
+
+    make_store(tmp_path / "store", n=16, size=size)
+    out = _run(tmp_path / "store", tmp_path / "run", epochs=1)
+    meta = json.loads((out / "last" / "config.json").read_text())
+    assert meta["train"]["model"]["arch"] == network
+    assert type(load_model(out).model).__name__ == cls

@@ -28,13 +28,14 @@ class SupervisedCNN(nn.Module):
 
     def __init__(self, cfg: ModelConfig, n_classes: int):
         super().__init__()
-        if cfg.arch not in CNN_ARCHS:
+        arch = cfg.network()
+        if arch not in CNN_ARCHS:
             raise ConfigError(
                 f"the supervised CNN and encoder fine-tuning need a {' or '.join(CNN_ARCHS)} network; this "
-                f"run's arch is {cfg.arch} (its latents still work with diagnose fit)"
+                f"run's arch is {arch} (its latents still work with diagnose fit)"
             )
         # borrow the encoder of the matching autoencoder; its decoder is dropped with ``ae``
-        ae = FastConvAE(cfg) if cfg.arch == FAST_ARCH else ConvAE(cfg)
+        ae = FastConvAE(cfg) if arch == FAST_ARCH else ConvAE(cfg)
         self.encoder, self.to_latent, self._pad, self._check = ae.encoder, ae.to_latent, ae._pad, ae._check
         self.head = nn.Linear(cfg.latent_dim, n_classes)
         self.cfg, self.n_classes = cfg, n_classes

@@ -20,13 +20,29 @@ Norm = Literal["batch", "group", "instance", "none"]
 # The network behind the model: vaedx's own ConvVAE/ConvAE, its U-Net twin (conv-unet: encoder feature maps
 # concatenated into the decoder at each resolution), its faster twin (conv-fast: no full-resolution feature
 # map, see vaedx.models.fastconv), or a MONAI network through its adapter.
-Arch = Literal["conv", "monai-varautoencoder", "monai-autoencoderkl", "conv-unet", "conv-fast"]
-ARCHS: tuple[str, ...] = ("conv", "monai-varautoencoder", "monai-autoencoderkl", "conv-unet", "conv-fast")
+Arch = Literal["auto", "conv", "monai-varautoencoder", "monai-autoencoderkl", "conv-unet", "conv-fast"]
+ARCHS: tuple[str, ...] = (
+    "auto", "conv", "monai-varautoencoder", "monai-autoencoderkl", "conv-unet", "conv-fast"
+)  # fmt: skip
 UNET_ARCH = "conv-unet"
-# conv-fast trains 2.6-2.7x faster than conv at the same widths and near-equal validation reconstruction
-# (benchmarks/train_speed.py --sections archs); conv stays for the runs made with it and for PCA's record.
-DEFAULT_ARCH = "conv-fast"
+# auto: conv-fast from FAST_ARCH_MIN_SIDE px, conv below. conv-fast trains 2.6-2.7x faster than conv at the
+# same widths (benchmarks/train_speed.py --sections archs) and, at 128 px, restored LGG slices as well as conv
+# (benchmarks/restoration_speed.py); below that it cost quality: PneumoniaMNIST's fine-tuned diagnosis AUC
+# 0.963 vs 0.971 (28 px, paired on the same test images) and LGG restoration pixel AUPRC 0.046 vs 0.103
+# (64 px). Small images are cheap with conv anyway, so speed is taken only where it is free.
+DEFAULT_ARCH = "auto"
+FAST_ARCH_MIN_SIDE = 128
 LEGACY_ARCH = "conv"
+
+
+def resolve_arch(arch: str, image_size: tuple[int, int] | None) -> str:
+    """The network ``arch`` names: ``auto`` becomes conv-fast for images of at least ``FAST_ARCH_MIN_SIDE``
+    px a side and conv below; any other arch is itself. ``auto`` needs the image size."""
+    if arch != DEFAULT_ARCH:
+        return arch
+    if image_size is None:
+        raise ValueError("arch auto needs the image size (it is taken from the store)")
+    return "conv-fast" if min(image_size) >= FAST_ARCH_MIN_SIDE else "conv"
 
 
 def with_saved_arch(model: dict[str, object]) -> dict[str, object]:
@@ -47,11 +63,12 @@ class ModelConfig(BaseModel):
     kind: ModelKind = "vae"
     arch: Arch = Field(
         default=DEFAULT_ARCH,
-        description="Network: conv-fast (the default: vaedx's ConvVAE/ConvAE with a space-to-depth stem and "
-        "a sub-pixel head, no full-resolution feature map, 2.6-2.7x faster to train than conv), conv (the "
-        "same widths with full-resolution stem and head; the default before conv-fast), conv-unet (skip "
-        "connections at every resolution: a denoising autoencoder, kind dae) or a MONAI network (needs the "
-        "monai extra); run configs saved before this field existed load as conv.",
+        description="Network: auto (the default: conv-fast for images of 128 px a side or more, conv below; "
+        "the run records which), conv-fast (vaedx's ConvVAE/ConvAE with a space-to-depth stem and a "
+        "sub-pixel head, no full-resolution feature map, 2.6-2.7x faster to train than conv), conv (the "
+        "same widths with full-resolution stem and head), conv-unet (skip connections at every resolution: "
+        "a denoising autoencoder, kind dae) or a MONAI network (needs the monai extra); run configs saved "
+        "before this field existed load as conv.",
     )
     in_channels: int | None = Field(default=None, ge=1)
     image_size: tuple[int, int] | None = Field(default=None, description="(height, width) of the inputs.")
@@ -116,13 +133,26 @@ class ModelConfig(BaseModel):
                 f"arch {UNET_ARCH} (skip connections: it can copy its input, so it has no ELBO) is a "
                 f"denoising autoencoder, kind dae; kind {self.kind!r} with arch {self.arch!r} is not"
             )
-        if self.kind == "pca" and self.arch != LEGACY_ARCH:
+        if self.kind == "pca" and self.arch not in (LEGACY_ARCH, DEFAULT_ARCH):
             raise ValueError(f"arch {self.arch!r} is a torch network; the pca baseline takes no arch")
+        if self.kind == "pca" and self.arch == DEFAULT_ARCH:
+            self.arch = LEGACY_ARCH  # PCA has no network; its record keeps the old value
+        elif self.arch == DEFAULT_ARCH and self.image_size is not None:
+            self.arch = resolve_arch(self.arch, self.image_size)  # type: ignore[assignment]
         return self
 
     @property
     def depth(self) -> int:
         return len(self.widths)
+
+    def network(self) -> str:
+        """The concrete arch to build (``auto`` resolved by the image size)."""
+        from vaedx.errors import ConfigError
+
+        try:
+            return resolve_arch(self.arch, self.image_size)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
     def require_shape(self) -> tuple[int, int, int]:
         """(C, H, W); raises when the trainer has not filled the shape in from a store."""

@@ -28,20 +28,21 @@ def build_model(cfg: ModelConfig) -> Any:
     """
     if cfg.kind not in MODEL_KINDS:
         raise ConfigError(f"unknown model kind {cfg.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
-    if cfg.arch == "monai-varautoencoder":
+    arch = cfg.network()
+    if arch == "monai-varautoencoder":
         from vaedx.models.monai_varautoencoder import MonaiVarAutoEncoder
 
         return MonaiVarAutoEncoder(cfg)
-    if cfg.arch == "monai-autoencoderkl":
+    if arch == "monai-autoencoderkl":
         from vaedx.models.monai_autoencoderkl import MonaiAutoencoderKL
 
         return MonaiAutoencoderKL(cfg)
-    if cfg.arch == UNET_ARCH:
+    if arch == UNET_ARCH:
         return ConvUNet(cfg)
-    if cfg.arch == FAST_ARCH:
+    if arch == FAST_ARCH:
         return FastConvVAE(cfg) if cfg.kind == "vae" else FastConvAE(cfg)
-    if cfg.arch != "conv":
-        raise ConfigError(f"unknown arch {cfg.arch!r}; choose one of {', '.join(MODEL_ARCHS)}")
+    if arch != "conv":
+        raise ConfigError(f"unknown arch {arch!r}; choose one of {', '.join(MODEL_ARCHS)}")
     if cfg.kind == "vae":
         return ConvVAE(cfg)
     if cfg.kind == "ae":

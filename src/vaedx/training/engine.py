@@ -18,7 +18,7 @@ from vaedx.data.augment import Transform
 from vaedx.data.preprocess import PreprocessConfig
 from vaedx.data.store import TensorStore
 from vaedx.errors import ConfigError, ModelMismatchError
-from vaedx.models.config import KIND_NAMES
+from vaedx.models.config import KIND_NAMES, ModelConfig
 from vaedx.runs import checkpoint as ck
 from vaedx.runs.config import RESUMABLE_FIELDS, TrainConfig, build_config, merge, read_yaml
 from vaedx.runs.folder import THRESHOLDS_FILE
@@ -151,7 +151,9 @@ def _fill_shape(cfg: TrainConfig, store: TensorStore) -> TrainConfig:
             f"config expects {m.in_channels} channel(s) of {m.image_size}; the store has {c} of {(h, w)}",
             store.root,
         )
-    update: dict[str, Any] = {"model": m.model_copy(update={"in_channels": c, "image_size": (h, w)})}
+    # validated (not model_copy), so arch auto is resolved by the image size and the run records the network
+    shaped = ModelConfig.model_validate({**m.model_dump(), "in_channels": c, "image_size": (h, w)})
+    update: dict[str, Any] = {"model": shaped}
     if cfg.preset and cfg.denoise == "coarse" and "noise_resolution" not in cfg.model_fields_set:
         # the preset's noise is defined by its cell size in pixels, so its grid follows the image size
         update["noise_resolution"] = noise_resolution_for(cfg.preset, min(h, w)) or cfg.noise_resolution
