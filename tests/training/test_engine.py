@@ -87,6 +87,55 @@ def test_early_stopping_triggers(tiny_store, tmp_path):
     assert state["epoch"] == 3 and state["stopped_early"] and state["best_epoch"] == 1
     assert len(_metrics(out)) == 3
     assert json.loads((out / "best" / "state.json").read_text())["run"]["epoch"] == 1
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "3 of 10, best 1" in card and "stopped early after epoch 3" in card  # from last/, not best/
+
+
+@pytest.fixture
+def minute_epochs(monkeypatch):
+    """Every training epoch takes exactly 60 s on a fake clock, so the budget arithmetic is exact."""
+    from vaedx.training import loop
+
+    clock = [0.0]
+    original = loop.TorchTrainer._train_epoch
+
+    def slow_epoch(self, epoch):
+        row = original(self, epoch)
+        clock[0] += 60.0
+        return row
+
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(loop.TorchTrainer, "_train_epoch", slow_epoch)
+
+
+def test_time_budget_stops_before_an_epoch_that_would_pass_it(tiny_store, tmp_path, minute_epochs):
+    # 60 s epochs, 3.5 minutes: after 3 epochs (180 s) a fourth would end at 240 s > 210 s
+    out = _run(tiny_store, tmp_path / "r", epochs=10, budget=3.5)
+    state = json.loads((out / "last" / "state.json").read_text())["run"]
+    assert state["epoch"] == 3 and state["stopped_by"] == "budget" and not state["stopped_early"]
+    assert state["seconds"] == pytest.approx(180.0) and len(_metrics(out)) == 3
+    assert "time budget: 3 epochs in 180 s" in (out / "train.log").read_text()
+    assert "passed the time budget of 3.5 minutes" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_time_budget_counts_every_resume(tiny_store, tmp_path, minute_epochs):
+    out = _run(tiny_store, tmp_path / "r", epochs=10, budget=2)
+    assert json.loads((out / "last" / "state.json").read_text())["run"]["epoch"] == 2
+    _run_again = lambda **kw: run_training(  # noqa: E731
+        None, {**FAST, "store": tiny_store, "out": out, "epochs": 10, **kw}, resume=True, quiet=True
+    )
+    _run_again(budget=2)  # the spent budget is remembered: nothing to do
+    assert json.loads((out / "last" / "state.json").read_text())["run"]["epoch"] == 2
+    _run_again(budget=4)  # a larger budget resumes up to it: 2 more epochs
+    state = json.loads((out / "last" / "state.json").read_text())["run"]
+    assert state["epoch"] == 4 and state["stopped_by"] == "budget"
+    assert state["seconds"] == pytest.approx(240.0)
+
+
+def test_a_run_that_finishes_its_epochs_says_so(tiny_store, tmp_path, minute_epochs):
+    out = _run(tiny_store, tmp_path / "r", epochs=2, budget=60)
+    state = json.loads((out / "last" / "state.json").read_text())["run"]
+    assert state["epoch"] == 2 and state["stopped_by"] == "epochs"
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_store, tmp_path, monkeypatch):

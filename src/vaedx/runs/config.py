@@ -48,6 +48,15 @@ class TrainConfig(BaseModel):
     free_bits: float = Field(default=0.0, ge=0, description="Nats per latent dim (Kingma et al. 2016).")
     patience: int = Field(default=0, ge=0, description="Early stopping on val loss; 0 = off.")
     min_delta: float = Field(default=0.0, ge=0, description="Least val-loss gain that resets patience.")
+    budget: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Minutes of training: stop before an epoch that would end past them (its length estimated as "
+            "the mean epoch so far, validation included); None = no limit. best/ stays the best validation "
+            "epoch, and state.json records why training stopped."
+        ),
+    )
     seed: int = Field(default=0, description="Seed of initialisation, batches and augmentation.")
     train_split: str = Field(default="train", description="Store split to train on.")
     val_split: str | None = Field(default="val", description="Store split for validation; None = none.")
@@ -139,8 +148,8 @@ class TrainConfig(BaseModel):
 
 # Options that may change when resuming: they do not alter what the next epochs compute.
 RESUMABLE_FIELDS = frozenset(
-    {"epochs", "patience", "min_delta", "log_every", "device", "amp", "channels_last", "num_threads"}
-    | {"compile", "store", "out"}
+    {"epochs", "patience", "min_delta", "budget", "log_every", "device", "amp", "channels_last"}
+    | {"num_threads", "compile", "store", "out"}
 )
 
 

@@ -287,6 +287,9 @@ def run_card(root: str | Path) -> Card:
     config = _read_json(run.root / "config.json") or (_read_json(ckpt / "config.json") if ckpt else {})
     state = _read_json(ckpt / "state.json").get("run", {}) if ckpt else {}
     train, data = config.get("train", {}), config.get("data", {})
+    # best/ holds the state of the best epoch; how far training went and why it stopped are in last/
+    last = _read_json(run.root / "last" / "state.json").get("run", {})
+    ended = {**state, **last, "budget": train.get("budget")}
     model, preprocess = train.get("model", {}), config.get("preprocess", {})
     facts, finetune = config.get("store_facts"), config.get("finetune")
     entries = read_evaluations(run.root)
@@ -306,7 +309,7 @@ def run_card(root: str | Path) -> Card:
         ("input", "x".join(map(str, data.get("image_shape", []))) or "n/a"),
         ("trained on", f"{data.get('n_train', 'n/a')} images, labels {fmt(label_filter or 'all')}"),
         ("validated on", f"{data.get('n_val', 'n/a')} images"),
-        ("epochs", f"{state.get('epoch', 'n/a')} of {train.get('epochs', 'n/a')}, best {best_epoch}"),
+        ("epochs", f"{ended.get('epoch', 'n/a')} of {train.get('epochs', 'n/a')}, best {best_epoch}"),
         ("best validation loss", _num(best.get("val_loss")) if best else None),
         ("test figures", headline(entries)),
         ("intended use", "research only, not for clinical decisions"),
@@ -321,7 +324,7 @@ def run_card(root: str | Path) -> Card:
     card.add("Training settings", settings_table({k: v for k, v in train.items() if k != "model"}))
     if train.get("preset") or train.get("detect"):
         card.add("Preset and scoring defaults", _preset_lines(train))
-    card.add("Validation figures", _validation_lines(rows, best, state, finetune))
+    card.add("Validation figures", _validation_lines(rows, best, ended, finetune))
     recipe = _read_json(run.root / "recipe.json")
     if recipe.get("trials"):
         card.add("Recipe", _recipe_lines(recipe))
@@ -371,6 +374,11 @@ def _validation_lines(
         lines.append("No validation split: best/ was chosen on the training loss.")
     if state.get("stopped_early"):
         lines.append(f"Training stopped early after epoch {state.get('epoch')}.")
+    elif state.get("stopped_by") == "budget":
+        lines.append(
+            f"Training stopped after epoch {state.get('epoch')}: another epoch would have passed the time "
+            f"budget of {fmt(state.get('budget'))} minutes."
+        )
     if finetune and finetune.get("encoder") == "frozen":
         lines += [
             "",

@@ -73,6 +73,8 @@ class RunState:
     best_epoch: int = 0
     bad_epochs: int = 0
     stopped_early: bool = False
+    seconds: float = 0.0  # wall time of the completed epochs, validation included, over every resume
+    stopped_by: str = ""  # why the last fit ended: epochs | patience | budget
 
 
 class TorchTrainer:
@@ -169,7 +171,13 @@ class TorchTrainer:
         if st.stopped_early or st.epoch >= cfg.epochs:
             self.reporter.line(f"nothing to do: run already finished at epoch {st.epoch}")
             return st
+        if self._budget_spent():
+            spent = f"{st.seconds:.0f} s"
+            self.reporter.line(f"nothing to do: the {cfg.budget:g}-minute budget is spent ({spent})")
+            return st
+        st.stopped_by = ""
         for epoch in range(st.epoch + 1, cfg.epochs + 1):
+            started = time.perf_counter()
             row = self._train_epoch(epoch)
             row.update(self._validate(epoch))
             improved = self._update_early_stopping(epoch, row)
@@ -177,6 +185,13 @@ class TorchTrainer:
                 self.sched.step(row["monitor"]) if cfg.scheduler == "plateau" else self.sched.step()
             self._check_weights(epoch)
             st.epoch = epoch
+            st.seconds += time.perf_counter() - started
+            if st.stopped_early:
+                st.stopped_by = "patience"
+            elif epoch == cfg.epochs:
+                st.stopped_by = "epochs"
+            elif self._budget_spent():
+                st.stopped_by = "budget"
             if self.rt.is_main:
                 if metrics is not None:
                     metrics.append(row)
@@ -186,7 +201,25 @@ class TorchTrainer:
             if st.stopped_early:
                 self.reporter.line(f"early stopping: no improvement for {cfg.patience} epochs")
                 break
+            if st.stopped_by == "budget":
+                self.reporter.line(
+                    f"time budget: {epoch} epochs in {st.seconds:.0f} s; "
+                    f"another would pass {cfg.budget:g} min"
+                )
+                break
         return st
+
+    def _budget_spent(self) -> bool:
+        """Would one more epoch, as long as the mean one so far, end past ``--budget``?
+
+        Every rank must stop at the same epoch, so under DDP the ranks stop when any of them says so.
+        """
+        cfg, st = self.cfg, self.state
+        if cfg.budget is None or st.epoch == 0:
+            return False
+        spent = st.seconds + st.seconds / st.epoch > cfg.budget * 60
+        flag = torch.tensor([1.0 if spent else 0.0], device=self.rt.device)
+        return bool(self.rt.all_sum(flag).item() > 0)
 
     def _beta(self) -> float:
         c = self.cfg
