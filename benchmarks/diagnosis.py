@@ -69,6 +69,7 @@ FEATURES = [  # (name, posterior parts, anomaly scores, classifier candidates)
 ]
 RULES = ("youden", "fixed:0.5", "sens:0.95", "spec:0.9")
 NEW_USER = ["new_user_cheng", "new_user_lgg", "new_user_pneu", "resolution"]
+NEW_USER += ["new_user_cheng_64", "new_user_cheng_224"]  # diagnosis AUC by size (128 px: new_user_cheng_128)
 LANES = [["pneu_enc_vae_b1", "pneu_study", "pneu_fixmatch", "pneu_m2_all"], ["lgg", "pneu_m2_few", *NEW_USER]]
 SEQUENTIAL = ["pneu_enc_vae_b1", "pneu_study", "lgg", "pneu_m2_few", "pneu_m2_all", "pneu_fixmatch"]
 SEQUENTIAL += NEW_USER

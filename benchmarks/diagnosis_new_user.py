@@ -5,7 +5,7 @@ data set, beside the supervised CNN of the same architecture given the same budg
 Per data set, in a folder of its own (each step is skipped when its output exists, so a rerun resumes)::
 
     vaedx data prepare SRC -o store                     # defaults: images over 128 px become 128 px
-    vaedx train --store store --out vae                 # 20 epochs, conv VAE, all training images, no labels
+    vaedx train --store store --out vae                 # all training images, no labels; epochs chosen on val
     vaedx diagnose finetune --model vae --store store --out ft          # --recipe auto, --budget 10
     vaedx diagnose fit --model ft --store store --out diag --features mu
     vaedx evaluate diagnosis --diagnosis diag --store store
@@ -19,7 +19,10 @@ image and optimistic). Every step's wall time is recorded; the recipe's budget i
 figures depend on the machine's load, which is recorded beside them.
 
 Table 5 is the cost of one epoch at 64, 128 and 224 px on the Cheng set (VAE training, and fine-tuning
-with the fixed recipe), measured on full epochs.
+with the fixed recipe), measured on full epochs. Sections ``new_user_cheng_64`` / ``_128`` / ``_224`` run
+the same commands on the Cheng set prepared at that size (``--size``) with the ConvVAE at every size
+(``--arch conv``) and 20 fixed epochs, so that diagnosis AUC by input size is not confounded with the
+network or the training length.
 """
 
 from __future__ import annotations
@@ -75,19 +78,29 @@ def _step(doc: dict[str, Any], key: str, done: Path, args: list[str], log: Path)
                          "load_before": round(load, 2), "load_after": after}  # fmt: skip
 
 
-def sec_new_user(name: str) -> Any:
+def sec_new_user(name: str, size: int | None = None, arch: str | None = None) -> Any:
+    """The new-user commands on one data set; with ``size`` the store is prepared at that side (``--size``)
+    and the VAE trained with ``--arch`` for 20 fixed epochs (the same training at every size)."""
+    key = f"new_user_{name}" + (f"_{size}" if size else "")
+
     def run(out: Path, cfg: Any, paths: dict[str, Path]) -> None:
-        root = out / "new_user" / name
+        root = out / "new_user" / (name + (f"_{size}" if size else ""))
         root.mkdir(parents=True, exist_ok=True)
         log = root / "commands.log"
-        doc = load(out, f"new_user_{name}") or {"data": name, "splits_by": SPLITS_BY[name], "steps": {}}
+        doc = load(out, key) or {"data": name, "splits_by": SPLITS_BY[name], "steps": {}}
+        doc |= {"size": size, "arch": arch}
         st, vae = str(root / "store"), str(root / "vae")
         quick = ["--max-images", "200", "--epochs", "1"] if cfg.quick else []
         budget = ["--budget", "0.5"] if cfg.quick else []
+        sized = ["--size", str(size)] if size else []
+        # by size: the same network and the same 20 fixed epochs at every size (the training defaults before
+        # epochs were chosen on validation), so that only the size differs
+        network = ["--arch", arch, "--epochs", "20", "--patience", "0", "--budget", "0"] if arch else []
         _step(doc, "prepare", root / "store" / "store.json",
-              ["data", "prepare", str(source_of(name)), "-o", st], log)  # fmt: skip
-        _step(doc, "train", root / "vae" / "best", ["train", "--store", st, "--out", vae, *quick], log)
-        save(out, f"new_user_{name}", doc)
+              ["data", "prepare", str(source_of(name)), "-o", st, *sized], log)  # fmt: skip
+        _step(doc, "train", root / "vae" / "best",
+              ["train", "--store", st, "--out", vae, *network, *quick], log)  # fmt: skip
+        save(out, key, doc)
         for arm, init in (("ft", "vae"), ("cnn", "random")):
             run_dir, diag = root / arm, root / f"{arm}_diag"
             _step(doc, f"{arm}_finetune", run_dir / "best",
@@ -102,8 +115,8 @@ def sec_new_user(name: str) -> Any:
             ev = json.loads((diag / "evaluation_test.json").read_text())
             doc[arm] = {"test": ev["ci"], "chosen": recipe["chosen"], "trials_run": recipe["trials_run"],
                         "planned_trials": recipe["planned_trials"]}  # fmt: skip
-            save(out, f"new_user_{name}", doc)
-            print(f"  new user {name} {arm}: {json.dumps(ev['ci'])[:200]}", flush=True)
+            save(out, key, doc)
+            print(f"  new user {key} {arm}: {json.dumps(ev['ci'])[:200]}", flush=True)
 
     return run
 
@@ -154,10 +167,11 @@ def print_new_user_tables(out: Path) -> None:
           "same search and budget")
     print("| data | split by | arm | chosen | test AUC (macro) | test ACC | min (train / finetune) | load |")
     print("|---|---|---|---|---|---|---|---|")
-    for name in SOURCES:
-        doc = load(out, f"new_user_{name}")
+    for key in NEW_USER_KEYS:
+        doc = load(out, key)
         if not doc:
             continue
+        name = doc["data"] + (f" {doc['size']} px, {doc['arch']}" if doc.get("size") else "")
         for arm, label in (("ft", "VAE + auto recipe"), ("cnn", "CNN, same search, random init")):
             if arm not in doc:
                 continue
@@ -178,3 +192,6 @@ def print_new_user_tables(out: Path) -> None:
 
 
 SECTIONS = {f"new_user_{n}": sec_new_user(n) for n in SOURCES} | {"resolution": sec_resolution}
+# diagnosis AUC by input size on the Cheng set (512 px images), the ConvVAE at every size
+SECTIONS |= {f"new_user_cheng_{px}": sec_new_user("cheng", px, "conv") for px in RESOLUTIONS}
+NEW_USER_KEYS = [k for k in SECTIONS if k.startswith("new_user_")]

@@ -26,7 +26,8 @@ def test_help_shows_every_field_with_its_default() -> None:
             continue
         flag = "--threads" if name == "num_threads" else "--" + name.replace("_", "-")
         assert flag in text, flag
-    for shown in ("[default: 20]", "[default: 32]", "[default: 32,64,128]", "[default: auto]"):
+    defaults = ("[default: 200]", "[default: 10]", "[default: 10.0]", "[default: 32]", "[default: 32,64,128]")
+    for shown in (*defaults, "[default: auto]"):
         assert shown in text
     assert "--num-threads" not in text  # old spelling: hidden, still accepted
 

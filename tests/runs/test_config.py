@@ -81,3 +81,13 @@ def test_cli_errors_are_one_line(tiny_store, tmp_path):
            str(tmp_path / "r"), "--likelihood", "poisson"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "likelihood" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_epochs_are_chosen_on_validation_within_a_time_budget_by_default(tmp_path):
+    cfg = TrainConfig()
+    assert (cfg.epochs, cfg.patience, cfg.budget) == (200, 10, 10.0)  # a cap, early stopping, 10 minutes
+    f = tmp_path / "cfg.yaml"
+    f.write_text("budget:\n")  # an empty value, as YAML writes None: no limit
+    assert build_config(f).budget == 0.0
+    with pytest.raises(ConfigError, match="budget"):
+        build_config(None, {"budget": -1})

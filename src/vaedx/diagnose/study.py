@@ -164,6 +164,7 @@ def _pretrained_vae(
 
     opts = {k: v for k, v in model.items() if k not in ("in_channels", "image_size")}
     opts |= {"store": st.root, "out": work / "vae", "epochs": epochs, "seed": seed, "num_threads": threads}
+    opts |= {"patience": 0, "budget": 0}  # the same epochs for every label fraction, whatever the machine
     path = run_training(None, {**opts, "device": device}, overwrite=True, quiet=True, on_batch=on_batch)
     report(epochs, epochs)  # also after early stopping: the training is over
     return as_loaded(path, device=device)  # loaded on the device the features run on

@@ -105,6 +105,8 @@ def train_model(
         **opts,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    # the demo's epoch counts were measured as fixed counts: no early stopping, no time budget
+    overrides = {"patience": 0, "budget": 0, **overrides}
     return run_training(None, overrides, quiet=True, on_batch=on_batch)
 
 

@@ -58,6 +58,8 @@ PRESETS: dict[str, Preset] = {
             "widths": [16, 32, 64],
             "latent_dim": 32,
             "epochs": 20,
+            "patience": 0,  # measured as 20 fixed epochs
+            "budget": 0,
             "label_filter": None,
         },  # fmt: skip
         size=128,

@@ -121,6 +121,14 @@ class TorchTrainer:
                 f"{cfg.ce_min_cover:.0%}-{cfg.ce_max_cover:.0%} of the head ({cfg.ce_fill}); inpainting "
                 f"weight {cfg.ce_weight:g}"
             )
+        spans = {"--scheduler cosine": cfg.scheduler == "cosine"}
+        spans["--kl-anneal cyclical"] = cfg.kl_anneal == "cyclical"
+        stretched = [name for name, on in spans.items() if on]
+        if stretched and (cfg.patience or cfg.budget):
+            reporter.line(
+                f"{' and '.join(stretched)} span all {cfg.epochs} epochs, and --patience/--budget may end "
+                "training before the schedule does (--patience 0 --budget 0 run every epoch)"
+            )
         self.state = RunState()
         self._build()
 
@@ -215,7 +223,7 @@ class TorchTrainer:
         Every rank must stop at the same epoch, so under DDP the ranks stop when any of them says so.
         """
         cfg, st = self.cfg, self.state
-        if cfg.budget is None or st.epoch == 0:
+        if not cfg.budget or st.epoch == 0:
             return False
         spent = st.seconds + st.seconds / st.epoch > cfg.budget * 60
         flag = torch.tensor([1.0 if spent else 0.0], device=self.rt.device)
