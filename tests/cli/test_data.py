@@ -175,3 +175,20 @@ def test_prepare_context_slices(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["data", "prepare", str(manifest), "-o", out, *bad]) == 2
     err = capsys.readouterr().err.strip()
     assert "channels [0, 1] are kept: choose one channel" in err and "\n" not in err
+
+
+def test_prepare_preset_fills_in_options_that_typed_ones_override(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _pngs(tmp_path / "imgs")
+    assert main(["data", "prepare", str(root), "--preset", "brain-mri", "--print-config"]) == 0
+    text = capsys.readouterr().out
+    assert "normalize_scope: volume" in text and "brain_extraction: deepbet" in text
+    typed = ["--brain-extraction", "none", "--print-config"]
+    assert main(["data", "prepare", str(root), "--preset", "brain-mri", *typed]) == 0
+    assert "brain_extraction: none" in capsys.readouterr().out
+    assert main(["data", "prepare", str(root), "--preset", "brain-mri", "-o", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "skull stripping (deepbet) needs volumes" in err and len(err.strip().splitlines()) == 1
+    assert main(["data", "prepare", str(root), "--preset", "chest", "-o", str(tmp_path / "s")]) == 2
+    assert "unknown preset 'chest'" in capsys.readouterr().err

@@ -266,6 +266,16 @@ def test_lgg_three_channels_are_normalised_channel_by_channel(
         prepare(lgg_two, tmp_path / "b", prepare_config(normalize_scope="volume", brain_extraction="deepbet"))
 
 
+def test_skull_stripping_of_2d_images_is_refused_not_guessed(tmp_path: Path) -> None:
+    for i in range(3):
+        write_png(tmp_path / f"{i}.png", gradient(16, 16, seed=i))
+    csv = write_csv(tmp_path / "m.csv", ["path", "label"], [[f"{i}.png", "normal"] for i in range(3)])
+    with pytest.raises(ConfigError, match=r"needs volumes, and 3 of 3 rows are 2-D images") as e:
+        prepare(csv, tmp_path / "s", prepare_config(brain_extraction="deepbet"))
+    assert "\n" not in str(e.value) and "--brain-extraction none" in str(e.value)
+    assert not (tmp_path / "s" / "store.json").exists()
+
+
 def test_lgg_context_slices_stack_each_slice_with_its_neighbours(
     lgg_two: Path, lgg_dir: Path, tmp_path: Path
 ) -> None:

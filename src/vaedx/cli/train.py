@@ -45,7 +45,8 @@ _HELP = {  # for fields whose description is missing or written for the YAML rat
     "preset": "Best measured recipe for this kind of data; options you type win over its values, and "
     "the chosen values are saved in config.json and shown in the model card. brain-mri: U-Net denoising "
     "autoencoder (coarse noise of 8-pixel cells), widths 16,32,64, 20 epochs; vaedx detect then defaults "
-    "to residual_signed with foreground,median=5 (prepare slices at 128 px).",
+    "to residual_signed with foreground,median=5 (prepare with vaedx data prepare --preset brain-mri: "
+    "skull stripped, 128 px; mean Dice 0.52 on 28 LGG patients, 0.22 with the skull left in).",
     "device": DEVICE_HELP,
     "num_threads": THREADS_HELP,
 }

@@ -43,9 +43,14 @@ STORE_FILES = ("images.npy", "masks.npy", "labels.npy", "records.json", "store.j
 
 
 # ------------------------------------------------------------------------------------------ configuration
-def prepare_config(config_file: str | Path | None = None, **overrides: Any) -> PreprocessConfig:
-    """YAML file (fields at top level or under ``preprocess:``; a store.json works too) + CLI overrides."""
-    data: dict[str, Any] = {}
+def prepare_config(
+    config_file: str | Path | None = None, *, preset: str | None = None, **overrides: Any
+) -> PreprocessConfig:
+    """A preset's values (:mod:`vaedx.data.presets`), under a YAML file (fields at top level or under
+    ``preprocess:``; a store.json works too), under the typed overrides."""
+    from vaedx.data.presets import prepare_preset
+
+    data: dict[str, Any] = prepare_preset(preset)
     where = str(config_file) if config_file else "options"
     if config_file:
         p = Path(config_file)
@@ -57,7 +62,7 @@ def prepare_config(config_file: str | Path | None = None, **overrides: Any) -> P
             raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: expected a mapping of preprocessing fields")
-        data = dict(loaded.get("preprocess", loaded))
+        data.update(loaded.get("preprocess", loaded))
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return PreprocessConfig.model_validate(data)
@@ -454,7 +459,15 @@ def _prepared_volumes(
     notes: dict[str, None] = {}
     geometry: dict[str, dict[str, Any]] = {}
     groups = _volume_groups(m)
-    if any(key[0] == "image" for key in groups):
+    flat = sum(key[0] == "image" for key in groups)
+    if flat and cfg.brain_extraction != "none":
+        # a skull stripper given one 2-D picture answers with a mask, but not one anybody can trust
+        raise ConfigError(
+            f"{m.source or m.root}: skull stripping ({cfg.brain_extraction}) needs volumes, and {flat} of "
+            f"{len(m.rows)} rows are 2-D images (no NIfTI, DICOM series or volume column): prepare them "
+            "with --brain-extraction none"
+        )
+    if flat:
         notes["rows without a volume column: each image is normalised as a volume of its own"] = None
     for key, idx in groups.items():
         try:
