@@ -84,7 +84,7 @@ def sec_new_user(name: str, size: int | None = None, arch: str | None = None) ->
     key = f"new_user_{name}" + (f"_{size}" if size else "")
 
     def run(out: Path, cfg: Any, paths: dict[str, Path]) -> None:
-        root = out / "new_user" / (name + (f"_{size}" if size else ""))
+        root = out / "new_user" / key.removeprefix("new_user_")
         root.mkdir(parents=True, exist_ok=True)
         log = root / "commands.log"
         doc = load(out, key) or {"data": name, "splits_by": SPLITS_BY[name], "steps": {}}

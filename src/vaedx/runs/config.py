@@ -33,8 +33,9 @@ class TrainConfig(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     # Epochs are chosen on validation by default: up to 200, ended by --patience (10 epochs without a better
     # validation loss; best/ keeps the best one) or by the 10-minute --budget, whichever comes first. On all
-    # 28 LGG patients (128 px, 2-fold CV) this gave the defaults' VAE 47 and 52 epochs instead of 20 and
-    # per-patient voxel AUPRC +0.019 [+0.008, +0.031] at the same Dice (docs/comparison.md).
+    # 28 LGG patients (128 px, 2-fold CV) this gave the defaults' VAE 47-73 epochs instead of 20, with no
+    # clear effect on localisation: AUPRC +0.019 [+0.008, +0.031] with the skull left in, Dice -0.025
+    # [-0.063, +0.016] skull-stripped (docs/comparison.md).
     epochs: int = Field(
         default=200,
         ge=1,
