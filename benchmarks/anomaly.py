@@ -115,7 +115,40 @@ def _print(rows: list[dict], cols: tuple[str, ...], title: str) -> None:
     print(to_markdown(picked))
 
 
-def main() -> None:
+def _pneumonia_as_typed(args: argparse.Namespace, out: Path) -> None:
+    """VAE, AE and PCA trained with the defaults; each scored with the scorer and post-processing that
+    ``vaedx detect`` chose on val for it; then paired: VAE minus AE and minus PCA on the same test images."""
+    npz = find_data_file("pneumoniamnist/pneumoniamnist.npz", args.data)
+    store = out / "pneu_store"
+    _store(npz, store)
+    rows, det = [], {}
+    for kind in ("vae", "ae", "pca"):
+        run = out / f"pneu_typed_{kind}"
+        if not (run / "best").exists() and not (run / "last").exists():
+            typed: dict = {"epochs": 2} if args.quick else {}
+            vaedx.train(store, run, kind=kind, label_filter=["normal"], **typed)
+        det[kind] = detect(
+            run, out / f"det_pneu_typed_{args.split}_{kind}", store=store, split=args.split, scorers=None,
+            quiet=True, max_overlays=0,
+        )  # fmt: skip
+        res = evaluate_anomaly(det[kind], store, n_boot=1000)
+        rows += table_rows(res, {"model": kind})
+    _print(rows, IMAGE_COLS, f"PneumoniaMNIST {args.split}, defaults (scorer chosen on val)")
+    chosen = {k: next(r["scorer"] for r in rows if r["model"] == k) for k in det}
+    paired = [
+        comparison_row(
+            compare_scorers(
+                Side(det["vae"], chosen["vae"], f"vae:{chosen['vae']}"),
+                Side(det[k], chosen[k], f"{k}:{chosen[k]}"),
+                store,
+            )
+        )  # fmt: skip
+        for k in ("ae", "pca")
+    ]
+    _print(paired, tuple(paired[0]), f"PneumoniaMNIST {args.split}, defaults: paired differences (by image)")
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("/tmp/vaedx_bench"))
     ap.add_argument("--data", type=Path, default=None)
@@ -126,6 +159,11 @@ def main() -> None:
         default=None,
         help="Restoration steps (LGG: 100 unless given; PneumoniaMNIST: off unless given; 0 = off).",
     )
+    ap.add_argument(
+        "--as-typed", action="store_true",
+        help="PneumoniaMNIST as a new user runs it: `vaedx train --kind K --label-filter normal` with every "
+        "other setting the default, then `vaedx detect` without --scorer (chosen on val)",
+    )  # fmt: skip
     ap.add_argument("--only", choices=("pneumonia", "lgg"), default=None)
     ap.add_argument("--split", choices=("test", "val"), default="test", help="Split to evaluate.")
     ap.add_argument("--lgg-size", type=int, default=64, help="LGG slice size (64: chosen for CPU time).")
@@ -133,14 +171,16 @@ def main() -> None:
     ap.add_argument(
         "--no-augment", action="store_true", help="LGG VAE/AE without training-time augmentation."
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     ep_p, ep_l = (2, 1) if args.quick else (30, args.lgg_epochs)
     steps = args.restoration_steps
     restoration = {"steps": steps, "batch_size": 16} if steps else None
 
-    if args.only in (None, "pneumonia"):
+    if args.as_typed and args.only != "lgg":
+        _pneumonia_as_typed(args, out)
+    elif args.only in (None, "pneumonia"):
         npz = find_data_file("pneumoniamnist/pneumoniamnist.npz", args.data)
         _store(npz, out / "pneu_store")
         m = {"latent_dim": 16, "widths": [32, 64]}
@@ -172,8 +212,13 @@ def main() -> None:
         recipe = f"e{ep_l}{'a' if aug else ''}"  # the run folder names the recipe, so runs are not mixed up
         runs = {
             k: _train(
-                out / f"{name}_store", out / f"{name}_{k}_{recipe}", k, "no_tumour", ep_l,
-                **m, **({"augment": True} if aug and k != "pca" else {}),
+                out / f"{name}_store",
+                out / f"{name}_{k}_{recipe}",
+                k,
+                "no_tumour",
+                ep_l,
+                **m,
+                **({"augment": True} if aug and k != "pca" else {}),
             )  # fmt: skip
             for k in ("pca", "ae", "vae")
         }

@@ -80,12 +80,17 @@ METHODS: dict[str, Method] = {
     "intensity": Method("pca", scorer="intensity"),
     # as a new user types it: `vaedx train --label-filter no_tumour` then `vaedx detect` without --scorer
     "vae_defaults": Method("vae", scorer=AUTO, as_typed=True),
+    # the baselines a VAE must beat, also as typed: `vaedx train --kind ae|pca`, then `vaedx detect`
+    "ae_defaults": Method("ae", scorer=AUTO, as_typed=True, train={"kind": "ae"}),
+    "pca_defaults": Method("pca", scorer=AUTO, as_typed=True, train={"kind": "pca"}),
     # `vaedx train --preset brain-mri --label-filter no_tumour` then `vaedx detect` without --scorer
     "preset_brain_mri": Method("dae", scorer=AUTO, train={"preset": "brain-mri"}, as_typed=True),
     # the same with its epochs chosen on validation, as the training defaults choose them (the preset itself
     # trains 20 fixed epochs, as it was measured)
     "preset_brain_mri_long": Method(
-        "dae", scorer=AUTO, as_typed=True,
+        "dae",
+        scorer=AUTO,
+        as_typed=True,
         train={"preset": "brain-mri", "epochs": 200, "patience": 10, "budget": 10},
     ),  # fmt: skip
 }
@@ -262,26 +267,41 @@ def summarise(folds: dict[str, dict], methods: list[str], n_boot: int) -> dict[s
                            if "selection" in f["methods"][n]],
         }  # fmt: skip
     if BASELINE in rows:
-        base = rows[BASELINE]["per_patient_dice"]
         for n in methods:
             if n != BASELINE:
-                common = sorted(set(base) & set(rows[n]["per_patient_dice"]))
-                a = np.array([rows[n]["per_patient_dice"][p] for p in common])
-                b = np.array([base[p] for p in common])
-                rows[n]["dice_vs_intensity"] = paired(a, b, n_boot) if common else None
-                per_a = {p: v for f in folds.values() for p, v in f["methods"][n]["per_patient"].items()}
-                per_b = {
-                    p: v for f in folds.values() for p, v in f["methods"][BASELINE]["per_patient"].items()
-                }
-                ap = [(per_a[p].get("auprc"), per_b[p].get("auprc")) for p in common]
-                ap = [(x, y) for x, y in ap if x is not None and y is not None]
-                rows[n]["auprc_vs_intensity"] = (
-                    paired(np.array([x for x, _ in ap]), np.array([y for _, y in ap]), n_boot) if ap else None
+                rows[n]["dice_vs_intensity"], rows[n]["auprc_vs_intensity"] = versus(
+                    folds, n, BASELINE, n_boot
                 )
     return rows
 
 
-def to_markdown(rows: dict[str, dict], settings: dict, n_folds: int, seconds: float) -> str:
+def versus(folds: dict[str, dict], a: str, b: str, n_boot: int) -> tuple[dict | None, dict | None]:
+    """Paired by patient, a minus b: (Dice over the patients with tumour, voxel AUPRC)."""
+    per_a = {p: v for f in folds.values() for p, v in f["methods"][a]["per_patient"].items()}
+    per_b = {p: v for f in folds.values() for p, v in f["methods"][b]["per_patient"].items()}
+    common = sorted(p for p in set(per_a) & set(per_b) if per_a[p].get("lesions") and per_b[p].get("lesions"))
+    if not common:
+        return None, None
+    dice = paired(
+        np.array([per_a[p]["dice"] for p in common]), np.array([per_b[p]["dice"] for p in common]), n_boot
+    )
+    ap = [(per_a[p].get("auprc"), per_b[p].get("auprc")) for p in common]
+    ap = [(x, y) for x, y in ap if x is not None and y is not None]
+    return dice, (paired(np.array([x for x, _ in ap]), np.array([y for _, y in ap]), n_boot) if ap else None)
+
+
+def compare_pairs(folds: dict[str, dict], pairs: list[tuple[str, ...]], n_boot: int) -> dict[str, dict]:
+    """``{"A − B": {"dice": ..., "auprc": ...}}`` for every --versus pair."""
+    out = {}
+    for a, b in pairs:
+        dice, auprc = versus(folds, a, b, n_boot)
+        out[f"{a} − {b}"] = {"dice": dice, "auprc": auprc}
+    return out
+
+
+def to_markdown(
+    rows: dict[str, dict], settings: dict, n_folds: int, seconds: float, pairs: dict[str, dict] | None = None
+) -> str:
     f = _f
     lines = [
         f"Folds finished: {n_folds} of {settings['folds']}; settings: {json.dumps(settings)}; "
@@ -298,6 +318,12 @@ def to_markdown(rows: dict[str, dict], settings: dict, n_folds: int, seconds: fl
             f"{f(r['fp_components_per_volume'], 2)} | "
             f"{f(r['slice_auroc'])} | {_d(r.get('dice_vs_intensity'))} | {_d(r.get('auprc_vs_intensity'))} |"
         )
+    if pairs:
+        head = (
+            "Paired by patient (A − B, patients with tumour; p = share of resamples where A is not better):"
+        )
+        lines += ["", head, "", "| A − B | Dice [95% CI] p | voxel AUPRC [95% CI] p |", "| --- | --- | --- |"]
+        lines += [f"| {k} | {_d(v['dice'])} | {_d(v['auprc'])} |" for k, v in pairs.items()]
     chosen = [(n, r["selections"]) for n, r in rows.items() if r.get("selections")]
     if chosen:
         lines += ["", "Chosen by `vaedx detect` on each fold's validation patients (no --scorer):", ""]
@@ -349,6 +375,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0, help="seed of the patient shuffle")
+    ap.add_argument(
+        "--versus", default="", help="comma list of A:B method pairs to compare paired by patient, e.g. "
+        "vae_defaults:pca_defaults (every method is compared with intensity anyway)",
+    )  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="2 folds, 6 patients, 32 px, 1 epoch (a smoke run)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/vaedx_brain_mri"))
     a = ap.parse_args(argv)
@@ -360,6 +390,9 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         ap.error(f"unknown method(s) {', '.join(unknown)}: use {', '.join(METHODS)}")
+    pairs = [tuple(p.split(":")) for p in a.versus.split(",") if p]
+    if any(len(p) != 2 or not set(p) <= set(methods) for p in pairs):
+        ap.error(f"--versus takes A:B pairs of the methods run ({', '.join(methods)}), got {a.versus!r}")
     import torch
 
     from vaedx.atomic import atomic_write_json, atomic_write_text
@@ -396,20 +429,32 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(work / f"fold{i}", ignore_errors=True)  # an unfinished fold starts afresh
         done[str(i)] = run_fold(base, work / f"fold{i}", fold, methods, a)
         done[str(i)]["seconds"]["fold"] = round(time.perf_counter() - t0, 1)
-        rows = summarise(done, methods, a.n_boot)
+        rows, vs = summarise(done, methods, a.n_boot), compare_pairs(done, pairs, a.n_boot)
         wall = elapsed0 + time.perf_counter() - t_start
-        result = {"settings": settings, "folds": done, "summary": rows, "wall_seconds": round(wall, 1)}
+        result = {
+            "settings": settings,
+            "folds": done,
+            "summary": rows,
+            "pairs": vs,
+            "wall_seconds": round(wall, 1),
+        }
         atomic_write_json(res_path, result)
-        atomic_write_text(a.out / "results.md", to_markdown(rows, settings, len(done), wall))
+        atomic_write_text(a.out / "results.md", to_markdown(rows, settings, len(done), wall, vs))
         print(
             f"fold {i + 1}/{len(folds)} ({', '.join(fold['test'])}): {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
-    rows = summarise(done, methods, a.n_boot)
+    rows, vs = summarise(done, methods, a.n_boot), compare_pairs(done, pairs, a.n_boot)
     wall = elapsed0 + time.perf_counter() - t_start
-    result = {"settings": settings, "folds": done, "summary": rows, "wall_seconds": round(wall, 1)}
+    result = {
+        "settings": settings,
+        "folds": done,
+        "summary": rows,
+        "pairs": vs,
+        "wall_seconds": round(wall, 1),
+    }
     atomic_write_json(res_path, result)
-    text = to_markdown(rows, settings, len(done), wall)
+    text = to_markdown(rows, settings, len(done), wall, vs)
     atomic_write_text(a.out / "results.md", text)
     print(text)
     print(f"wall time {wall:.0f} s ({wall / 60:.1f} min); results in {res_path}", flush=True)

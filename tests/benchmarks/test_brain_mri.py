@@ -95,5 +95,14 @@ def test_quick_run_tests_every_patient_once_and_reports_every_method(bench, lgg_
     assert "Chosen by `vaedx detect` on each fold's validation patients" in md
     assert "wall time" in capsys.readouterr().out
 
-    bench.main(["--quick", "--out", str(out), "--threads", "1"])  # a rerun skips finished folds
+    # a rerun skips finished folds; --versus adds paired differences between two methods
+    again = bench.main(
+        ["--quick", "--out", str(out), "--threads", "1", "--versus", "vae_defaults:pca_defaults"]
+    )
     assert capsys.readouterr().out.count("done before, skipped") == 2
+    pair = again["pairs"]["vae_defaults − pca_defaults"]
+    assert pair["dice"]["n"] == len(summary["vae_defaults"]["per_patient_dice"])
+    assert pair["dice"]["low"] <= pair["dice"]["diff"] <= pair["dice"]["high"]
+    assert "| vae_defaults − pca_defaults |" in (out / "results.md").read_text()
+    with pytest.raises(SystemExit):  # a pair must name methods that were run
+        bench.main(["--quick", "--out", str(out), "--versus", "vae_defaults:nothing"])
